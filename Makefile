@@ -1,0 +1,38 @@
+# toolbridge: `make run` serves, `make test` tests. Both install what they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install toolbridge with its test tools
+
+run: $(STAMP) ## Serve on 127.0.0.1:8000 (embedded Redis and the offline demo unless configured)
+	TOOLBRIDGE_ALLOW_ANONYMOUS=$${TOOLBRIDGE_ALLOW_ANONYMOUS:-true} $(PY) -m app
+
+test: $(STAMP) ## Run the whole test suite (what CI runs)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
+	$(PY) -m bench.run $(BENCH_ARGS)
+
+fmt: $(STAMP) ## Format and fix lint
+	$(PY) -m ruff format app tests bench
+	$(PY) -m ruff check --fix app tests bench
+
+lint: $(STAMP) ## Check formatting and lint
+	$(PY) -m ruff check app tests bench
+
+check: lint test ## Lint, then test
+
+help: ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+
+.PHONY: install run test bench fmt lint check help

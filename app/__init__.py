@@ -1,0 +1,1 @@
+"""toolbridge: an OpenAI-compatible API that runs remote MCP servers as tools."""

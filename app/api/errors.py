@@ -1,0 +1,111 @@
+"""The one place that knows OpenAI's error envelope: ``{"error": {message, type, param, code}}``.
+
+Domain errors map to (status, type, code) through one table, searched along the class's MRO as
+starlette does for its handlers, so a subclass inherits its parent's mapping.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import (
+    InvalidRequest,
+    ModelNotFound,
+    NotFound,
+    PermissionDenied,
+    ServerUnreachable,
+    StoreUnavailable,
+    ToolbridgeError,
+    Unauthenticated,
+    UpstreamModelError,
+)
+
+logger = logging.getLogger(__name__)
+
+_TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
+    InvalidRequest: (400, "invalid_request_error", None),
+    Unauthenticated: (401, "invalid_request_error", "invalid_api_key"),
+    PermissionDenied: (403, "invalid_request_error", "permission_denied"),
+    ModelNotFound: (404, "invalid_request_error", "model_not_found"),
+    NotFound: (404, "invalid_request_error", "not_found"),
+    ServerUnreachable: (424, "external_connector_error", "external_connector_error"),
+    StoreUnavailable: (503, "server_error", "store_unavailable"),
+    ToolbridgeError: (500, "server_error", None),
+}
+
+
+def envelope(message: str, type_: str, *, param: str | None = None,
+             code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def _upstream(exc: UpstreamModelError) -> tuple[int, dict[str, Any]]:
+    """Provider failures: their 4xx stay the caller's problem, the rest is ours to report."""
+    if exc.status == 400:
+        return 400, envelope(exc.message, "invalid_request_error", code="upstream_bad_request")
+    status = 503 if exc.status in (429, 503, 504, None) else 502
+    return status, envelope(exc.message, "server_error", code="upstream_model_error")
+
+
+def error_response_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    """Status and envelope for any exception; unknown ones are logged and never detailed."""
+    if isinstance(exc, UpstreamModelError):
+        return _upstream(exc)
+    if isinstance(exc, ToolbridgeError):
+        for cls in type(exc).__mro__:
+            if cls in _TABLE:
+                status, type_, code = _TABLE[cls]
+                return status, envelope(exc.message, type_, param=exc.param, code=code)
+    logger.error("unhandled error", exc_info=exc)
+    return 500, envelope("The server had an error while processing your request.",
+                         "server_error")
+
+
+def _param(loc: tuple[Any, ...]) -> str | None:
+    """``("body", "tools", 0, "server_url")`` -> ``tools[0].server_url``."""
+    parts = [p for p in loc if p != "body"]
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or None
+
+
+def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
+    first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
+    param = _param(tuple(first.get("loc", ())))
+    message = first.get("msg", "Invalid request")
+    if first.get("type") == "json_invalid":
+        return 400, envelope("We could not parse the JSON body of your request. "
+                             f"({message})", "invalid_request_error")
+    message = f"Invalid value for '{param}': {message}" if param else message
+    return 400, envelope(message, "invalid_request_error", param=param)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as OpenAI's envelope; never a traceback."""
+
+    async def on_domain(request: Request, exc: Exception) -> JSONResponse:
+        status, body = error_response_body(exc)
+        return JSONResponse(body, status_code=status)
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        status, body = validation_error(list(exc.errors()))
+        return JSONResponse(body, status_code=status)
+
+    async def on_http(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = "not_found" if exc.status_code == 404 else None
+        return JSONResponse(envelope(str(exc.detail), "invalid_request_error", code=code),
+                            status_code=exc.status_code)
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(ToolbridgeError, on_domain)
+    app.add_exception_handler(Exception, on_domain)

@@ -1,0 +1,82 @@
+"""Turning a request's ``mcp`` tools into the servers a run connects to.
+
+A ``server_label`` alone names an operator-registered server; with ``server_url`` the caller
+brings its own. Policy lives here, before any connection: the caller's key must allow the
+server, request-supplied servers speak HTTP(S) only, and credentials go to their server only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from app.api.schemas import AllowedToolsFilter, McpToolParam
+from app.config import RegisteredServer
+from app.errors import InvalidRequest, PermissionDenied
+from app.mcp.servers import ServerSpec
+from app.principal import Principal
+
+
+def _allowed_tools(value: list[str] | AllowedToolsFilter | None) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, AllowedToolsFilter):
+        return None if value.tool_names is None else frozenset(value.tool_names)
+    return frozenset(value)
+
+
+def _headers(tool: McpToolParam) -> dict[str, str]:
+    headers = dict(tool.headers or {})
+    if tool.authorization:
+        headers["Authorization"] = f"Bearer {tool.authorization}"
+    return headers
+
+
+def _check_url(url: str, param: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest("server_url must be an absolute http or https URL.", param=param)
+
+
+def resolve_servers(tools: Sequence[tuple[int, McpToolParam]], registry: Sequence[RegisteredServer],
+                    principal: Principal) -> list[ServerSpec]:
+    """Resolve the request's mcp tools (with their index in ``tools``) to server specs."""
+    registered = {s.label: s for s in registry}
+    specs: list[ServerSpec] = []
+    seen: set[str] = set()
+    for index, tool in tools:
+        param = f"tools[{index}]"
+        if tool.server_label in seen:
+            raise InvalidRequest(f"Duplicate server_label '{tool.server_label}'.",
+                                 param=f"{param}.server_label")
+        seen.add(tool.server_label)
+        if tool.connector_id is not None or tool.tunnel_id is not None:
+            raise InvalidRequest("connector_id and tunnel_id are not supported by this server; "
+                                 "use server_url.", param=param)
+        specs.append(_resolve_one(tool, param, registered, principal))
+    return specs
+
+
+def _resolve_one(tool: McpToolParam, param: str, registered: dict[str, RegisteredServer],
+                 principal: Principal) -> ServerSpec:
+    allowed = _allowed_tools(tool.allowed_tools)
+    if tool.server_url is None:
+        server = registered.get(tool.server_label)
+        if server is None:
+            raise InvalidRequest(f"Unknown MCP server '{tool.server_label}': give server_url, "
+                                 "or use the label of a registered server.",
+                                 param=f"{param}.server_url")
+        if not principal.may_use_server(server.label):
+            raise PermissionDenied(f"This API key may not use MCP server '{server.label}'.",
+                                   param=f"{param}.server_label")
+        # Registered servers keep their own credentials; the caller's are added for this run.
+        return ServerSpec(label=server.label, url=server.url, transport=server.transport,
+                          command=tuple(server.command or ()),
+                          headers={**server.headers(), **_headers(tool)},
+                          allowed_tools=allowed, registered=True)
+    if not principal.allow_server_urls:
+        raise PermissionDenied("This API key may only use registered MCP servers.",
+                               param=f"{param}.server_url")
+    _check_url(tool.server_url, f"{param}.server_url")
+    return ServerSpec(label=tool.server_label, url=tool.server_url, headers=_headers(tool),
+                      allowed_tools=allowed)

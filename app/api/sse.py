@@ -1,0 +1,102 @@
+"""Server-sent events that start only once the run has started well.
+
+The rendered items are produced in a task of their own (so the run's MCP sessions open and
+close on one task). The first item decides the response: an error before it becomes an
+ordinary JSON error with its status (a dead MCP server is a 424, not a 200 stream); after it,
+errors become in-stream events. While the run is quiet (tools running), comment lines keep
+proxies from closing the connection. A client that disconnects cancels the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+
+import anyio
+from anyio.abc import CancelScope
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from app.api.errors import error_response_body
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: Exception
+
+
+class EventStreamResponse(Response):
+    """An ASGI response streaming ``items`` (already formatted SSE text)."""
+
+    def __init__(self, items: AsyncIterator[str], *, keepalive_s: float,
+                 stream_error: Callable[[Exception], str]) -> None:
+        super().__init__(media_type="text/event-stream")
+        self._items = items
+        self._keepalive_s = keepalive_s
+        self._stream_error = stream_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender, receiver = anyio.create_memory_object_stream[str | _Failed](1)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._produce, sender)
+            tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
+            await self._write(receiver, send)
+            tg.cancel_scope.cancel()
+
+    async def _produce(self, sender: MemoryObjectSendStream[str | _Failed]) -> None:
+        async with sender:
+            try:
+                async with aclosing(self._items) as items:
+                    async for item in items:
+                        await sender.send(item)
+            except Exception as exc:  # boundary: the run's failure goes to the client
+                await sender.send(_Failed(exc))
+
+    @staticmethod
+    async def _watch_disconnect(receive: Receive, scope: CancelScope) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async def _write(self, receiver: MemoryObjectReceiveStream[str | _Failed], send: Send) -> None:
+        async with receiver:
+            try:
+                first = await receiver.receive()
+            except anyio.EndOfStream:
+                first = ""
+            if isinstance(first, _Failed):
+                status, body = error_response_body(first.error)
+                await send({"type": "http.response.start", "status": status,
+                            "headers": [(b"content-type", b"application/json")]})
+                await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
+            await self._body(send, first.encode())
+            await self._pump(receiver, send)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _pump(self, receiver: MemoryObjectReceiveStream[str | _Failed], send: Send) -> None:
+        while True:
+            with anyio.move_on_after(self._keepalive_s) as waited:
+                try:
+                    item = await receiver.receive()
+                except anyio.EndOfStream:
+                    return
+            if waited.cancelled_caught:
+                await self._body(send, KEEPALIVE)
+            elif isinstance(item, _Failed):
+                await self._body(send, self._stream_error(item.error).encode())
+                return
+            else:
+                await self._body(send, item.encode())
+
+    @staticmethod
+    async def _body(send: Send, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -1,0 +1,40 @@
+"""Models list and health probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from app.api.deps import Services, authenticate, get_services
+from app.principal import Principal
+
+router = APIRouter()
+
+
+@router.get("/v1/models")
+async def list_models(services: Services = Depends(get_services),
+                      principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+    names = [n for n in services.engine.models.names() if principal.may_use_model(n)]
+    return {"object": "list", "data": [
+        {"id": name, "object": "model", "created": 0, "owned_by": "toolbridge"}
+        for name in names]}
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Alive: the process answers."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+async def readyz(services: Services = Depends(get_services)) -> JSONResponse:
+    """Ready: config loaded and Redis reachable."""
+    try:
+        await services.redis.ping()
+    except Exception as exc:  # boundary: any Redis failure means not ready
+        return JSONResponse({"status": "unavailable", "redis": type(exc).__name__},
+                            status_code=503)
+    return JSONResponse({"status": "ok", "redis": "ok",
+                         "models": len(services.engine.models.names())})

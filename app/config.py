@@ -1,0 +1,207 @@
+"""Configuration: ``TOOLBRIDGE_*`` environment variables (and ``.env``) plus one YAML file.
+
+The YAML file (``TOOLBRIDGE_CONFIG_FILE``) holds what is structured: models in LiteLLM's
+``model_list`` shape so LiteLLM users' configs carry over, the MCP servers an operator
+registers, API keys with their policies, and limits. Environment variables override the file,
+so a Kubernetes Secret can supply ``TOOLBRIDGE_API_KEYS`` as JSON without touching the ConfigMap.
+
+With no models configured, toolbridge runs its demo: the scripted model and a demo MCP server,
+both served by the same process (see ``app/demo``), or real OpenAI models when
+``OPENAI_API_KEY`` is set.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from dotenv import dotenv_values
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEMO_MODEL = "toolbridge-demo"
+"""Name of the scripted demo model; clearly not a real model."""
+
+OPENAI_DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")
+"""Served when no model_list is configured but ``OPENAI_API_KEY`` is set."""
+
+
+class ModelEntry(BaseModel):
+    """One deployment, in LiteLLM's ``model_list`` shape."""
+
+    model_name: str
+    """The name callers use."""
+    litellm_params: dict[str, Any]
+    """Passed to ``litellm.Router`` as is (``model``, ``api_base``, ``api_key``, ...)."""
+    model_info: dict[str, Any] = Field(default_factory=dict)
+    """Prices and our sampling metadata."""
+
+
+class RegisteredServer(BaseModel):
+    """An MCP server the operator registers; requests may name it by ``server_label`` alone."""
+
+    label: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    url: str | None = None
+    transport: Literal["streamable_http", "sse", "stdio"] = "streamable_http"
+    command: list[str] | None = None
+    """stdio only: the command line that starts the server."""
+    headers_from_env: dict[str, str] = Field(default_factory=dict)
+    """Header name -> environment variable holding its value (secrets never sit in the file)."""
+    description: str | None = None
+
+    @model_validator(mode="after")
+    def _check_transport(self) -> RegisteredServer:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError(f"MCP server {self.label!r}: stdio transport needs 'command'")
+        if self.transport != "stdio" and not self.url:
+            raise ValueError(f"MCP server {self.label!r}: {self.transport} transport needs 'url'")
+        return self
+
+    def headers(self) -> dict[str, str]:
+        """Static headers resolved from the environment now (a missing variable is skipped)."""
+        return {name: os.environ[var] for name, var in self.headers_from_env.items()
+                if var in os.environ}
+
+
+class ApiKeyConfig(BaseModel):
+    """A caller's key and what it may use."""
+
+    id: str
+    """Stable identifier used in logs, budgets and stored data (never the key itself)."""
+    key: SecretStr | None = None
+    key_env: str | None = None
+    """Environment variable holding the key, instead of ``key``."""
+    models: list[str] = Field(default_factory=lambda: ["*"])
+    mcp_servers: list[str] = Field(default_factory=lambda: ["*"])
+    """Labels of registered servers this key may use ("*" = all)."""
+    allow_server_urls: bool = True
+    """Whether this key may name MCP servers by ``server_url`` in a request."""
+    budget: dict[str, Any] = Field(default_factory=dict)
+    """Budget settings (enforced by the budget ledger)."""
+
+    def secret(self) -> str | None:
+        if self.key is not None:
+            return self.key.get_secret_value()
+        if self.key_env:
+            return os.environ.get(self.key_env)
+        return None
+
+
+class Limits(BaseModel):
+    """Per-run limits; a request may lower (never raise) the ones marked overridable."""
+
+    max_turns: int = Field(default=10, ge=1)
+    """Model calls in one run."""
+    max_tool_calls: int = Field(default=32, ge=0)
+    """MCP tool calls in one run."""
+    tool_timeout_s: float = Field(default=60.0, gt=0)
+    """One MCP tool call, start to result."""
+    max_tool_output_chars: int = Field(default=20_000, ge=256)
+    """Tool output fed to the model; longer output is truncated with a marker."""
+    list_timeout_s: float = Field(default=15.0, gt=0)
+    """Connecting to one MCP server and listing its tools."""
+
+
+def _config_file() -> str | None:
+    """The YAML path, from the environment or ``.env`` (read before the settings exist)."""
+    return os.environ.get("TOOLBRIDGE_CONFIG_FILE") or dotenv_values(".env").get(
+        "TOOLBRIDGE_CONFIG_FILE")
+
+
+class Settings(BaseSettings):
+    """Everything toolbridge reads at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", env_file=".env",
+                                      extra="ignore", env_nested_delimiter="__")
+
+    config_file: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str | None = None
+    """How this process reaches itself (the demo model and MCP server live on it)."""
+    log_level: str = "INFO"
+
+    redis_url: str | None = None
+    """Unset: an embedded redis-server is started with data under ``data_dir``."""
+    redis_prefix: str = "tb:"
+    data_dir: Path = Path(".data")
+
+    allow_anonymous: bool = False
+    """Open mode for local use: any or no bearer key is accepted (logged loudly)."""
+    demo: Literal["auto", "on", "off"] = "auto"
+    """auto: the demo model and MCP server are served when no model_list is configured."""
+
+    tool_list_ttl_s: int = Field(default=300, ge=0)
+    """Cache life of a tool list when the server gives no ``ttlMs`` (legacy servers)."""
+    share_public_tool_lists: bool = True
+    """Serve a tool list a 2026-07-28 server marked ``cacheScope: public`` across credentials."""
+    server_era_ttl_s: int = Field(default=600, ge=0)
+    """How long a server's protocol era (discover result) is remembered."""
+    hidden_turns_ttl_s: int = Field(default=86_400, ge=60)
+    """How long MCP turns hidden from a Chat Completions client are kept for its continuation."""
+    model_num_retries: int = Field(default=2, ge=0)
+    model_timeout_s: float = Field(default=600.0, gt=0)
+    keepalive_s: float = Field(default=10.0, gt=0)
+    """SSE comment interval while tools run."""
+
+    limits: Limits = Field(default_factory=Limits)
+    model_list: list[ModelEntry] = Field(default_factory=list)
+    mcp_servers: list[RegisteredServer] = Field(default_factory=list)
+    api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        if path := _config_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> Settings:
+        labels = [s.label for s in self.mcp_servers]
+        if len(labels) != len(set(labels)):
+            raise ValueError("mcp_servers: labels must be unique")
+        ids = [k.id for k in self.api_keys]
+        if len(ids) != len(set(ids)):
+            raise ValueError("api_keys: ids must be unique")
+        return self
+
+    @property
+    def demo_enabled(self) -> bool:
+        return self.demo == "on" or (self.demo == "auto" and not self.model_list)
+
+    def base_url(self) -> str:
+        return self.public_base_url or f"http://{self.host}:{self.port}"
+
+    def effective_models(self) -> list[ModelEntry]:
+        """The configured models, or the demo's when none are configured."""
+        if self.model_list or not self.demo_enabled:
+            return self.model_list
+        if os.environ.get("OPENAI_API_KEY"):
+            return [ModelEntry(model_name=name, litellm_params={
+                "model": f"openai/{name}", "api_key": "os.environ/OPENAI_API_KEY"})
+                for name in OPENAI_DEFAULT_MODELS]
+        return [ModelEntry(model_name=DEMO_MODEL, litellm_params={
+            "model": "openai/scripted", "api_base": f"{self.base_url()}/demo/model/v1",
+            "api_key": "demo"}, model_info={"description": "scripted demo model, not an LLM"})]
+
+    def effective_servers(self) -> list[RegisteredServer]:
+        """Registered servers, plus the demo MCP server when the demo is on."""
+        if not self.demo_enabled or any(s.label == "demo" for s in self.mcp_servers):
+            return self.mcp_servers
+        demo = RegisteredServer(label="demo", url=f"{self.base_url()}/demo/mcp",
+                                description="toolbridge demo tools (add, echo, time)")
+        return [*self.mcp_servers, demo]

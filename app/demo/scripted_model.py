@@ -1,0 +1,197 @@
+"""The project's scripted model: a deterministic OpenAI-compatible chat server.
+
+It stands in for a hosted LLM in tests, benchmarks and the offline demo, and is reached through
+litellm exactly like a hosted provider. Its replies are driven by the conversation, so a test
+states what the "model" does in plain words inside the user message:
+
+- ``call NAME {json}``: on the first turn after the user message, call tool NAME with these
+  arguments (several lines = parallel calls in one turn).
+- ``always call NAME {json}``: call it on every turn, even after tool results (for limit tests).
+- ``say TEXT``: answer TEXT.
+- ``sleep SECONDS``: wait before answering (for keep-alive and cancellation tests).
+- ``fail STATUS``: answer with that HTTP error status.
+
+Once tool results follow the last user message, the model answers ``done: `` followed by every
+tool result since, as ``name=content`` joined by ``; `` (so a test sees what the model saw).
+Without any instruction it echoes: ``echo(MODEL): TEXT``. Usage counts whitespace-separated words.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+@dataclass
+class Reply:
+    """What the scripted model says on one turn."""
+
+    text: str | None = None
+    tool_calls: list[tuple[str, str]] = field(default_factory=list)
+    """(name, arguments JSON) pairs."""
+    sleep_s: float = 0.0
+    fail_status: int | None = None
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, list):
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content or ""
+
+
+def _parse_call(rest: str) -> tuple[str, str]:
+    name, _, args = rest.strip().partition(" ")
+    args = args.strip() or "{}"
+    json.loads(args)  # a script with bad JSON is a test bug: fail loudly
+    return name, args
+
+
+def script_reply(model: str, messages: list[dict[str, Any]]) -> Reply:
+    """Decide the reply for a conversation (pure; unit-testable)."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    script = _text_of(messages[last_user]) if last_user >= 0 else ""
+    after = messages[last_user + 1 :]
+    reply = Reply()
+    calls: list[tuple[str, str]] = []
+    always: list[tuple[str, str]] = []
+    said: list[str] = []
+    for line in script.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "call":
+            calls.append(_parse_call(rest))
+        elif word == "always" and rest.startswith("call "):
+            always.append(_parse_call(rest[5:]))
+        elif word == "say":
+            said.append(rest)
+        elif word == "sleep":
+            reply.sleep_s = float(rest)
+        elif word == "fail":
+            reply.fail_status = int(rest)
+    results = [m for m in after if m.get("role") == "tool"]
+    if always:
+        reply.tool_calls = always
+    elif calls and not results:
+        reply.tool_calls = calls
+    elif results:
+        names = _call_names(after)
+        parts = [f"{names.get(m.get('tool_call_id'), '?')}={_text_of(m)}" for m in results]
+        reply.text = "done: " + "; ".join(parts)
+    elif said:
+        reply.text = "\n".join(said)
+    else:
+        reply.text = f"echo({model}): {script}"
+    return reply
+
+
+def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for m in messages:
+        for call in m.get("tool_calls") or []:
+            names[call["id"]] = call["function"]["name"]
+    return names
+
+
+def _count_words(messages: list[dict[str, Any]]) -> int:
+    return sum(len(_text_of(m).split()) for m in messages) or 1
+
+
+def _usage(prompt: int, completion: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def _completion_body(model: str, reply: Reply, prompt_tokens: int) -> dict[str, Any]:
+    tool_calls = [
+        {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
+         "function": {"name": name, "arguments": args}}
+        for name, args in reply.tool_calls
+    ]
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    completion_tokens = len((reply.text or "").split()) + len(tool_calls)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message,
+                     "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "usage": _usage(prompt_tokens, completion_tokens),
+    }
+
+
+async def _stream_chunks(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
+    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
+            "model": body["model"]}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+    message = body["choices"][0]["message"]
+    yield chunk({"role": "assistant", "content": ""})
+    for i, word in enumerate((message.get("content") or "").split(" ")):
+        yield chunk({"content": word if i == 0 else " " + word})
+        await asyncio.sleep(0)
+    for index, call in enumerate(message.get("tool_calls", [])):
+        head = {"index": index, "id": call["id"], "type": "function",
+                "function": {"name": call["function"]["name"], "arguments": ""}}
+        yield chunk({"tool_calls": [head]})
+        args = call["function"]["arguments"]
+        for start in range(0, len(args), 8):
+            piece = {"index": index, "function": {"arguments": args[start : start + 8]}}
+            yield chunk({"tool_calls": [piece]})
+    yield chunk({}, body["choices"][0]["finish_reason"])
+    if include_usage:
+        yield f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+async def chat_completions(request: Request) -> Response:
+    payload = await request.json()
+    model = payload.get("model", "scripted")
+    messages = payload.get("messages", [])
+    request.app.state.calls.append(payload)
+    reply = script_reply(model, messages)
+    if reply.sleep_s:
+        await asyncio.sleep(reply.sleep_s)
+    if reply.fail_status:
+        error = {"message": f"scripted failure {reply.fail_status}", "type": "server_error"}
+        return JSONResponse({"error": error}, status_code=reply.fail_status)
+    body = _completion_body(model, reply, _count_words(messages))
+    if payload.get("stream"):
+        include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
+        return StreamingResponse(_stream_chunks(body, include_usage),
+                                 media_type="text/event-stream")
+    return JSONResponse(body)
+
+
+async def list_models(request: Request) -> Response:
+    return JSONResponse({"object": "list", "data": [
+        {"id": "scripted", "object": "model", "created": 0, "owned_by": "toolbridge-demo"}]})
+
+
+def create_scripted_model_app() -> Starlette:
+    """The scripted model as an ASGI app; ``app.state.calls`` records every request body."""
+    app = Starlette(routes=[
+        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/models", list_models, methods=["GET"]),
+    ])
+    app.state.calls = []
+    return app

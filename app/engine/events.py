@@ -1,0 +1,100 @@
+"""What a run reports, as facts in the order they happen. Renderers in ``app/api`` turn these
+into an endpoint's wire format; events carry no wire details (no sequence numbers, no SSE)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import mcp_types as types
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolsListed:
+    """An MCP server was connected and its tools listed."""
+
+    kind: Literal["tools_listed"] = "tools_listed"
+    server_label: str
+    tools: tuple[types.Tool, ...]
+    """The tools offered to the model (after ``allowed_tools``)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextDelta:
+    """Assistant text arrived from the model."""
+
+    kind: Literal["text_delta"] = "text_delta"
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientToolCallDelta:
+    """A piece of a call to one of the caller's own function tools (not ours to run)."""
+
+    kind: Literal["client_tool_call_delta"] = "client_tool_call_delta"
+    index: int
+    """Position among the client tool calls of this response."""
+    call_id: str | None
+    """With the first piece only."""
+    name: str | None
+    """With the first piece only."""
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class McpCallStarted:
+    """An MCP tool call is about to run."""
+
+    kind: Literal["mcp_call_started"] = "mcp_call_started"
+    call_id: str
+    server_label: str
+    tool: str
+    arguments: str
+    """JSON text, as the model wrote it."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class McpCallFinished:
+    """An MCP tool call ended; exactly one of ``output`` and ``error`` is set."""
+
+    kind: Literal["mcp_call_finished"] = "mcp_call_finished"
+    call_id: str
+    server_label: str
+    tool: str
+    arguments: str
+    output: str | None
+    error: str | None
+    duration_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TurnUsage:
+    """Tokens used by one model call of the run."""
+
+    kind: Literal["turn_usage"] = "turn_usage"
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "max_turns",
+                       "max_tool_calls"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunFinished:
+    """The run ended. Limits end a run this way too, never with an exception."""
+
+    kind: Literal["run_finished"] = "run_finished"
+    reason: FinishReason
+    """The model's own finish reason, or the limit that ended the run."""
+    detail: str | None = None
+    """Why, in words, when a limit ended the run."""
+    client_tool_calls: tuple[dict[str, Any], ...] = ()
+    """Complete calls to the caller's function tools (OpenAI ``tool_calls`` entries)."""
+
+
+RunEvent = (ToolsListed | TextDelta | ClientToolCallDelta | McpCallStarted | McpCallFinished
+            | TurnUsage | RunFinished)

@@ -1,0 +1,214 @@
+"""The tool loop, shared by every endpoint, streamed or not.
+
+``run`` connects to the run's MCP servers, then alternates model turns and MCP tool calls until
+the model answers, asks for the caller's own tools, or a limit is hit. Each turn ends in a typed
+decision; the run ends with exactly one ``RunFinished``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from app.engine.events import (
+    FinishReason,
+    McpCallFinished,
+    McpCallStarted,
+    RunEvent,
+    RunFinished,
+    TextDelta,
+    ToolsListed,
+    TurnUsage,
+)
+from app.engine.history import restore_hidden_turns
+from app.engine.request import RunRequest
+from app.engine.turn import TurnAssembler
+from app.llm.client import Message, ModelCall, ModelClient
+from app.mcp.connection import McpConnector, RunConnections, ToolOutcome
+from app.mcp.tools import Toolset
+from app.store.hidden_turns import HiddenTurns
+
+TOOL_ERROR_PREFIX = "[tool error] "
+"""Chat tool messages have no error flag; the model reads failures behind this prefix."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDeps:
+    """What the loop needs from the process."""
+
+    models: ModelClient
+    mcp: McpConnector
+    hidden: HiddenTurns
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """The model answered without calling a tool."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallsRequested:
+    """The model called tools: ours run now; the caller's end the run."""
+
+    server_calls: list[dict[str, Any]]
+    client_calls: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitReached:
+    """A limit ends the run."""
+
+    reason: FinishReason
+    detail: str
+
+
+Decision = Answered | ToolCallsRequested | LimitReached
+
+
+@dataclass(slots=True)
+class _RunState:
+    messages: list[Message]
+    """The conversation as the model sees it, growing as the run goes."""
+    first_new: int
+    """Index of the first message this run produced."""
+    tool_calls_made: int = 0
+    has_text: bool = False
+
+
+def decide(turn: TurnAssembler, state: _RunState, request: RunRequest) -> Decision:
+    """What follows a model turn."""
+    server_calls = turn.server_calls()
+    client_calls = turn.client_calls()
+    if not server_calls and not client_calls:
+        return Answered(turn.finish_reason or "stop")
+    limit = request.limits.max_tool_calls
+    if state.tool_calls_made + len(server_calls) > limit:
+        return LimitReached("max_tool_calls", f"The run reached its limit of {limit} MCP tool "
+                            f"calls; the model asked for {len(server_calls)} more.")
+    return ToolCallsRequested(server_calls, client_calls)
+
+
+async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
+    """Run the tool loop for ``request``, yielding what happens."""
+    deps.models.check(request.model)
+    messages = await restore_hidden_turns(request.messages, deps.hidden,
+                                          request.principal.key_id)
+    state = _RunState(messages=messages, first_new=len(messages))
+    async with RunConnections(deps.mcp, list_timeout_s=request.limits.list_timeout_s) as conns:
+        connections = await conns.open_all(request.servers)
+        for connection in connections:
+            yield ToolsListed(server_label=connection.spec.label, tools=tuple(connection.tools))
+        toolset = Toolset(connections, reserved=request.client_tool_names())
+        tools = toolset.model_tools() + request.client_tools
+        for _ in range(request.limits.max_turns):
+            turn = TurnAssembler(request.client_tool_names())
+            async for event in _model_turn(request, deps, state, tools, turn):
+                yield event
+            match decide(turn, state, request):
+                case Answered(reason=reason):
+                    yield RunFinished(reason=_model_reason(reason))
+                    return
+                case LimitReached(reason=reason, detail=detail):
+                    yield RunFinished(reason=reason, detail=detail)
+                    return
+                case ToolCallsRequested(server_calls=server_calls, client_calls=client_calls):
+                    state.messages.append(turn.assistant_message())
+                    async for event in _run_server_calls(server_calls, toolset, request, state):
+                        yield event
+                    if client_calls:
+                        if state.tool_calls_made:
+                            await _keep_hidden_turns(deps, request, state, client_calls)
+                        yield RunFinished(reason="tool_calls", client_tool_calls=tuple(client_calls))
+                        return
+        yield RunFinished(reason="max_turns", detail=f"The run reached its limit of "
+                          f"{request.limits.max_turns} model turns before the model answered.")
+
+
+async def _model_turn(request: RunRequest, deps: EngineDeps, state: _RunState,
+                      tools: list[dict[str, Any]], turn: TurnAssembler) -> AsyncIterator[RunEvent]:
+    call = ModelCall(model=request.model, messages=state.messages, tools=tools,
+                     params=request.params)
+    separated = not state.has_text
+    async for chunk in deps.models.complete(call, stream=request.stream_model):
+        for event in turn.add(chunk):
+            if isinstance(event, TextDelta) and not separated:
+                separated = True  # text of an earlier turn came before: keep turns apart
+                yield TextDelta(text="\n\n")
+            yield event
+        if chunk.usage is not None:
+            usage = chunk.usage
+            yield TurnUsage(model=request.model, prompt_tokens=usage.prompt_tokens,
+                            completion_tokens=usage.completion_tokens,
+                            cached_tokens=usage.cached_tokens,
+                            reasoning_tokens=usage.reasoning_tokens)
+    state.has_text = state.has_text or bool(turn.text)
+
+
+async def _run_server_calls(calls: list[dict[str, Any]], toolset: Toolset, request: RunRequest,
+                            state: _RunState) -> AsyncIterator[RunEvent]:
+    """Run this turn's MCP calls concurrently; results go back in the model's order."""
+    outcomes: list[ToolOutcome | None] = [None] * len(calls)
+    for call in calls:
+        bound = toolset.get(call["function"]["name"])
+        label = bound.server_label if bound else ""
+        tool = bound.tool.name if bound else call["function"]["name"]
+        yield McpCallStarted(call_id=call["id"], server_label=label, tool=tool,
+                             arguments=call["function"]["arguments"])
+
+    async def run_one(index: int, call: dict[str, Any]) -> None:
+        outcomes[index] = await _call_tool(call, toolset, request)
+
+    async with anyio.create_task_group() as tg:
+        for index, call in enumerate(calls):
+            tg.start_soon(run_one, index, call)
+    state.tool_calls_made += len(calls)
+    for call, outcome in zip(calls, outcomes, strict=True):
+        assert outcome is not None
+        bound = toolset.get(call["function"]["name"])
+        state.messages.append({
+            "role": "tool", "tool_call_id": call["id"],
+            "content": (TOOL_ERROR_PREFIX if outcome.is_error else "") + outcome.text})
+        yield McpCallFinished(
+            call_id=call["id"], server_label=bound.server_label if bound else "",
+            tool=bound.tool.name if bound else call["function"]["name"],
+            arguments=call["function"]["arguments"],
+            output=None if outcome.is_error else outcome.text,
+            error=outcome.text if outcome.is_error else None, duration_s=outcome.duration_s)
+
+
+async def _call_tool(call: dict[str, Any], toolset: Toolset, request: RunRequest) -> ToolOutcome:
+    name = call["function"]["name"]
+    bound = toolset.get(name)
+    if bound is None:
+        return ToolOutcome(f"There is no tool named '{name}'.", True, 0.0)
+    try:
+        arguments = json.loads(call["function"]["arguments"] or "{}")
+    except json.JSONDecodeError as exc:
+        return ToolOutcome(f"The arguments are not valid JSON: {exc}", True, 0.0)
+    if not isinstance(arguments, dict):
+        return ToolOutcome("The arguments must be a JSON object.", True, 0.0)
+    limits = request.limits
+    return await bound.connection.call_tool(bound.tool.name, arguments,
+                                            timeout_s=limits.tool_timeout_s,
+                                            max_chars=limits.max_tool_output_chars)
+
+
+async def _keep_hidden_turns(deps: EngineDeps, request: RunRequest, state: _RunState,
+                             client_calls: list[dict[str, Any]]) -> None:
+    """Store this run's turns under the client-visible call ids, for the continuation."""
+    produced = state.messages[state.first_new:]
+    await deps.hidden.save(request.principal.key_id, [c["id"] for c in client_calls], produced)
+
+
+def _model_reason(reason: str) -> FinishReason:
+    """The model's own finish reason, as Chat Completions knows them."""
+    match reason:
+        case "length" | "content_filter":
+            return reason
+    return "stop"

@@ -1,0 +1,32 @@
+"""The one internal request both endpoints parse into."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.config import Limits
+from app.llm.client import Message
+from app.mcp.servers import ServerSpec
+from app.principal import Principal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRequest:
+    """Everything a run needs, independent of the endpoint it came from."""
+
+    principal: Principal
+    model: str
+    messages: list[Message]
+    """The conversation so far, in Chat Completions format."""
+    servers: list[ServerSpec] = field(default_factory=list)
+    client_tools: list[dict[str, Any]] = field(default_factory=list)
+    """The caller's function tools, passed to the model untouched."""
+    params: dict[str, Any] = field(default_factory=dict)
+    """Model parameters passed through (temperature, max_tokens, tool_choice, ...)."""
+    limits: Limits = field(default_factory=Limits)
+    stream_model: bool = False
+    """Stream from the model (so text reaches a streaming caller as it arrives)."""
+
+    def client_tool_names(self) -> set[str]:
+        return {t["function"]["name"] for t in self.client_tools}

@@ -1,0 +1,63 @@
+"""Domain errors. They say what went wrong and carry it as fields; they know nothing of HTTP.
+
+``app/api/errors.py`` is the one place that maps them to OpenAI's error envelope and status.
+A failing MCP tool is not an error here: it becomes a tool result the model and caller see.
+"""
+
+from __future__ import annotations
+
+
+class ToolbridgeError(Exception):
+    """Base of every error that ends a request with a stated reason."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidRequest(ToolbridgeError):
+    """The request is malformed or asks for something unsupported."""
+
+
+class Unauthenticated(ToolbridgeError):
+    """No bearer key, or one we do not know."""
+
+
+class PermissionDenied(ToolbridgeError):
+    """The key may not use this model or MCP server."""
+
+
+class ModelNotFound(ToolbridgeError):
+    """The model is not configured."""
+
+    def __init__(self, model: str) -> None:
+        super().__init__(f"The model '{model}' does not exist or you do not have access to it.",
+                         param="model")
+        self.model = model
+
+
+class NotFound(ToolbridgeError):
+    """A stored object (response, conversation) that does not exist for this caller."""
+
+
+class ServerUnreachable(ToolbridgeError):
+    """An MCP server whose tools could not be listed (OpenAI answers 424)."""
+
+    def __init__(self, server_label: str, reason: str) -> None:
+        super().__init__(f"Error retrieving tool list from MCP server: '{server_label}'. {reason}",
+                         param="tools")
+        self.server_label = server_label
+        self.reason = reason
+
+
+class UpstreamModelError(ToolbridgeError):
+    """The model provider failed; ``status`` is what it (or the connection) said."""
+
+    def __init__(self, message: str, *, status: int | None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class StoreUnavailable(ToolbridgeError):
+    """Redis could not be reached for state this request needs."""

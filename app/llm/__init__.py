@@ -1,0 +1,1 @@
+"""Model access through litellm; nothing outside this package imports litellm."""

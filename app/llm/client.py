@@ -1,0 +1,171 @@
+"""Model calls through ``litellm.Router``: the only module that imports litellm.
+
+Streamed or not, a call yields the same ``ModelChunk`` values, so the engine has one path.
+litellm's exceptions are translated here, once, into ``UpstreamModelError``/``ModelNotFound``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
+
+import litellm  # noqa: E402
+import openai  # noqa: E402
+
+from app.config import ModelEntry  # noqa: E402
+from app.errors import ModelNotFound, UpstreamModelError  # noqa: E402
+
+litellm.suppress_debug_info = True
+for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+Message = dict[str, Any]
+"""A message in OpenAI's Chat Completions format: the conversation's lingua franca."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of one tool call; ``id`` and ``name`` come with the first piece."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens of one model call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelChunk:
+    """What arrived from the model: text, tool-call pieces, and at the end reason and usage."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """One request to the model."""
+
+    model: str
+    messages: list[Message]
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    """OpenAI sampling parameters passed through (temperature, max_tokens, tool_choice, ...)."""
+
+
+_STATUS_BY_CLASS: tuple[tuple[type[Exception], int], ...] = (
+    (litellm.exceptions.Timeout, 504),
+    (litellm.exceptions.APIConnectionError, 503),
+)
+
+
+@contextmanager
+def _translate_errors(model: str) -> Iterator[None]:
+    """Re-raise litellm's errors as ours, with the provider's status where it has one."""
+    try:
+        yield
+    except litellm.exceptions.NotFoundError as exc:
+        raise UpstreamModelError(f"Model provider error for '{model}': model not found "
+                                 "at the provider", status=404) from exc
+    except Exception as exc:  # boundary: everything litellm or the provider can raise
+        if not isinstance(exc, openai.OpenAIError):
+            raise
+        status = getattr(exc, "status_code", None)
+        for cls, mapped in _STATUS_BY_CLASS:
+            if isinstance(exc, cls):
+                status = mapped
+        detail = str(exc).split("\n", 1)[0][:300]
+        raise UpstreamModelError(f"Model provider error for '{model}': {detail}",
+                                 status=status) from exc
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not raw:
+        return None
+    prompt_details = getattr(raw, "prompt_tokens_details", None)
+    completion_details = getattr(raw, "completion_tokens_details", None)
+    return Usage(
+        prompt_tokens=raw.prompt_tokens or 0,
+        completion_tokens=raw.completion_tokens or 0,
+        cached_tokens=getattr(prompt_details, "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(completion_details, "reasoning_tokens", 0) or 0,
+    )
+
+
+def _tool_deltas(raw_calls: Any) -> tuple[ToolCallDelta, ...]:
+    deltas = []
+    for position, call in enumerate(raw_calls or ()):
+        function = call.function
+        index = getattr(call, "index", None)
+        deltas.append(ToolCallDelta(
+            index=position if index is None else index, id=call.id,
+            name=function.name if function else None,
+            arguments=(function.arguments or "") if function else ""))
+    return tuple(deltas)
+
+
+class ModelClient:
+    """The configured models, behind one litellm Router."""
+
+    def __init__(self, models: list[ModelEntry], *, num_retries: int, timeout_s: float) -> None:
+        self._names = list(dict.fromkeys(m.model_name for m in models))
+        self._router = litellm.Router(
+            model_list=[m.model_dump() for m in models],
+            num_retries=num_retries, timeout=timeout_s) if models else None
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def check(self, model: str) -> None:
+        """Raise ``ModelNotFound`` unless ``model`` is configured."""
+        if model not in self._names:
+            raise ModelNotFound(model)
+
+    async def complete(self, call: ModelCall, *, stream: bool) -> AsyncIterator[ModelChunk]:
+        """Call the model; streamed or not, yield chunks ending with finish reason and usage."""
+        self.check(call.model)
+        assert self._router is not None
+        kwargs: dict[str, Any] = {**call.params, "model": call.model, "messages": call.messages}
+        if call.tools:
+            kwargs["tools"] = call.tools
+        with _translate_errors(call.model):
+            if not stream:
+                response = await self._router.acompletion(**kwargs)
+                choice = response.choices[0]
+                yield ModelChunk(text=choice.message.content or "",
+                                 tool_calls=_tool_deltas(choice.message.tool_calls),
+                                 finish_reason=choice.finish_reason,
+                                 usage=_usage(getattr(response, "usage", None)))
+                return
+            chunks = await self._router.acompletion(
+                **kwargs, stream=True, stream_options={"include_usage": True})
+            async for chunk in chunks:
+                yield self._convert(chunk)
+
+    @staticmethod
+    def _convert(chunk: Any) -> ModelChunk:
+        usage = _usage(getattr(chunk, "usage", None))
+        if not chunk.choices:
+            return ModelChunk(usage=usage)
+        choice = chunk.choices[0]
+        delta = choice.delta
+        return ModelChunk(text=getattr(delta, "content", None) or "",
+                          tool_calls=_tool_deltas(getattr(delta, "tool_calls", None)),
+                          finish_reason=choice.finish_reason, usage=usage)

@@ -1,0 +1,89 @@
+"""The FastAPI application: services built once in the lifespan, closed in reverse."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx2
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from starlette.applications import Starlette
+
+from app.api import chat, system
+from app.api.auth import KeyRing
+from app.api.deps import Services
+from app.api.errors import install_error_handlers
+from app.config import Settings
+from app.demo.mcp_server import build_demo_server
+from app.demo.scripted_model import create_scripted_model_app
+from app.engine.loop import EngineDeps
+from app.llm.client import ModelClient
+from app.mcp.connection import McpConnector
+from app.store.hidden_turns import HiddenTurns
+from app.store.mcp_cache import EraStore, RedisResponseCacheStore
+
+logger = logging.getLogger("toolbridge")
+
+MCP_POOL_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=128)
+"""One pool for every MCP server this process talks to."""
+
+
+def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTransport) -> Services:
+    prefix = settings.redis_prefix
+    connector = McpConnector(
+        pool=pool, cache_store=RedisResponseCacheStore(redis, prefix),
+        eras=EraStore(redis, prefix, settings.server_era_ttl_s),
+        default_ttl_s=settings.tool_list_ttl_s, share_public=settings.share_public_tool_lists)
+    models = ModelClient(settings.effective_models(), num_retries=settings.model_num_retries,
+                         timeout_s=settings.model_timeout_s)
+    engine = EngineDeps(models=models, mcp=connector,
+                        hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s))
+    keys = KeyRing(settings.api_keys, allow_anonymous=settings.allow_anonymous)
+    return Services(settings=settings, redis=redis, engine=engine, keys=keys,
+                    registered_servers=settings.effective_servers())
+
+
+def _announce(settings: Settings, services: Services) -> None:
+    if settings.allow_anonymous:
+        logger.warning("OPEN MODE: TOOLBRIDGE_ALLOW_ANONYMOUS is set, so any caller is served "
+                       "without an API key. Never expose this process to a network.")
+    elif not settings.api_keys:
+        logger.warning("No API keys are configured: every request will get 401.")
+    if settings.demo_enabled:
+        logger.warning("DEMO: no models configured; serving %s and the demo MCP server "
+                       "(label 'demo').", ", ".join(services.engine.models.names()))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The toolbridge app; ``settings`` default to the environment and config file."""
+    settings = settings or Settings()
+    demo_mcp: Starlette | None = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.redis_url:
+            raise RuntimeError("TOOLBRIDGE_REDIS_URL is not set: start with 'make run' "
+                               "(python -m app), which starts an embedded Redis.")
+        async with AsyncExitStack() as stack:
+            redis = Redis.from_url(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            pool = httpx2.AsyncHTTPTransport(limits=MCP_POOL_LIMITS)
+            stack.push_async_callback(pool.aclose)
+            if demo_mcp is not None:
+                await stack.enter_async_context(demo_mcp.router.lifespan_context(demo_mcp))
+            services = _build_services(settings, redis, pool)
+            app.state.services = services
+            _announce(settings, services)
+            yield
+
+    app = FastAPI(title="toolbridge", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(chat.router)
+    app.include_router(system.router)
+    if settings.demo_enabled:
+        demo_mcp = build_demo_server().streamable_http_app(host=settings.host)
+        app.mount("/demo/model", create_scripted_model_app())
+        app.mount("/demo", demo_mcp)
+    return app

@@ -1,0 +1,255 @@
+"""Connections to MCP servers for one run, over one HTTP connection pool per process.
+
+Every run opens its own MCP sessions (callbacks bound to one caller; no session is shared
+between callers), but all of them ride one pooled ``httpx2`` transport, so TCP and TLS set-up
+is paid once per server, not once per request.
+
+Each connection lives in its own task inside the run's task group: AnyIO cancel scopes must be
+entered and exited by the same task, and holding each session in a task of its own lets several
+servers connect concurrently while the run keeps calling them from wherever it likes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from anyio.abc import TaskGroup, TaskStatus
+from mcp import Client, StdioServerParameters
+from mcp.client.caching import CacheConfig
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from app.errors import ServerUnreachable
+from app.mcp.results import result_text, truncate
+from app.mcp.servers import ServerSpec
+from app.store.mcp_cache import EraStore, RedisResponseCacheStore
+
+logger = logging.getLogger(__name__)
+
+_LIST_PAGE_CAP = 100
+"""Stops a server whose tools/list paginates forever."""
+_CLOSE_TIMEOUT_S = 5.0
+"""A server that hangs on session teardown cannot hold a finished run open longer."""
+CLIENT_INFO = types.Implementation(name="toolbridge", version="0.1.0")
+
+
+class _SharedTransport(httpx2.AsyncBaseTransport):
+    """Lends the process-wide pool to a per-connection client; closing the client keeps it open."""
+
+    def __init__(self, pool: httpx2.AsyncBaseTransport) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """The pool belongs to the process, not to this connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What one tool call produced, as the model will read it."""
+
+    text: str
+    is_error: bool
+    duration_s: float
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A reason safe to show the caller: no URLs with credentials, no headers."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    match exc:
+        case MCPError():
+            return f"MCP error {exc.code}: {exc.error.message}"
+        case httpx2.HTTPStatusError():
+            return f"the server answered HTTP {exc.response.status_code}"
+        case TimeoutError():
+            return "timed out"
+        case httpx2.TimeoutException():
+            return "timed out"
+        case httpx2.HTTPError() | OSError():
+            return f"could not connect ({type(exc).__name__})"
+    return f"{type(exc).__name__}"
+
+
+class ServerConnection:
+    """An open MCP session with one server, and the tools it offers this run."""
+
+    def __init__(self, spec: ServerSpec, client: Client, tools: list[types.Tool]) -> None:
+        self.spec = spec
+        self.tools = tools
+        self._client = client
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout_s: float,
+                        max_chars: int) -> ToolOutcome:
+        """Call a tool; any failure becomes an error outcome, never an exception."""
+        started = time.monotonic()
+        try:
+            with anyio.fail_after(timeout_s):
+                result = await self._client.call_tool(name, arguments)
+            text, is_error = result_text(result), result.is_error
+        except TimeoutError:
+            text, is_error = f"Tool call timed out after {timeout_s:g}s", True
+        except Exception as exc:  # boundary: one tool call against a foreign server
+            logger.warning("MCP tool call failed: server=%s tool=%s reason=%s",
+                           self.spec.label, name, describe_failure(exc))
+            text, is_error = f"Tool call failed: {describe_failure(exc)}", True
+        return ToolOutcome(truncate(text, max_chars), is_error, time.monotonic() - started)
+
+
+class McpConnector:
+    """Process-wide MCP client resources: the HTTP pool and the shared caches."""
+
+    def __init__(self, *, pool: httpx2.AsyncBaseTransport, cache_store: RedisResponseCacheStore,
+                 eras: EraStore, default_ttl_s: int, share_public: bool) -> None:
+        self._transport = _SharedTransport(pool)
+        self._cache_store = cache_store
+        self.eras = eras
+        self._default_ttl_ms = default_ttl_s * 1000
+        self._share_public = share_public
+
+    def _http_client(self, headers: dict[str, str] | None = None, timeout: Any = None,
+                     auth: Any = None) -> httpx2.AsyncClient:
+        timeout = timeout or httpx2.Timeout(30.0, read=300.0)
+        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth,
+                                  transport=self._transport)
+
+    def client(self, spec: ServerSpec, era: Any) -> Client:
+        """An unopened SDK client for ``spec``; ``era`` is the remembered one, if any."""
+        if spec.transport == "stdio":
+            server: Any = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+        elif spec.transport == "sse":
+            assert spec.url is not None
+            server = sse_client(spec.url, headers=dict(spec.headers),
+                                httpx_client_factory=self._http_client)
+        else:
+            assert spec.url is not None
+            server = streamable_http_client(spec.url, http_client=self._http_client(dict(spec.headers)))
+        mode, prior = "auto", None
+        if era == "legacy" or spec.transport != "streamable_http":
+            mode = "legacy"
+        elif isinstance(era, types.DiscoverResult):
+            mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in era.supported_versions]
+            if mutual:
+                mode, prior = mutual[-1], era
+        cache = CacheConfig(store=self._cache_store, partition=spec.credential_hash(),
+                            target_id=spec.target(), default_ttl_ms=self._default_ttl_ms,
+                            share_public=self._share_public)
+        return Client(server, mode=mode, prior_discover=prior, cache=cache,
+                      client_info=CLIENT_INFO)
+
+
+class RunConnections:
+    """The MCP sessions of one run; closing it closes them all (on the task that opened it)."""
+
+    def __init__(self, connector: McpConnector, *, list_timeout_s: float) -> None:
+        self._connector = connector
+        self._list_timeout_s = list_timeout_s
+        self._release = anyio.Event()
+        self._stack = AsyncExitStack()
+        self._tg: TaskGroup | None = None
+
+    async def __aenter__(self) -> RunConnections:
+        self._tg = await self._stack.enter_async_context(anyio.create_task_group())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._release.set()
+        await self._stack.__aexit__(*exc_info)
+
+    async def open_all(self, specs: Sequence[ServerSpec]) -> list[ServerConnection]:
+        """Connect to every server and list its tools, concurrently.
+
+        Raises:
+            ServerUnreachable: for the first server (in request order) that failed.
+        """
+        results: list[ServerConnection | ServerUnreachable | None] = [None] * len(specs)
+
+        async def open_one(index: int, spec: ServerSpec) -> None:
+            try:
+                results[index] = await self._open(spec)
+            except ServerUnreachable as exc:
+                results[index] = exc
+
+        async with anyio.create_task_group() as tg:
+            for index, spec in enumerate(specs):
+                tg.start_soon(open_one, index, spec)
+        for result in results:
+            if isinstance(result, ServerUnreachable):
+                raise result
+        return [r for r in results if isinstance(r, ServerConnection)]
+
+    async def _open(self, spec: ServerSpec) -> ServerConnection:
+        eras = self._connector.eras
+        era = await eras.get(spec.target()) if spec.transport == "streamable_http" else None
+        try:
+            return await self._open_with(spec, era)
+        except Exception as exc:  # boundary: connecting to a foreign server
+            if era is None:
+                logger.warning("MCP server unreachable: server=%s reason=%s", spec.label,
+                               describe_failure(exc))
+                raise ServerUnreachable(spec.label, describe_failure(exc)) from None
+        # The remembered era may be stale (the server was redeployed): probe afresh once.
+        await eras.forget(spec.target())
+        try:
+            return await self._open_with(spec, None)
+        except Exception as exc:  # boundary: connecting to a foreign server
+            raise ServerUnreachable(spec.label, describe_failure(exc)) from None
+
+    async def _open_with(self, spec: ServerSpec, era: Any) -> ServerConnection:
+        assert self._tg is not None, "RunConnections must be entered"
+        client = self._connector.client(spec, era)
+        await self._tg.start(self._hold, client, spec.label)
+        with anyio.fail_after(self._list_timeout_s):
+            tools = await self._list_tools(client, spec)
+        if era is None and spec.transport == "streamable_http":
+            session = client.session
+            remembered = session.discover_result if session.discover_result else "legacy"
+            await self._connector.eras.set(spec.target(), remembered)
+        return ServerConnection(spec, client, tools)
+
+    async def _hold(self, client: Client, label: str, *,
+                    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Open the session, hand it over, keep it until the run ends, then close it here."""
+        started = False
+        with anyio.CancelScope(deadline=anyio.current_time() + self._list_timeout_s) as scope:
+            try:
+                async with client:
+                    scope.deadline = math.inf
+                    task_status.started()
+                    started = True
+                    await self._release.wait()
+                    scope.deadline = anyio.current_time() + _CLOSE_TIMEOUT_S
+            except Exception as exc:  # boundary: a foreign server's session ending badly
+                if not started:
+                    raise
+                logger.info("MCP session closed with an error: server=%s reason=%s", label,
+                            describe_failure(exc))
+        if not started:
+            raise TimeoutError(f"connecting took longer than {self._list_timeout_s:g}s")
+
+    @staticmethod
+    async def _list_tools(client: Client, spec: ServerSpec) -> list[types.Tool]:
+        tools: list[types.Tool] = []
+        cursor: str | None = None
+        for _ in range(_LIST_PAGE_CAP):
+            page = await client.list_tools(cursor=cursor)
+            tools.extend(page.tools)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        if spec.allowed_tools is not None:
+            tools = [t for t in tools if t.name in spec.allowed_tools]
+        return tools

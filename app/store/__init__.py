@@ -1,0 +1,1 @@
+"""State that must outlive one HTTP request, in Redis, so every replica sees the same."""

@@ -1,0 +1,40 @@
+"""MCP turns a Chat Completions client never saw, kept for its continuation.
+
+When a run stops for the client's own function tools, the response shows only those calls.
+The MCP calls and results of the same run are stored here, keyed by the returned tool-call
+ids, and spliced back when the client posts the conversation again, so the model still sees
+everything it did (OpenAI's Chat Completions is stateless; this is our state for it).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+Message = dict[str, Any]
+
+
+class HiddenTurns:
+    """Hidden messages per (caller, tool-call id)."""
+
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}hidden:"
+        self._ttl_s = ttl_s
+
+    def _key(self, key_id: str, call_id: str) -> str:
+        return f"{self._prefix}{key_id}:{call_id}"
+
+    async def save(self, key_id: str, call_ids: list[str], messages: list[Message]) -> None:
+        """Store ``messages`` (the run's full assistant turns) under every visible call id."""
+        payload = json.dumps(messages)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for call_id in call_ids:
+                pipe.set(self._key(key_id, call_id), payload, ex=self._ttl_s)
+            await pipe.execute()
+
+    async def load(self, key_id: str, call_id: str) -> list[Message] | None:
+        raw = await self._redis.get(self._key(key_id, call_id))
+        return None if raw is None else list(json.loads(raw))
