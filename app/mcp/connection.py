@@ -92,6 +92,11 @@ class ServerConnection:
         self.tools = tools
         self._client = client
 
+    @property
+    def session(self) -> Any:
+        """The SDK session (its negotiated era, discover result, capabilities)."""
+        return self._client.session
+
     async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout_s: float,
                         max_chars: int) -> ToolOutcome:
         """Call a tool; any failure becomes an error outcome, never an exception."""
@@ -130,7 +135,7 @@ class McpConnector:
         """An unopened SDK client for ``spec``; ``era`` is the remembered one, if any."""
         if spec.transport == "stdio":
             server: Any = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
-        elif spec.transport == "sse":
+        elif spec.transport == "sse" or era == "sse":
             assert spec.url is not None
             server = sse_client(spec.url, headers=dict(spec.headers),
                                 httpx_client_factory=self._http_client)
@@ -138,7 +143,7 @@ class McpConnector:
             assert spec.url is not None
             server = streamable_http_client(spec.url, http_client=self._http_client(dict(spec.headers)))
         mode, prior = "auto", None
-        if era == "legacy" or spec.transport != "streamable_http":
+        if era in ("legacy", "sse") or spec.transport != "streamable_http":
             mode = "legacy"
         elif isinstance(era, types.DiscoverResult):
             mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in era.supported_versions]
@@ -165,9 +170,16 @@ class RunConnections:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> bool:
         self._release.set()
-        await self._stack.__aexit__(*exc_info)
+        try:
+            await self._stack.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The task group wraps the run's own exception; let the original propagate as is.
+            if exc is None or any(inner is not exc for inner in group.exceptions):
+                raise
+        return False
 
     async def open_all(self, specs: Sequence[ServerSpec]) -> list[ServerConnection]:
         """Connect to every server and list its tools, concurrently.
@@ -192,21 +204,30 @@ class RunConnections:
         return [r for r in results if isinstance(r, ServerConnection)]
 
     async def _open(self, spec: ServerSpec) -> ServerConnection:
+        """Open with the remembered era, else probe: streamable HTTP, then the SSE fallback."""
         eras = self._connector.eras
-        era = await eras.get(spec.target()) if spec.transport == "streamable_http" else None
-        try:
-            return await self._open_with(spec, era)
-        except Exception as exc:  # boundary: connecting to a foreign server
-            if era is None:
-                logger.warning("MCP server unreachable: server=%s reason=%s", spec.label,
-                               describe_failure(exc))
-                raise ServerUnreachable(spec.label, describe_failure(exc)) from None
-        # The remembered era may be stale (the server was redeployed): probe afresh once.
-        await eras.forget(spec.target())
-        try:
-            return await self._open_with(spec, None)
-        except Exception as exc:  # boundary: connecting to a foreign server
-            raise ServerUnreachable(spec.label, describe_failure(exc)) from None
+        remembered = await eras.get(spec.target()) if spec.transport != "stdio" else None
+        fresh: list[Any] = [None, "sse"] if spec.transport == "streamable_http" else [None]
+        candidates = ([remembered] if remembered is not None else []) + fresh
+        first_failure: BaseException | None = None
+        for era in candidates:
+            try:
+                connection = await self._open_with(spec, era)
+            except Exception as exc:  # boundary: connecting to a foreign server
+                if era is remembered and remembered is not None:
+                    await eras.forget(spec.target())  # stale (the server was redeployed)
+                elif first_failure is None:
+                    first_failure = exc
+                continue
+            if era is None and spec.transport == "streamable_http":
+                session = connection.session
+                await eras.set(spec.target(), session.discover_result or "legacy")
+            elif era == "sse" and remembered != "sse":
+                await eras.set(spec.target(), "sse")
+            return connection
+        reason = describe_failure(first_failure) if first_failure else "unknown error"
+        logger.warning("MCP server unreachable: server=%s reason=%s", spec.label, reason)
+        raise ServerUnreachable(spec.label, reason)
 
     async def _open_with(self, spec: ServerSpec, era: Any) -> ServerConnection:
         assert self._tg is not None, "RunConnections must be entered"
@@ -214,10 +235,6 @@ class RunConnections:
         await self._tg.start(self._hold, client, spec.label)
         with anyio.fail_after(self._list_timeout_s):
             tools = await self._list_tools(client, spec)
-        if era is None and spec.transport == "streamable_http":
-            session = client.session
-            remembered = session.discover_result if session.discover_result else "legacy"
-            await self._connector.eras.set(spec.target(), remembered)
         return ServerConnection(spec, client, tools)
 
     async def _hold(self, client: Client, label: str, *,

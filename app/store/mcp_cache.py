@@ -3,8 +3,8 @@
 Tool lists go through the ``mcp`` SDK's own ``ClientResponseCache``, which already keys entries
 by server, protocol version and credential partition and honours a 2026-07-28 server's
 ``ttlMs`` and ``cacheScope``; this module only gives it a store every replica shares.
-A server's era (its ``server/discover`` result, or "legacy") is remembered so a modern server
-costs no probe per request and a legacy one no failed probe.
+A server's era (its ``server/discover`` result, "legacy" or "sse") is remembered so a modern
+server costs no probe per request and an older one no failed probe.
 """
 
 from __future__ import annotations
@@ -73,7 +73,8 @@ class RedisResponseCacheStore:
             await self._redis.delete(name)
 
 
-Era = types.DiscoverResult | Literal["legacy"]
+Era = types.DiscoverResult | Literal["legacy", "sse"]
+"""A modern server's discover result; a 2025-11-25 streamable HTTP server; an SSE-only one."""
 
 
 class EraStore:
@@ -88,8 +89,8 @@ class EraStore:
         raw = await self._redis.get(self._prefix + _hashed(target))
         if raw is None:
             return None
-        if raw == b"legacy":
-            return "legacy"
+        if raw in (b"legacy", b"sse"):
+            return "legacy" if raw == b"legacy" else "sse"
         try:
             return types.DiscoverResult.model_validate_json(raw)
         except ValidationError:

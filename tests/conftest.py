@@ -1,0 +1,135 @@
+"""Shared fixtures: real Redis, real MCP servers, the scripted model, toolbridge over HTTP."""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from app.config import ApiKeyConfig, ModelEntry, RegisteredServer, Settings
+from app.demo.scripted_model import create_scripted_model_app
+from app.main import create_app
+from app.store.embedded import start_embedded_redis
+from tests.fixtures.mcp_servers import KINDS, RunningMcpServer, start_mcp_server
+from tests.fixtures.servers import ServerThread
+
+TEST_KEY = "sk-test-full-access"
+LIMITED_KEY = "sk-test-limited"
+
+
+def _docker_redis() -> Iterator[str] | None:
+    """A Redis container when a Docker engine answers; None otherwise."""
+    try:
+        import docker  # noqa: PLC0415
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # noqa: BLE001 - no engine is the common case here
+        return None
+    from testcontainers.redis import RedisContainer  # noqa: PLC0415
+
+    def run() -> Iterator[str]:
+        with RedisContainer("redis:7-alpine") as container:
+            host = container.get_container_host_ip()
+            yield f"redis://{host}:{container.get_exposed_port(6379)}/0"
+
+    return run()
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """REDIS_URL if set, else a container, else a real redis-server on a free port."""
+    if url := os.environ.get("REDIS_URL"):
+        yield url
+        return
+    if (container := _docker_redis()) is not None:
+        yield from container
+        return
+    embedded = start_embedded_redis(tmp_path_factory.mktemp("redis"), persist=False)
+    yield embedded.url
+    embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def scripted_model() -> Iterator[ServerThread]:
+    server = ServerThread(create_scripted_model_app()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mcp_servers() -> Iterator[dict[str, RunningMcpServer]]:
+    servers = {kind: start_mcp_server(kind) for kind in KINDS}
+    yield servers
+    for server in servers.values():
+        server.thread.stop()
+
+
+@pytest.fixture
+def mcp_server(mcp_servers: dict[str, RunningMcpServer]) -> RunningMcpServer:
+    """The 2026-07-28 server, with its request log cleared."""
+    server = mcp_servers["modern"]
+    server.log.reset()
+    return server
+
+
+def base_settings(redis_url: str, model_url: str, servers: dict[str, RunningMcpServer],
+                  **overrides: Any) -> Settings:
+    models = [ModelEntry(model_name=name, litellm_params={
+        "model": f"openai/{name}", "api_base": f"{model_url}/v1", "api_key": "sk-provider"})
+        for name in ("scripted-a", "scripted-b")]
+    registered = [
+        RegisteredServer(label="calc", url=servers["modern"].url),
+        RegisteredServer(label="stdio_calc", transport="stdio",
+                         command=[sys.executable, "-m", "tests.fixtures.mcp_servers"]),
+    ]
+    keys = [
+        ApiKeyConfig(id="tester", key=TEST_KEY),
+        ApiKeyConfig(id="limited", key=LIMITED_KEY, models=["scripted-b"], mcp_servers=["calc"],
+                     allow_server_urls=False),
+    ]
+    values: dict[str, Any] = {
+        "redis_url": redis_url, "redis_prefix": f"tb-test-{uuid.uuid4().hex[:8]}:",
+        "demo": "off", "model_list": models, "mcp_servers": registered, "api_keys": keys,
+        "keepalive_s": 0.3, "model_num_retries": 0, "data_dir": Path(".data/test"),
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture(scope="session")
+def toolbridge_factory(redis_url: str, scripted_model: ServerThread,
+                       mcp_servers: dict[str, RunningMcpServer]
+                       ) -> Iterator[Callable[..., ServerThread]]:
+    """Start a toolbridge with its own Redis prefix and any settings overridden."""
+    started: list[ServerThread] = []
+
+    def start(**overrides: Any) -> ServerThread:
+        settings = base_settings(redis_url, scripted_model.url, mcp_servers, **overrides)
+        server = ServerThread(create_app(settings)).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def toolbridge(toolbridge_factory: Callable[..., ServerThread]) -> ServerThread:
+    return toolbridge_factory()
+
+
+@pytest.fixture(scope="session")
+def client(toolbridge: ServerThread) -> openai.OpenAI:
+    """The official OpenAI SDK, pointed at toolbridge."""
+    return openai.OpenAI(base_url=f"{toolbridge.url}/v1", api_key=TEST_KEY, max_retries=0)
+
+
+def mcp_tool(server: RunningMcpServer, label: str = "calc", **extra: Any) -> dict[str, Any]:
+    return {"type": "mcp", "server_label": label, "server_url": server.url, **extra}
