@@ -81,12 +81,17 @@ class _RunState:
     has_text: bool = False
 
 
-def decide(turn: TurnAssembler, state: _RunState, request: RunRequest) -> Decision:
+def decide(turn: TurnAssembler, state: _RunState, request: RunRequest, *,
+           turns_left: int) -> Decision:
     """What follows a model turn."""
     server_calls = turn.server_calls()
     client_calls = turn.client_calls()
     if not server_calls and not client_calls:
         return Answered(turn.finish_reason or "stop")
+    if server_calls and not turns_left:
+        # No turn would be left to read the results: running the calls would be wasted work.
+        return LimitReached("max_turns", f"The run reached its limit of "
+                            f"{request.limits.max_turns} model turns before the model answered.")
     limit = request.limits.max_tool_calls
     if state.tool_calls_made + len(server_calls) > limit:
         return LimitReached("max_tool_calls", f"The run reached its limit of {limit} MCP tool "
@@ -106,11 +111,11 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
             yield ToolsListed(server_label=connection.spec.label, tools=tuple(connection.tools))
         toolset = Toolset(connections, reserved=request.client_tool_names())
         tools = toolset.model_tools() + request.client_tools
-        for _ in range(request.limits.max_turns):
+        for turns_left in reversed(range(request.limits.max_turns)):
             turn = TurnAssembler(request.client_tool_names())
             async for event in _model_turn(request, deps, state, tools, turn):
                 yield event
-            match decide(turn, state, request):
+            match decide(turn, state, request, turns_left=turns_left):
                 case Answered(reason=reason):
                     yield RunFinished(reason=_model_reason(reason))
                     return
@@ -126,8 +131,6 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
                             await _keep_hidden_turns(deps, request, state, client_calls)
                         yield RunFinished(reason="tool_calls", client_tool_calls=tuple(client_calls))
                         return
-        yield RunFinished(reason="max_turns", detail=f"The run reached its limit of "
-                          f"{request.limits.max_turns} model turns before the model answered.")
 
 
 async def _model_turn(request: RunRequest, deps: EngineDeps, state: _RunState,
