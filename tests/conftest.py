@@ -110,7 +110,8 @@ def toolbridge_factory(redis_url: str, scripted_model: ServerThread,
     started: list[ServerThread] = []
 
     def start(**overrides: Any) -> ServerThread:
-        settings = base_settings(redis_url, scripted_model.url, mcp_servers, **overrides)
+        settings = base_settings(overrides.pop("redis_url", redis_url), scripted_model.url,
+                                 mcp_servers, **overrides)
         server = ServerThread(create_app(settings)).start()
         started.append(server)
         return server
