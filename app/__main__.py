@@ -17,21 +17,31 @@ from app.store.embedded import start_embedded_redis
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per MCP request is noise
     log = logging.getLogger("toolbridge")
     embedded = None
     if not settings.redis_url:
         embedded = start_embedded_redis(settings.data_dir / "redis")
         os.environ["TOOLBRIDGE_REDIS_URL"] = embedded.url
-        log.warning("TOOLBRIDGE_REDIS_URL is not set: started an embedded redis-server at %s "
-                    "(data in %s). Set TOOLBRIDGE_REDIS_URL to use your own Redis.",
-                    embedded.url, settings.data_dir / "redis")
+        log.warning(
+            "TOOLBRIDGE_REDIS_URL is not set: started an embedded redis-server at %s "
+            "(data in %s). Set TOOLBRIDGE_REDIS_URL to use your own Redis.",
+            embedded.url,
+            settings.data_dir / "redis",
+        )
     try:
-        uvicorn.run("app.main:create_app", factory=True, host=settings.host, port=settings.port,
-                    workers=int(os.environ.get("TOOLBRIDGE_WORKERS", "1")),
-                    log_level=settings.log_level.lower(), timeout_graceful_shutdown=30)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=int(os.environ.get("TOOLBRIDGE_WORKERS", "1")),
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=30,
+        )
     finally:
         if embedded is not None:
             embedded.stop()

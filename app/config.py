@@ -65,8 +65,11 @@ class RegisteredServer(BaseModel):
 
     def headers(self) -> dict[str, str]:
         """Static headers resolved from the environment now (a missing variable is skipped)."""
-        return {name: os.environ[var] for name, var in self.headers_from_env.items()
-                if var in os.environ}
+        return {
+            name: os.environ[var]
+            for name, var in self.headers_from_env.items()
+            if var in os.environ
+        }
 
 
 class ApiKeyConfig(BaseModel):
@@ -111,14 +114,16 @@ class Limits(BaseModel):
 def _config_file() -> str | None:
     """The YAML path, from the environment or ``.env`` (read before the settings exist)."""
     return os.environ.get("TOOLBRIDGE_CONFIG_FILE") or dotenv_values(".env").get(
-        "TOOLBRIDGE_CONFIG_FILE")
+        "TOOLBRIDGE_CONFIG_FILE"
+    )
 
 
 class Settings(BaseSettings):
     """Everything toolbridge reads at start-up."""
 
-    model_config = SettingsConfigDict(env_prefix="TOOLBRIDGE_", env_file=".env",
-                                      extra="ignore", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(
+        env_prefix="TOOLBRIDGE_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+    )
 
     config_file: str | None = None
     host: str = "127.0.0.1"
@@ -191,17 +196,35 @@ class Settings(BaseSettings):
         if self.model_list or not self.demo_enabled:
             return self.model_list
         if os.environ.get("OPENAI_API_KEY"):
-            return [ModelEntry(model_name=name, litellm_params={
-                "model": f"openai/{name}", "api_key": "os.environ/OPENAI_API_KEY"})
-                for name in OPENAI_DEFAULT_MODELS]
-        return [ModelEntry(model_name=DEMO_MODEL, litellm_params={
-            "model": "openai/scripted", "api_base": f"{self.base_url()}/demo/model/v1",
-            "api_key": "demo"}, model_info={"description": "scripted demo model, not an LLM"})]
+            return [
+                ModelEntry(
+                    model_name=name,
+                    litellm_params={
+                        "model": f"openai/{name}",
+                        "api_key": "os.environ/OPENAI_API_KEY",
+                    },
+                )
+                for name in OPENAI_DEFAULT_MODELS
+            ]
+        return [
+            ModelEntry(
+                model_name=DEMO_MODEL,
+                litellm_params={
+                    "model": "openai/scripted",
+                    "api_base": f"{self.base_url()}/demo/model/v1",
+                    "api_key": "demo",
+                },
+                model_info={"description": "scripted demo model, not an LLM"},
+            )
+        ]
 
     def effective_servers(self) -> list[RegisteredServer]:
         """Registered servers, plus the demo MCP server when the demo is on."""
         if not self.demo_enabled or any(s.label == "demo" for s in self.mcp_servers):
             return self.mcp_servers
-        demo = RegisteredServer(label="demo", url=f"{self.base_url()}/demo/mcp",
-                                description="toolbridge demo tools (add, echo, time)")
+        demo = RegisteredServer(
+            label="demo",
+            url=f"{self.base_url()}/demo/mcp",
+            description="toolbridge demo tools (add, echo, time)",
+        )
         return [*self.mcp_servers, demo]

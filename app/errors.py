@@ -32,8 +32,9 @@ class ModelNotFound(ToolbridgeError):
     """The model is not configured."""
 
     def __init__(self, model: str) -> None:
-        super().__init__(f"The model '{model}' does not exist or you do not have access to it.",
-                         param="model")
+        super().__init__(
+            f"The model '{model}' does not exist or you do not have access to it.", param="model"
+        )
         self.model = model
 
 
@@ -45,8 +46,9 @@ class ServerUnreachable(ToolbridgeError):
     """An MCP server whose tools could not be listed (OpenAI answers 424)."""
 
     def __init__(self, server_label: str, reason: str) -> None:
-        super().__init__(f"Error retrieving tool list from MCP server: '{server_label}'. {reason}",
-                         param="tools")
+        super().__init__(
+            f"Error retrieving tool list from MCP server: '{server_label}'. {reason}", param="tools"
+        )
         self.server_label = server_label
         self.reason = reason
 

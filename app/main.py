@@ -33,27 +33,43 @@ MCP_POOL_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=1
 def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTransport) -> Services:
     prefix = settings.redis_prefix
     connector = McpConnector(
-        pool=pool, cache_store=RedisResponseCacheStore(redis, prefix),
+        pool=pool,
+        cache_store=RedisResponseCacheStore(redis, prefix),
         eras=EraStore(redis, prefix, settings.server_era_ttl_s),
-        default_ttl_s=settings.tool_list_ttl_s, share_public=settings.share_public_tool_lists)
-    models = ModelClient(settings.effective_models(), num_retries=settings.model_num_retries,
-                         timeout_s=settings.model_timeout_s)
-    engine = EngineDeps(models=models, mcp=connector,
-                        hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s))
+        default_ttl_s=settings.tool_list_ttl_s,
+        share_public=settings.share_public_tool_lists,
+    )
+    models = ModelClient(
+        settings.effective_models(),
+        num_retries=settings.model_num_retries,
+        timeout_s=settings.model_timeout_s,
+    )
+    engine = EngineDeps(
+        models=models, mcp=connector, hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s)
+    )
     keys = KeyRing(settings.api_keys, allow_anonymous=settings.allow_anonymous)
-    return Services(settings=settings, redis=redis, engine=engine, keys=keys,
-                    registered_servers=settings.effective_servers())
+    return Services(
+        settings=settings,
+        redis=redis,
+        engine=engine,
+        keys=keys,
+        registered_servers=settings.effective_servers(),
+    )
 
 
 def _announce(settings: Settings, services: Services) -> None:
     if settings.allow_anonymous:
-        logger.warning("OPEN MODE: TOOLBRIDGE_ALLOW_ANONYMOUS is set, so any caller is served "
-                       "without an API key. Never expose this process to a network.")
+        logger.warning(
+            "OPEN MODE: TOOLBRIDGE_ALLOW_ANONYMOUS is set, so any caller is served "
+            "without an API key. Never expose this process to a network."
+        )
     elif not settings.api_keys:
         logger.warning("No API keys are configured: every request will get 401.")
     if settings.demo_enabled:
-        logger.warning("DEMO: no models configured; serving %s and the demo MCP server "
-                       "(label 'demo').", ", ".join(services.engine.models.names()))
+        logger.warning(
+            "DEMO: no models configured; serving %s and the demo MCP server (label 'demo').",
+            ", ".join(services.engine.models.names()),
+        )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,8 +80,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.redis_url:
-            raise RuntimeError("TOOLBRIDGE_REDIS_URL is not set: start with 'make run' "
-                               "(python -m app), which starts an embedded Redis.")
+            raise RuntimeError(
+                "TOOLBRIDGE_REDIS_URL is not set: start with 'make run' "
+                "(python -m app), which starts an embedded Redis."
+            )
         async with AsyncExitStack() as stack:
             redis = Redis.from_url(settings.redis_url)
             stack.push_async_callback(redis.aclose)

@@ -31,13 +31,23 @@ def counted(name: str, app: Any) -> Any:
         if scope["type"] == "http":
             COUNTS[name] += 1
         await app(scope, receive, send)
+
     return wrapped
 
 
 def serve(app: Any) -> str:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on", ws="none", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            ws="none",
+            access_log=False,
+        )
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.02)

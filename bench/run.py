@@ -34,17 +34,27 @@ Job = Callable[[], Awaitable[None]]
 
 
 def start_backends() -> tuple[subprocess.Popen[str], dict[str, str]]:
-    process = subprocess.Popen([sys.executable, "-m", "bench.backends"], stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.backends"], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout is not None
     return process, json.loads(process.stdout.readline())
 
 
-def start_toolbridge(urls: dict[str, str], redis_url: str, server: str,
-                     workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_toolbridge(
+    urls: dict[str, str], redis_url: str, server: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], str]:
     config = {
-        "model_list": [{"model_name": "bench", "litellm_params": {
-            "model": "openai/bench", "api_base": f"{urls['model']}/v1", "api_key": "x"}}],
+        "model_list": [
+            {
+                "model_name": "bench",
+                "litellm_params": {
+                    "model": "openai/bench",
+                    "api_base": f"{urls['model']}/v1",
+                    "api_key": "x",
+                },
+            }
+        ],
         "mcp_servers": [{"label": "demo", "url": urls[server]}],
         "api_keys": [{"id": "bench", "key": KEY}],
     }
@@ -52,11 +62,20 @@ def start_toolbridge(urls: dict[str, str], redis_url: str, server: str,
     path.write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOOLBRIDGE_")}
-    env.update(TOOLBRIDGE_CONFIG_FILE=str(path), TOOLBRIDGE_REDIS_URL=redis_url,
-               TOOLBRIDGE_PORT=str(port), TOOLBRIDGE_LOG_LEVEL="WARNING",
-               TOOLBRIDGE_REDIS_PREFIX=f"bench-{server}-{time.time_ns()}:")
-    process = subprocess.Popen([sys.executable, "-m", "app"], env=env, cwd=workdir,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        TOOLBRIDGE_CONFIG_FILE=str(path),
+        TOOLBRIDGE_REDIS_URL=redis_url,
+        TOOLBRIDGE_PORT=str(port),
+        TOOLBRIDGE_LOG_LEVEL="WARNING",
+        TOOLBRIDGE_REDIS_PREFIX=f"bench-{server}-{time.time_ns()}:",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app"],
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -69,12 +88,16 @@ def start_toolbridge(urls: dict[str, str], redis_url: str, server: str,
 
 
 def toolbridge_job(http: httpx.AsyncClient, url: str) -> Job:
-    body = {"model": "bench", "messages": [{"role": "user", "content": SCRIPT}],
-            "tools": [{"type": "mcp", "server_label": "demo"}]}
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": SCRIPT}],
+        "tools": [{"type": "mcp", "server_label": "demo"}],
+    }
 
     async def job() -> None:
-        response = await http.post(f"{url}/v1/chat/completions", json=body,
-                                   headers={"Authorization": f"Bearer {KEY}"})
+        response = await http.post(
+            f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
+        )
         assert response.json()["choices"][0]["message"]["content"] == EXPECTED, response.text
 
     return job
@@ -82,20 +105,38 @@ def toolbridge_job(http: httpx.AsyncClient, url: str) -> Job:
 
 def floor_job(http: httpx.AsyncClient, model_url: str, mcp: Client) -> Job:
     """The same work with nothing in between: model, tool, model."""
-    tools = [{"type": "function", "function": {
-        "name": "demo__add", "parameters": {"type": "object", "properties": {}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "demo__add", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
 
     async def job() -> None:
         messages: list[dict[str, Any]] = [{"role": "user", "content": SCRIPT}]
-        first = (await http.post(f"{model_url}/v1/chat/completions", json={
-            "model": "bench", "messages": messages, "tools": tools})).json()
+        first = (
+            await http.post(
+                f"{model_url}/v1/chat/completions",
+                json={"model": "bench", "messages": messages, "tools": tools},
+            )
+        ).json()
         message = first["choices"][0]["message"]
         call = message["tool_calls"][0]
         result = await mcp.call_tool("add", json.loads(call["function"]["arguments"]))
-        messages += [message, {"role": "tool", "tool_call_id": call["id"],
-                               "content": json.dumps(result.structured_content)}]
-        second = (await http.post(f"{model_url}/v1/chat/completions", json={
-            "model": "bench", "messages": messages, "tools": tools})).json()
+        messages += [
+            message,
+            {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": json.dumps(result.structured_content),
+            },
+        ]
+        second = (
+            await http.post(
+                f"{model_url}/v1/chat/completions",
+                json={"model": "bench", "messages": messages, "tools": tools},
+            )
+        ).json()
         assert second["choices"][0]["message"]["content"] == EXPECTED
 
     return job
@@ -105,12 +146,26 @@ def litellm_floor_job(model_url: str, mcp: Client) -> Job:
     """The floor again, but with the two model calls made through litellm's Router as toolbridge
     makes them: the difference to the plain floor is litellm's own cost, not toolbridge's."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm  # noqa: PLC0415  (only this job needs it; importing takes seconds)
+    import litellm
 
-    router = litellm.Router(model_list=[{"model_name": "bench", "litellm_params": {
-        "model": "openai/bench", "api_base": f"{model_url}/v1", "api_key": "x"}}])
-    tools = [{"type": "function", "function": {
-        "name": "demo__add", "parameters": {"type": "object", "properties": {}}}}]
+    router = litellm.Router(
+        model_list=[
+            {
+                "model_name": "bench",
+                "litellm_params": {
+                    "model": "openai/bench",
+                    "api_base": f"{model_url}/v1",
+                    "api_key": "x",
+                },
+            }
+        ]
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "demo__add", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
 
     async def job() -> None:
         messages: list[dict[str, Any]] = [{"role": "user", "content": SCRIPT}]
@@ -118,9 +173,14 @@ def litellm_floor_job(model_url: str, mcp: Client) -> Job:
         message = first.choices[0].message
         call = message.tool_calls[0]
         result = await mcp.call_tool("add", json.loads(call.function.arguments))
-        messages += [message.model_dump(exclude_none=True), {
-            "role": "tool", "tool_call_id": call.id,
-            "content": json.dumps(result.structured_content)}]
+        messages += [
+            message.model_dump(exclude_none=True),
+            {
+                "role": "tool",
+                "tool_call_id": call.id,
+                "content": json.dumps(result.structured_content),
+            },
+        ]
         second = await router.acompletion(model="bench", messages=messages, tools=tools)
         assert second.choices[0].message.content == EXPECTED
 
@@ -151,8 +211,9 @@ async def throughput(job: Job, concurrency: int, total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
-async def mcp_requests_per_run(http: httpx.AsyncClient, urls: dict[str, str], server: str,
-                               job: Job, runs: int = 20) -> float:
+async def mcp_requests_per_run(
+    http: httpx.AsyncClient, urls: dict[str, str], server: str, job: Job, runs: int = 20
+) -> float:
     before = (await http.get(urls["stats"])).json().get(server, 0)
     for _ in range(runs):
         await job()
@@ -162,11 +223,12 @@ async def mcp_requests_per_run(http: httpx.AsyncClient, urls: dict[str, str], se
 
 async def measure(args: argparse.Namespace, urls: dict[str, str], bridges: dict[str, str]) -> None:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-    async with httpx.AsyncClient(timeout=60, limits=limits) as http, \
-            Client(urls["modern"]) as mcp:
-        jobs = {"floor": floor_job(http, urls["model"], mcp),
-                "floor+litellm": litellm_floor_job(urls["model"], mcp),
-                "toolbridge": toolbridge_job(http, bridges["modern"])}
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http, Client(urls["modern"]) as mcp:
+        jobs = {
+            "floor": floor_job(http, urls["model"], mcp),
+            "floor+litellm": litellm_floor_job(urls["model"], mcp),
+            "toolbridge": toolbridge_job(http, bridges["modern"]),
+        }
         for job in jobs.values():  # warm caches, pools and imports
             await latency_ms(job, 20)
         rows = {}
@@ -174,14 +236,20 @@ async def measure(args: argparse.Namespace, urls: dict[str, str], bridges: dict[
             p50, p99 = await latency_ms(job, args.requests)
             rps = await throughput(job, args.concurrency, args.requests)
             rows[name] = (p50, p99, rps)
-            print(f"{name:<14} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   "
-                  f"{rps:7.1f} req/s at concurrency {args.concurrency}")
+            print(
+                f"{name:<14} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   "
+                f"{rps:7.1f} req/s at concurrency {args.concurrency}"
+            )
         (fp50, fp99, frps), (bp50, bp99, brps) = rows["floor"], rows["toolbridge"]
-        print(f"added at p50: {bp50 - fp50:.2f} ms (target <= 10 ms);  p99 ratio "
-              f"{bp99 / fp99:.2f}x;  throughput ratio {brps / frps:.2f} (target >= 0.5)")
+        print(
+            f"added at p50: {bp50 - fp50:.2f} ms (target <= 10 ms);  p99 ratio "
+            f"{bp99 / fp99:.2f}x;  throughput ratio {brps / frps:.2f} (target >= 0.5)"
+        )
         lp50, _, lrps = rows["floor+litellm"]
-        print(f"of which litellm's own cost: {lp50 - fp50:.2f} ms at p50; toolbridge over "
-              f"floor+litellm: {bp50 - lp50:.2f} ms at p50, throughput ratio {brps / lrps:.2f}")
+        print(
+            f"of which litellm's own cost: {lp50 - fp50:.2f} ms at p50; toolbridge over "
+            f"floor+litellm: {bp50 - lp50:.2f} ms at p50, throughput ratio {brps / lrps:.2f}"
+        )
         for server in ("modern", "legacy"):
             warm = toolbridge_job(http, bridges[server])
             await warm()

@@ -26,12 +26,12 @@ LIMITED_KEY = "sk-test-limited"
 def _docker_redis() -> Iterator[str] | None:
     """A Redis container when a Docker engine answers; None otherwise."""
     try:
-        import docker  # noqa: PLC0415
+        import docker
 
         docker.from_env(timeout=3).ping()
     except Exception:  # noqa: BLE001 - no engine is the common case here
         return None
-    from testcontainers.redis import RedisContainer  # noqa: PLC0415
+    from testcontainers.redis import RedisContainer
 
     def run() -> Iterator[str]:
         with RedisContainer("redis:7-alpine") as container:
@@ -78,40 +78,64 @@ def mcp_server(mcp_servers: dict[str, RunningMcpServer]) -> RunningMcpServer:
     return server
 
 
-def base_settings(redis_url: str, model_url: str, servers: dict[str, RunningMcpServer],
-                  **overrides: Any) -> Settings:
-    models = [ModelEntry(model_name=name, litellm_params={
-        "model": f"openai/{name}", "api_base": f"{model_url}/v1", "api_key": "sk-provider"})
-        for name in ("scripted-a", "scripted-b")]
+def base_settings(
+    redis_url: str, model_url: str, servers: dict[str, RunningMcpServer], **overrides: Any
+) -> Settings:
+    models = [
+        ModelEntry(
+            model_name=name,
+            litellm_params={
+                "model": f"openai/{name}",
+                "api_base": f"{model_url}/v1",
+                "api_key": "sk-provider",
+            },
+        )
+        for name in ("scripted-a", "scripted-b")
+    ]
     registered = [
         RegisteredServer(label="calc", url=servers["modern"].url),
-        RegisteredServer(label="stdio_calc", transport="stdio",
-                         command=[sys.executable, "-m", "tests.fixtures.mcp_servers"]),
+        RegisteredServer(
+            label="stdio_calc",
+            transport="stdio",
+            command=[sys.executable, "-m", "tests.fixtures.mcp_servers"],
+        ),
     ]
     keys = [
         ApiKeyConfig(id="tester", key=TEST_KEY),
-        ApiKeyConfig(id="limited", key=LIMITED_KEY, models=["scripted-b"], mcp_servers=["calc"],
-                     allow_server_urls=False),
+        ApiKeyConfig(
+            id="limited",
+            key=LIMITED_KEY,
+            models=["scripted-b"],
+            mcp_servers=["calc"],
+            allow_server_urls=False,
+        ),
     ]
     values: dict[str, Any] = {
-        "redis_url": redis_url, "redis_prefix": f"tb-test-{uuid.uuid4().hex[:8]}:",
-        "demo": "off", "model_list": models, "mcp_servers": registered, "api_keys": keys,
-        "keepalive_s": 0.3, "model_num_retries": 0, "data_dir": Path(".data/test"),
+        "redis_url": redis_url,
+        "redis_prefix": f"tb-test-{uuid.uuid4().hex[:8]}:",
+        "demo": "off",
+        "model_list": models,
+        "mcp_servers": registered,
+        "api_keys": keys,
+        "keepalive_s": 0.3,
+        "model_num_retries": 0,
+        "data_dir": Path(".data/test"),
     }
     values.update(overrides)
     return Settings(**values)
 
 
 @pytest.fixture(scope="session")
-def toolbridge_factory(redis_url: str, scripted_model: ServerThread,
-                       mcp_servers: dict[str, RunningMcpServer]
-                       ) -> Iterator[Callable[..., ServerThread]]:
+def toolbridge_factory(
+    redis_url: str, scripted_model: ServerThread, mcp_servers: dict[str, RunningMcpServer]
+) -> Iterator[Callable[..., ServerThread]]:
     """Start a toolbridge with its own Redis prefix and any settings overridden."""
     started: list[ServerThread] = []
 
     def start(**overrides: Any) -> ServerThread:
-        settings = base_settings(overrides.pop("redis_url", redis_url), scripted_model.url,
-                                 mcp_servers, **overrides)
+        settings = base_settings(
+            overrides.pop("redis_url", redis_url), scripted_model.url, mcp_servers, **overrides
+        )
         server = ServerThread(create_app(settings)).start()
         started.append(server)
         return server

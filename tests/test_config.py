@@ -37,7 +37,8 @@ def test_yaml_file_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("TEAM_A_KEY", "sk-team-a")
     settings = Settings()
     assert settings.port == 9000
-    assert settings.limits.max_turns == 4 and settings.limits.max_tool_calls == 7
+    assert settings.limits.max_turns == 4
+    assert settings.limits.max_tool_calls == 7
     assert [m.model_name for m in settings.effective_models()] == ["fast"]
     assert settings.mcp_servers[0].headers() == {"Authorization": "Bearer docs-secret"}
     assert settings.api_keys[0].secret() == "sk-team-a"
@@ -47,7 +48,8 @@ def test_yaml_file_and_env_override(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_api_keys_from_env_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOOLBRIDGE_API_KEYS", '[{"id": "ci", "key": "sk-ci"}]')
     settings = Settings()
-    assert settings.api_keys[0].id == "ci" and settings.api_keys[0].secret() == "sk-ci"
+    assert settings.api_keys[0].id == "ci"
+    assert settings.api_keys[0].secret() == "sk-ci"
     assert "sk-ci" not in repr(settings)
 
 

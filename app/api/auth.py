@@ -25,12 +25,17 @@ class KeyRing:
         if token:
             for secret, key in self._keys:
                 if secret and hmac.compare_digest(secret.encode(), token.encode()):
-                    return Principal(key_id=key.id, models=tuple(key.models),
-                                     mcp_servers=tuple(key.mcp_servers),
-                                     allow_server_urls=key.allow_server_urls)
+                    return Principal(
+                        key_id=key.id,
+                        models=tuple(key.models),
+                        mcp_servers=tuple(key.mcp_servers),
+                        allow_server_urls=key.allow_server_urls,
+                    )
         if self._allow_anonymous:
             return ANONYMOUS
         if not token:
-            raise Unauthenticated("You didn't provide an API key. Provide it in the "
-                                  "Authorization header as 'Bearer YOUR_KEY'.")
+            raise Unauthenticated(
+                "You didn't provide an API key. Provide it in the "
+                "Authorization header as 'Bearer YOUR_KEY'."
+            )
         raise Unauthenticated("Incorrect API key provided.")

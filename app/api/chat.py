@@ -39,8 +39,7 @@ router = APIRouter()
 _LIMIT_REASONS = ("max_turns", "max_tool_calls")
 
 
-def parse_chat(body: ChatCompletionRequest, services: Services,
-               principal: Principal) -> RunRequest:
+def parse_chat(body: ChatCompletionRequest, services: Services, principal: Principal) -> RunRequest:
     """The internal request for a chat completion."""
     services.authorize_model(principal, body.model)
     mcp_tools: list[tuple[int, McpToolParam]] = []
@@ -51,18 +50,22 @@ def parse_chat(body: ChatCompletionRequest, services: Services,
                 raise InvalidRequest(
                     "Chat Completions has no approval protocol: set require_approval to "
                     "'never', or use /v1/responses for MCP approvals.",
-                    param=f"tools[{index}].require_approval")
+                    param=f"tools[{index}].require_approval",
+                )
             mcp_tools.append((index, tool))
         else:
             client_tools.append(tool.model_dump(exclude_none=True))
     fields = body.model_dump(include=set(MODEL_PARAMS), exclude_none=True)
     return RunRequest(
-        principal=principal, model=body.model,
+        principal=principal,
+        model=body.model,
         messages=[m.model_dump(exclude_none=True) for m in body.messages],
         servers=resolve_servers(mcp_tools, services.registered_servers, principal),
-        client_tools=client_tools, params=fields,
+        client_tools=client_tools,
+        params=fields,
         limits=effective_limits(services.settings.limits, body.mcp_limits),
-        stream_model=bool(body.stream))
+        stream_model=bool(body.stream),
+    )
 
 
 @dataclass
@@ -75,8 +78,9 @@ class ChatRenderer:
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("prompt", "completion", "cached", "reasoning"), 0))
+    usage: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("prompt", "completion", "cached", "reasoning"), 0)
+    )
     finished: RunFinished | None = None
 
     def absorb(self, event: RunEvent) -> list[dict[str, Any]]:
@@ -88,16 +92,25 @@ class ChatRenderer:
             case ClientToolCallDelta():
                 return [{"tool_calls": [_call_delta(event)]}]
             case TurnUsage():
-                for name, value in (("prompt", event.prompt_tokens),
-                                    ("completion", event.completion_tokens),
-                                    ("cached", event.cached_tokens),
-                                    ("reasoning", event.reasoning_tokens)):
+                for name, value in (
+                    ("prompt", event.prompt_tokens),
+                    ("completion", event.completion_tokens),
+                    ("cached", event.cached_tokens),
+                    ("reasoning", event.reasoning_tokens),
+                ):
                     self.usage[name] += value
             case McpCallFinished():
-                self.mcp_calls.append({
-                    "id": event.call_id, "server_label": event.server_label, "name": event.tool,
-                    "arguments": event.arguments, "output": event.output, "error": event.error,
-                    "duration_ms": round(event.duration_s * 1000, 1)})
+                self.mcp_calls.append(
+                    {
+                        "id": event.call_id,
+                        "server_label": event.server_label,
+                        "name": event.tool,
+                        "arguments": event.arguments,
+                        "output": event.output,
+                        "error": event.error,
+                        "duration_ms": round(event.duration_s * 1000, 1),
+                    }
+                )
             case RunFinished():
                 self.finished = event
             case ToolsListed() | McpCallStarted():
@@ -120,30 +133,56 @@ class ChatRenderer:
 
     def usage_body(self) -> dict[str, Any]:
         prompt, completion = self.usage["prompt"], self.usage["completion"]
-        return {"prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-                "prompt_tokens_details": {"cached_tokens": self.usage["cached"]},
-                "completion_tokens_details": {"reasoning_tokens": self.usage["reasoning"]}}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": self.usage["cached"]},
+            "completion_tokens_details": {"reasoning_tokens": self.usage["reasoning"]},
+        }
 
     def completion(self) -> dict[str, Any]:
         assert self.finished is not None
-        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.text) or None,
-                                   "refusal": None}
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(self.text) or None,
+            "refusal": None,
+        }
         if self.finished.client_tool_calls:
             message["tool_calls"] = list(self.finished.client_tool_calls)
-        return {"id": self.id, "object": "chat.completion", "created": self.created,
-                "model": self.model, "system_fingerprint": None,
-                "choices": [{"index": 0, "message": message, "logprobs": None,
-                             "finish_reason": self.finish_reason()}],
-                "usage": self.usage_body(), "toolbridge": self.extension()}
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": self.finish_reason(),
+                }
+            ],
+            "usage": self.usage_body(),
+            "toolbridge": self.extension(),
+        }
 
-    def chunk(self, delta: dict[str, Any] | None, *, finish: str | None = None,
-              **extra: Any) -> str:
-        body: dict[str, Any] = {"id": self.id, "object": "chat.completion.chunk",
-                                "created": self.created, "model": self.model,
-                                "system_fingerprint": None}
-        body["choices"] = [] if delta is None else [
-            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+    def chunk(
+        self, delta: dict[str, Any] | None, *, finish: str | None = None, **extra: Any
+    ) -> str:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": None,
+        }
+        body["choices"] = (
+            []
+            if delta is None
+            else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        )
         if self.include_usage:
             body["usage"] = None
         body.update(extra)
@@ -173,22 +212,30 @@ class ChatRenderer:
 def _call_delta(event: ClientToolCallDelta) -> dict[str, Any]:
     if event.call_id is None:
         return {"index": event.index, "function": {"arguments": event.arguments}}
-    return {"index": event.index, "id": event.call_id, "type": "function",
-            "function": {"name": event.name, "arguments": event.arguments}}
+    return {
+        "index": event.index,
+        "id": event.call_id,
+        "type": "function",
+        "function": {"name": event.name, "arguments": event.arguments},
+    }
 
 
 @router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(body: ChatCompletionRequest,
-                           services: Services = Depends(get_services),
-                           principal: Principal = Depends(authenticate)) -> Response:
+async def chat_completions(
+    body: ChatCompletionRequest,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+) -> Response:
     request = parse_chat(body, services, principal)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     renderer = ChatRenderer(model=body.model, include_usage=include_usage)
     events = run(request, services.engine)
     if body.stream:
-        return EventStreamResponse(renderer.stream(events),
-                                   keepalive_s=services.settings.keepalive_s,
-                                   stream_error=renderer.stream_error)
+        return EventStreamResponse(
+            renderer.stream(events),
+            keepalive_s=services.settings.keepalive_s,
+            stream_error=renderer.stream_error,
+        )
     async with aclosing(events) as items:
         async for event in items:
             renderer.absorb(event)

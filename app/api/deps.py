@@ -28,8 +28,7 @@ class Services:
         """Unknown model: 404; a model this key may not use: 403."""
         self.engine.models.check(model)
         if not principal.may_use_model(model):
-            raise PermissionDenied(f"This API key may not use the model '{model}'.",
-                                   param="model")
+            raise PermissionDenied(f"This API key may not use the model '{model}'.", param="model")
 
 
 def get_services(request: Request) -> Services:

@@ -40,8 +40,9 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
 }
 
 
-def envelope(message: str, type_: str, *, param: str | None = None,
-             code: str | None = None) -> dict[str, Any]:
+def envelope(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -63,8 +64,7 @@ def error_response_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
                 status, type_, code = _TABLE[cls]
                 return status, envelope(exc.message, type_, param=exc.param, code=code)
     logger.error("unhandled error", exc_info=exc)
-    return 500, envelope("The server had an error while processing your request.",
-                         "server_error")
+    return 500, envelope("The server had an error while processing your request.", "server_error")
 
 
 def _param(loc: tuple[Any, ...]) -> str | None:
@@ -81,8 +81,10 @@ def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
     param = _param(tuple(first.get("loc", ())))
     message = first.get("msg", "Invalid request")
     if first.get("type") == "json_invalid":
-        return 400, envelope("We could not parse the JSON body of your request. "
-                             f"({message})", "invalid_request_error")
+        return 400, envelope(
+            f"We could not parse the JSON body of your request. ({message})",
+            "invalid_request_error",
+        )
     message = f"Invalid value for '{param}': {message}" if param else message
     return 400, envelope(message, "invalid_request_error", param=param)
 
@@ -102,8 +104,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_http(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = "not_found" if exc.status_code == 404 else None
-        return JSONResponse(envelope(str(exc.detail), "invalid_request_error", code=code),
-                            status_code=exc.status_code)
+        return JSONResponse(
+            envelope(str(exc.detail), "invalid_request_error", code=code),
+            status_code=exc.status_code,
+        )
 
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

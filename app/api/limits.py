@@ -9,6 +9,8 @@ from app.config import Limits
 def effective_limits(configured: Limits, requested: McpLimits | None) -> Limits:
     if requested is None:
         return configured
-    lowered = {name: min(value, getattr(configured, name))
-               for name, value in requested.model_dump(exclude_none=True).items()}
+    lowered = {
+        name: min(value, getattr(configured, name))
+        for name, value in requested.model_dump(exclude_none=True).items()
+    }
     return configured.model_copy(update=lowered)

@@ -101,7 +101,20 @@ class ChatCompletionRequest(BaseModel):
     reasoning_effort: str | None = None
 
 
-MODEL_PARAMS = ("temperature", "top_p", "max_tokens", "max_completion_tokens", "stop", "seed",
-                "tool_choice", "parallel_tool_calls", "response_format", "presence_penalty",
-                "frequency_penalty", "logit_bias", "user", "reasoning_effort")
+MODEL_PARAMS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "max_completion_tokens",
+    "stop",
+    "seed",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+    "reasoning_effort",
+)
 """Fields passed through to the model when set."""

@@ -38,8 +38,11 @@ def _check_url(url: str, param: str) -> None:
         raise InvalidRequest("server_url must be an absolute http or https URL.", param=param)
 
 
-def resolve_servers(tools: Sequence[tuple[int, McpToolParam]], registry: Sequence[RegisteredServer],
-                    principal: Principal) -> list[ServerSpec]:
+def resolve_servers(
+    tools: Sequence[tuple[int, McpToolParam]],
+    registry: Sequence[RegisteredServer],
+    principal: Principal,
+) -> list[ServerSpec]:
     """Resolve the request's mcp tools (with their index in ``tools``) to server specs."""
     registered = {s.label: s for s in registry}
     specs: list[ServerSpec] = []
@@ -47,36 +50,51 @@ def resolve_servers(tools: Sequence[tuple[int, McpToolParam]], registry: Sequenc
     for index, tool in tools:
         param = f"tools[{index}]"
         if tool.server_label in seen:
-            raise InvalidRequest(f"Duplicate server_label '{tool.server_label}'.",
-                                 param=f"{param}.server_label")
+            raise InvalidRequest(
+                f"Duplicate server_label '{tool.server_label}'.", param=f"{param}.server_label"
+            )
         seen.add(tool.server_label)
         if tool.connector_id is not None or tool.tunnel_id is not None:
-            raise InvalidRequest("connector_id and tunnel_id are not supported by this server; "
-                                 "use server_url.", param=param)
+            raise InvalidRequest(
+                "connector_id and tunnel_id are not supported by this server; use server_url.",
+                param=param,
+            )
         specs.append(_resolve_one(tool, param, registered, principal))
     return specs
 
 
-def _resolve_one(tool: McpToolParam, param: str, registered: dict[str, RegisteredServer],
-                 principal: Principal) -> ServerSpec:
+def _resolve_one(
+    tool: McpToolParam, param: str, registered: dict[str, RegisteredServer], principal: Principal
+) -> ServerSpec:
     allowed = _allowed_tools(tool.allowed_tools)
     if tool.server_url is None:
         server = registered.get(tool.server_label)
         if server is None:
-            raise InvalidRequest(f"Unknown MCP server '{tool.server_label}': give server_url, "
-                                 "or use the label of a registered server.",
-                                 param=f"{param}.server_url")
+            raise InvalidRequest(
+                f"Unknown MCP server '{tool.server_label}': give server_url, "
+                "or use the label of a registered server.",
+                param=f"{param}.server_url",
+            )
         if not principal.may_use_server(server.label):
-            raise PermissionDenied(f"This API key may not use MCP server '{server.label}'.",
-                                   param=f"{param}.server_label")
+            raise PermissionDenied(
+                f"This API key may not use MCP server '{server.label}'.",
+                param=f"{param}.server_label",
+            )
         # Registered servers keep their own credentials; the caller's are added for this run.
-        return ServerSpec(label=server.label, url=server.url, transport=server.transport,
-                          command=tuple(server.command or ()),
-                          headers={**server.headers(), **_headers(tool)},
-                          allowed_tools=allowed, registered=True)
+        return ServerSpec(
+            label=server.label,
+            url=server.url,
+            transport=server.transport,
+            command=tuple(server.command or ()),
+            headers={**server.headers(), **_headers(tool)},
+            allowed_tools=allowed,
+            registered=True,
+        )
     if not principal.allow_server_urls:
-        raise PermissionDenied("This API key may only use registered MCP servers.",
-                               param=f"{param}.server_url")
+        raise PermissionDenied(
+            "This API key may only use registered MCP servers.", param=f"{param}.server_url"
+        )
     _check_url(tool.server_url, f"{param}.server_url")
-    return ServerSpec(label=tool.server_label, url=tool.server_url, headers=_headers(tool),
-                      allowed_tools=allowed)
+    return ServerSpec(
+        label=tool.server_label, url=tool.server_url, headers=_headers(tool), allowed_tools=allowed
+    )

@@ -33,8 +33,13 @@ class _Failed:
 class EventStreamResponse(Response):
     """An ASGI response streaming ``items`` (already formatted SSE text)."""
 
-    def __init__(self, items: AsyncIterator[str], *, keepalive_s: float,
-                 stream_error: Callable[[Exception], str]) -> None:
+    def __init__(
+        self,
+        items: AsyncIterator[str],
+        *,
+        keepalive_s: float,
+        stream_error: Callable[[Exception], str],
+    ) -> None:
         super().__init__(media_type="text/event-stream")
         self._items = items
         self._keepalive_s = keepalive_s
@@ -54,7 +59,7 @@ class EventStreamResponse(Response):
                 async with aclosing(self._items) as items:
                     async for item in items:
                         await sender.send(item)
-            except Exception as exc:  # boundary: the run's failure goes to the client
+            except Exception as exc:  # noqa: BLE001 - boundary: the run's failure goes to the client
                 await sender.send(_Failed(exc))
 
     @staticmethod
@@ -71,13 +76,26 @@ class EventStreamResponse(Response):
                 first = ""
             if isinstance(first, _Failed):
                 status, body = error_response_body(first.error)
-                await send({"type": "http.response.start", "status": status,
-                            "headers": [(b"content-type", b"application/json")]})
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": status,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
                 await send({"type": "http.response.body", "body": json.dumps(body).encode()})
                 return
-            await send({"type": "http.response.start", "status": 200, "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream; charset=utf-8"),
+                        (b"cache-control", b"no-cache"),
+                        (b"x-accel-buffering", b"no"),
+                    ],
+                }
+            )
             await self._body(send, first.encode())
             await self._pump(receiver, send)
             await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -14,12 +14,17 @@ router = APIRouter()
 
 
 @router.get("/v1/models")
-async def list_models(services: Services = Depends(get_services),
-                      principal: Principal = Depends(authenticate)) -> dict[str, Any]:
+async def list_models(
+    services: Services = Depends(get_services), principal: Principal = Depends(authenticate)
+) -> dict[str, Any]:
     names = [n for n in services.engine.models.names() if principal.may_use_model(n)]
-    return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": 0, "owned_by": "toolbridge"}
-        for name in names]}
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "toolbridge"}
+            for name in names
+        ],
+    }
 
 
 @router.get("/healthz")
@@ -33,8 +38,8 @@ async def readyz(services: Services = Depends(get_services)) -> JSONResponse:
     """Ready: config loaded and Redis reachable."""
     try:
         await services.redis.ping()
-    except Exception as exc:  # boundary: any Redis failure means not ready
-        return JSONResponse({"status": "unavailable", "redis": type(exc).__name__},
-                            status_code=503)
-    return JSONResponse({"status": "ok", "redis": "ok",
-                         "models": len(services.engine.models.names())})
+    except Exception as exc:  # noqa: BLE001 - boundary: any Redis failure means not ready
+        return JSONResponse({"status": "unavailable", "redis": type(exc).__name__}, status_code=503)
+    return JSONResponse(
+        {"status": "ok", "redis": "ok", "models": len(services.engine.models.names())}
+    )

@@ -10,8 +10,11 @@ from mcp.types import ToolAnnotations
 
 
 def build_demo_server() -> MCPServer:
-    server = MCPServer("toolbridge-demo", instructions="Demo tools served by toolbridge.",
-                       cache_hints={"tools/list": CacheHint(ttl_ms=60_000, scope="public")})
+    server = MCPServer(
+        "toolbridge-demo",
+        instructions="Demo tools served by toolbridge.",
+        cache_hints={"tools/list": CacheHint(ttl_ms=60_000, scope="public")},
+    )
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=True))
     def add(a: float, b: float) -> float:

@@ -116,8 +116,11 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
 
 def _completion_body(model: str, reply: Reply, prompt_tokens: int) -> dict[str, Any]:
     tool_calls = [
-        {"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-         "function": {"name": name, "arguments": args}}
+        {
+            "id": f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": name, "arguments": args},
+        }
         for name, args in reply.tool_calls
     ]
     message: dict[str, Any] = {"role": "assistant", "content": reply.text}
@@ -129,15 +132,24 @@ def _completion_body(model: str, reply: Reply, prompt_tokens: int) -> dict[str, 
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "message": message,
-                     "finish_reason": "tool_calls" if tool_calls else "stop"}],
+        "choices": [
+            {
+                "index": 0,
+                "message": message,
+                "finish_reason": "tool_calls" if tool_calls else "stop",
+            }
+        ],
         "usage": _usage(prompt_tokens, completion_tokens),
     }
 
 
 async def _stream_chunks(body: dict[str, Any], include_usage: bool) -> AsyncIterator[str]:
-    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"],
-            "model": body["model"]}
+    base = {
+        "id": body["id"],
+        "object": "chat.completion.chunk",
+        "created": body["created"],
+        "model": body["model"],
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -149,8 +161,12 @@ async def _stream_chunks(body: dict[str, Any], include_usage: bool) -> AsyncIter
         yield chunk({"content": word if i == 0 else " " + word})
         await asyncio.sleep(0)
     for index, call in enumerate(message.get("tool_calls", [])):
-        head = {"index": index, "id": call["id"], "type": "function",
-                "function": {"name": call["function"]["name"], "arguments": ""}}
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
         yield chunk({"tool_calls": [head]})
         args = call["function"]["arguments"]
         for start in range(0, len(args), 8):
@@ -176,22 +192,31 @@ async def chat_completions(request: Request) -> Response:
     body = _completion_body(model, reply, _count_words(messages))
     if payload.get("stream"):
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
-        return StreamingResponse(_stream_chunks(body, include_usage),
-                                 media_type="text/event-stream")
+        return StreamingResponse(
+            _stream_chunks(body, include_usage), media_type="text/event-stream"
+        )
     return JSONResponse(body)
 
 
 async def list_models(request: Request) -> Response:
-    return JSONResponse({"object": "list", "data": [
-        {"id": "scripted", "object": "model", "created": 0, "owned_by": "toolbridge-demo"}]})
+    return JSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"id": "scripted", "object": "model", "created": 0, "owned_by": "toolbridge-demo"}
+            ],
+        }
+    )
 
 
 def create_scripted_model_app() -> Starlette:
     """The scripted model as an ASGI app; ``app.state.calls`` records every request body."""
-    app = Starlette(routes=[
-        Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-        Route("/chat/completions", chat_completions, methods=["POST"]),
-        Route("/v1/models", list_models, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+        ]
+    )
     app.state.calls = []
     return app

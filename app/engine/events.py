@@ -79,8 +79,9 @@ class TurnUsage:
     reasoning_tokens: int = 0
 
 
-FinishReason = Literal["stop", "length", "content_filter", "tool_calls", "max_turns",
-                       "max_tool_calls"]
+FinishReason = Literal[
+    "stop", "length", "content_filter", "tool_calls", "max_turns", "max_tool_calls"
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,5 +97,12 @@ class RunFinished:
     """Complete calls to the caller's function tools (OpenAI ``tool_calls`` entries)."""
 
 
-RunEvent = (ToolsListed | TextDelta | ClientToolCallDelta | McpCallStarted | McpCallFinished
-            | TurnUsage | RunFinished)
+RunEvent = (
+    ToolsListed
+    | TextDelta
+    | ClientToolCallDelta
+    | McpCallStarted
+    | McpCallFinished
+    | TurnUsage
+    | RunFinished
+)

@@ -6,8 +6,9 @@ from app.llm.client import Message
 from app.store.hidden_turns import HiddenTurns
 
 
-async def restore_hidden_turns(messages: list[Message], hidden: HiddenTurns,
-                               key_id: str) -> list[Message]:
+async def restore_hidden_turns(
+    messages: list[Message], hidden: HiddenTurns, key_id: str
+) -> list[Message]:
     """Replace each assistant message we shortened with the full turns it stood for."""
     restored: list[Message] = []
     for message in messages:

@@ -81,8 +81,9 @@ class _RunState:
     has_text: bool = False
 
 
-def decide(turn: TurnAssembler, state: _RunState, request: RunRequest, *,
-           turns_left: int) -> Decision:
+def decide(
+    turn: TurnAssembler, state: _RunState, request: RunRequest, *, turns_left: int
+) -> Decision:
     """What follows a model turn."""
     server_calls = turn.server_calls()
     client_calls = turn.client_calls()
@@ -90,20 +91,25 @@ def decide(turn: TurnAssembler, state: _RunState, request: RunRequest, *,
         return Answered(turn.finish_reason or "stop")
     if server_calls and not turns_left:
         # No turn would be left to read the results: running the calls would be wasted work.
-        return LimitReached("max_turns", f"The run reached its limit of "
-                            f"{request.limits.max_turns} model turns before the model answered.")
+        return LimitReached(
+            "max_turns",
+            f"The run reached its limit of "
+            f"{request.limits.max_turns} model turns before the model answered.",
+        )
     limit = request.limits.max_tool_calls
     if state.tool_calls_made + len(server_calls) > limit:
-        return LimitReached("max_tool_calls", f"The run reached its limit of {limit} MCP tool "
-                            f"calls; the model asked for {len(server_calls)} more.")
+        return LimitReached(
+            "max_tool_calls",
+            f"The run reached its limit of {limit} MCP tool "
+            f"calls; the model asked for {len(server_calls)} more.",
+        )
     return ToolCallsRequested(server_calls, client_calls)
 
 
 async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
-    messages = await restore_hidden_turns(request.messages, deps.hidden,
-                                          request.principal.key_id)
+    messages = await restore_hidden_turns(request.messages, deps.hidden, request.principal.key_id)
     state = _RunState(messages=messages, first_new=len(messages))
     async with RunConnections(deps.mcp, list_timeout_s=request.limits.list_timeout_s) as conns:
         connections = await conns.open_all(request.servers)
@@ -129,14 +135,22 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
                     if client_calls:
                         if state.tool_calls_made:
                             await _keep_hidden_turns(deps, request, state, client_calls)
-                        yield RunFinished(reason="tool_calls", client_tool_calls=tuple(client_calls))
+                        yield RunFinished(
+                            reason="tool_calls", client_tool_calls=tuple(client_calls)
+                        )
                         return
 
 
-async def _model_turn(request: RunRequest, deps: EngineDeps, state: _RunState,
-                      tools: list[dict[str, Any]], turn: TurnAssembler) -> AsyncIterator[RunEvent]:
-    call = ModelCall(model=request.model, messages=state.messages, tools=tools,
-                     params=request.params)
+async def _model_turn(
+    request: RunRequest,
+    deps: EngineDeps,
+    state: _RunState,
+    tools: list[dict[str, Any]],
+    turn: TurnAssembler,
+) -> AsyncIterator[RunEvent]:
+    call = ModelCall(
+        model=request.model, messages=state.messages, tools=tools, params=request.params
+    )
     separated = not state.has_text
     async for chunk in deps.models.complete(call, stream=request.stream_model):
         for event in turn.add(chunk):
@@ -146,23 +160,31 @@ async def _model_turn(request: RunRequest, deps: EngineDeps, state: _RunState,
             yield event
         if chunk.usage is not None:
             usage = chunk.usage
-            yield TurnUsage(model=request.model, prompt_tokens=usage.prompt_tokens,
-                            completion_tokens=usage.completion_tokens,
-                            cached_tokens=usage.cached_tokens,
-                            reasoning_tokens=usage.reasoning_tokens)
+            yield TurnUsage(
+                model=request.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
     state.has_text = state.has_text or bool(turn.text)
 
 
-async def _run_server_calls(calls: list[dict[str, Any]], toolset: Toolset, request: RunRequest,
-                            state: _RunState) -> AsyncIterator[RunEvent]:
+async def _run_server_calls(
+    calls: list[dict[str, Any]], toolset: Toolset, request: RunRequest, state: _RunState
+) -> AsyncIterator[RunEvent]:
     """Run this turn's MCP calls concurrently; results go back in the model's order."""
     outcomes: list[ToolOutcome | None] = [None] * len(calls)
     for call in calls:
         bound = toolset.get(call["function"]["name"])
         label = bound.server_label if bound else ""
         tool = bound.tool.name if bound else call["function"]["name"]
-        yield McpCallStarted(call_id=call["id"], server_label=label, tool=tool,
-                             arguments=call["function"]["arguments"])
+        yield McpCallStarted(
+            call_id=call["id"],
+            server_label=label,
+            tool=tool,
+            arguments=call["function"]["arguments"],
+        )
 
     async def run_one(index: int, call: dict[str, Any]) -> None:
         outcomes[index] = await _call_tool(call, toolset, request)
@@ -174,15 +196,22 @@ async def _run_server_calls(calls: list[dict[str, Any]], toolset: Toolset, reque
     for call, outcome in zip(calls, outcomes, strict=True):
         assert outcome is not None
         bound = toolset.get(call["function"]["name"])
-        state.messages.append({
-            "role": "tool", "tool_call_id": call["id"],
-            "content": (TOOL_ERROR_PREFIX if outcome.is_error else "") + outcome.text})
+        state.messages.append(
+            {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": (TOOL_ERROR_PREFIX if outcome.is_error else "") + outcome.text,
+            }
+        )
         yield McpCallFinished(
-            call_id=call["id"], server_label=bound.server_label if bound else "",
+            call_id=call["id"],
+            server_label=bound.server_label if bound else "",
             tool=bound.tool.name if bound else call["function"]["name"],
             arguments=call["function"]["arguments"],
             output=None if outcome.is_error else outcome.text,
-            error=outcome.text if outcome.is_error else None, duration_s=outcome.duration_s)
+            error=outcome.text if outcome.is_error else None,
+            duration_s=outcome.duration_s,
+        )
 
 
 async def _call_tool(call: dict[str, Any], toolset: Toolset, request: RunRequest) -> ToolOutcome:
@@ -197,15 +226,19 @@ async def _call_tool(call: dict[str, Any], toolset: Toolset, request: RunRequest
     if not isinstance(arguments, dict):
         return ToolOutcome("The arguments must be a JSON object.", True, 0.0)
     limits = request.limits
-    return await bound.connection.call_tool(bound.tool.name, arguments,
-                                            timeout_s=limits.tool_timeout_s,
-                                            max_chars=limits.max_tool_output_chars)
+    return await bound.connection.call_tool(
+        bound.tool.name,
+        arguments,
+        timeout_s=limits.tool_timeout_s,
+        max_chars=limits.max_tool_output_chars,
+    )
 
 
-async def _keep_hidden_turns(deps: EngineDeps, request: RunRequest, state: _RunState,
-                             client_calls: list[dict[str, Any]]) -> None:
+async def _keep_hidden_turns(
+    deps: EngineDeps, request: RunRequest, state: _RunState, client_calls: list[dict[str, Any]]
+) -> None:
     """Store this run's turns under the client-visible call ids, for the continuation."""
-    produced = state.messages[state.first_new:]
+    produced = state.messages[state.first_new :]
     await deps.hidden.save(request.principal.key_id, [c["id"] for c in client_calls], produced)
 
 

@@ -18,8 +18,11 @@ class _Call:
     """Set when the call is to one of the caller's own tools."""
 
     def as_tool_call(self) -> dict[str, Any]:
-        return {"id": self.id, "type": "function",
-                "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(slots=True)
@@ -48,9 +51,14 @@ class TurnAssembler:
                 call.client_index = self._client_count
                 self._client_count += 1
             if call.client_index is not None:
-                visible.append(ClientToolCallDelta(
-                    index=call.client_index, call_id=piece.id if first else None,
-                    name=call.name if first else None, arguments=piece.arguments))
+                visible.append(
+                    ClientToolCallDelta(
+                        index=call.client_index,
+                        call_id=piece.id if first else None,
+                        name=call.name if first else None,
+                        arguments=piece.arguments,
+                    )
+                )
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
         return visible
@@ -59,13 +67,13 @@ class TurnAssembler:
         return [c.as_tool_call() for _, c in sorted(self._calls.items())]
 
     def client_calls(self) -> list[dict[str, Any]]:
-        return [c.as_tool_call() for _, c in sorted(self._calls.items())
-                if c.client_index is not None]
+        return [
+            c.as_tool_call() for _, c in sorted(self._calls.items()) if c.client_index is not None
+        ]
 
     def server_calls(self) -> list[dict[str, Any]]:
         """Calls that are ours to run (MCP tools, or names no one offered)."""
-        return [c.as_tool_call() for _, c in sorted(self._calls.items())
-                if c.client_index is None]
+        return [c.as_tool_call() for _, c in sorted(self._calls.items()) if c.client_index is None]
 
     def assistant_message(self) -> Message:
         message: Message = {"role": "assistant", "content": self.text or None}

@@ -15,11 +15,11 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
 
-import litellm  # noqa: E402
-import openai  # noqa: E402
+import litellm
+import openai
 
-from app.config import ModelEntry  # noqa: E402
-from app.errors import ModelNotFound, UpstreamModelError  # noqa: E402
+from app.config import ModelEntry
+from app.errors import ModelNotFound, UpstreamModelError
 
 litellm.suppress_debug_info = True
 for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
@@ -82,8 +82,9 @@ def _translate_errors(model: str) -> Iterator[None]:
     try:
         yield
     except litellm.exceptions.NotFoundError as exc:
-        raise UpstreamModelError(f"Model provider error for '{model}': model not found "
-                                 "at the provider", status=404) from exc
+        raise UpstreamModelError(
+            f"Model provider error for '{model}': model not found at the provider", status=404
+        ) from exc
     except Exception as exc:  # boundary: everything litellm or the provider can raise
         if not isinstance(exc, openai.OpenAIError):
             raise
@@ -92,8 +93,9 @@ def _translate_errors(model: str) -> Iterator[None]:
             if isinstance(exc, cls):
                 status = mapped
         detail = str(exc).split("\n", 1)[0][:300]
-        raise UpstreamModelError(f"Model provider error for '{model}': {detail}",
-                                 status=status) from exc
+        raise UpstreamModelError(
+            f"Model provider error for '{model}': {detail}", status=status
+        ) from exc
 
 
 def _usage(raw: Any) -> Usage | None:
@@ -114,10 +116,14 @@ def _tool_deltas(raw_calls: Any) -> tuple[ToolCallDelta, ...]:
     for position, call in enumerate(raw_calls or ()):
         function = call.function
         index = getattr(call, "index", None)
-        deltas.append(ToolCallDelta(
-            index=position if index is None else index, id=call.id,
-            name=function.name if function else None,
-            arguments=(function.arguments or "") if function else ""))
+        deltas.append(
+            ToolCallDelta(
+                index=position if index is None else index,
+                id=call.id,
+                name=function.name if function else None,
+                arguments=(function.arguments or "") if function else "",
+            )
+        )
     return tuple(deltas)
 
 
@@ -126,9 +132,15 @@ class ModelClient:
 
     def __init__(self, models: list[ModelEntry], *, num_retries: int, timeout_s: float) -> None:
         self._names = list(dict.fromkeys(m.model_name for m in models))
-        self._router = litellm.Router(
-            model_list=[m.model_dump() for m in models],
-            num_retries=num_retries, timeout=timeout_s) if models else None
+        self._router = (
+            litellm.Router(
+                model_list=[m.model_dump() for m in models],
+                num_retries=num_retries,
+                timeout=timeout_s,
+            )
+            if models
+            else None
+        )
 
     def names(self) -> list[str]:
         return list(self._names)
@@ -149,13 +161,16 @@ class ModelClient:
             if not stream:
                 response = await self._router.acompletion(**kwargs)
                 choice = response.choices[0]
-                yield ModelChunk(text=choice.message.content or "",
-                                 tool_calls=_tool_deltas(choice.message.tool_calls),
-                                 finish_reason=choice.finish_reason,
-                                 usage=_usage(getattr(response, "usage", None)))
+                yield ModelChunk(
+                    text=choice.message.content or "",
+                    tool_calls=_tool_deltas(choice.message.tool_calls),
+                    finish_reason=choice.finish_reason,
+                    usage=_usage(getattr(response, "usage", None)),
+                )
                 return
             chunks = await self._router.acompletion(
-                **kwargs, stream=True, stream_options={"include_usage": True})
+                **kwargs, stream=True, stream_options={"include_usage": True}
+            )
             async for chunk in chunks:
                 yield self._convert(chunk)
 
@@ -166,6 +181,9 @@ class ModelClient:
             return ModelChunk(usage=usage)
         choice = chunk.choices[0]
         delta = choice.delta
-        return ModelChunk(text=getattr(delta, "content", None) or "",
-                          tool_calls=_tool_deltas(getattr(delta, "tool_calls", None)),
-                          finish_reason=choice.finish_reason, usage=usage)
+        return ModelChunk(
+            text=getattr(delta, "content", None) or "",
+            tool_calls=_tool_deltas(getattr(delta, "tool_calls", None)),
+            finish_reason=choice.finish_reason,
+            usage=usage,
+        )

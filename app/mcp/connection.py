@@ -97,8 +97,9 @@ class ServerConnection:
         """The SDK session (its negotiated era, discover result, capabilities)."""
         return self._client.session
 
-    async def call_tool(self, name: str, arguments: dict[str, Any], *, timeout_s: float,
-                        max_chars: int) -> ToolOutcome:
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], *, timeout_s: float, max_chars: int
+    ) -> ToolOutcome:
         """Call a tool; any failure becomes an error outcome, never an exception."""
         started = time.monotonic()
         try:
@@ -107,9 +108,13 @@ class ServerConnection:
             text, is_error = result_text(result), result.is_error
         except TimeoutError:
             text, is_error = f"Tool call timed out after {timeout_s:g}s", True
-        except Exception as exc:  # boundary: one tool call against a foreign server
-            logger.warning("MCP tool call failed: server=%s tool=%s reason=%s",
-                           self.spec.label, name, describe_failure(exc))
+        except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
+            logger.warning(
+                "MCP tool call failed: server=%s tool=%s reason=%s",
+                self.spec.label,
+                name,
+                describe_failure(exc),
+            )
             text, is_error = f"Tool call failed: {describe_failure(exc)}", True
         return ToolOutcome(truncate(text, max_chars), is_error, time.monotonic() - started)
 
@@ -117,31 +122,45 @@ class ServerConnection:
 class McpConnector:
     """Process-wide MCP client resources: the HTTP pool and the shared caches."""
 
-    def __init__(self, *, pool: httpx2.AsyncBaseTransport, cache_store: RedisResponseCacheStore,
-                 eras: EraStore, default_ttl_s: int, share_public: bool) -> None:
+    def __init__(
+        self,
+        *,
+        pool: httpx2.AsyncBaseTransport,
+        cache_store: RedisResponseCacheStore,
+        eras: EraStore,
+        default_ttl_s: int,
+        share_public: bool,
+    ) -> None:
         self._transport = _SharedTransport(pool)
         self._cache_store = cache_store
         self.eras = eras
         self._default_ttl_ms = default_ttl_s * 1000
         self._share_public = share_public
 
-    def _http_client(self, headers: dict[str, str] | None = None, timeout: Any = None,
-                     auth: Any = None) -> httpx2.AsyncClient:
+    def _http_client(
+        self, headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+    ) -> httpx2.AsyncClient:
         timeout = timeout or httpx2.Timeout(30.0, read=300.0)
-        return httpx2.AsyncClient(headers=headers, timeout=timeout, auth=auth,
-                                  transport=self._transport)
+        return httpx2.AsyncClient(
+            headers=headers, timeout=timeout, auth=auth, transport=self._transport
+        )
 
     def client(self, spec: ServerSpec, era: Any) -> Client:
         """An unopened SDK client for ``spec``; ``era`` is the remembered one, if any."""
         if spec.transport == "stdio":
-            server: Any = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+            server: Any = StdioServerParameters(
+                command=spec.command[0], args=list(spec.command[1:])
+            )
         elif spec.transport == "sse" or era == "sse":
             assert spec.url is not None
-            server = sse_client(spec.url, headers=dict(spec.headers),
-                                httpx_client_factory=self._http_client)
+            server = sse_client(
+                spec.url, headers=dict(spec.headers), httpx_client_factory=self._http_client
+            )
         else:
             assert spec.url is not None
-            server = streamable_http_client(spec.url, http_client=self._http_client(dict(spec.headers)))
+            server = streamable_http_client(
+                spec.url, http_client=self._http_client(dict(spec.headers))
+            )
         mode, prior = "auto", None
         if era in ("legacy", "sse") or spec.transport != "streamable_http":
             mode = "legacy"
@@ -149,11 +168,14 @@ class McpConnector:
             mutual = [v for v in MODERN_PROTOCOL_VERSIONS if v in era.supported_versions]
             if mutual:
                 mode, prior = mutual[-1], era
-        cache = CacheConfig(store=self._cache_store, partition=spec.credential_hash(),
-                            target_id=spec.target(), default_ttl_ms=self._default_ttl_ms,
-                            share_public=self._share_public)
-        return Client(server, mode=mode, prior_discover=prior, cache=cache,
-                      client_info=CLIENT_INFO)
+        cache = CacheConfig(
+            store=self._cache_store,
+            partition=spec.credential_hash(),
+            target_id=spec.target(),
+            default_ttl_ms=self._default_ttl_ms,
+            share_public=self._share_public,
+        )
+        return Client(server, mode=mode, prior_discover=prior, cache=cache, client_info=CLIENT_INFO)
 
 
 class RunConnections:
@@ -170,8 +192,9 @@ class RunConnections:
         self._tg = await self._stack.enter_async_context(anyio.create_task_group())
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: object) -> bool:
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> bool:
         self._release.set()
         try:
             await self._stack.__aexit__(exc_type, exc, tb)
@@ -213,7 +236,7 @@ class RunConnections:
         for era in candidates:
             try:
                 connection = await self._open_with(spec, era)
-            except Exception as exc:  # boundary: connecting to a foreign server
+            except Exception as exc:  # noqa: BLE001 - boundary: connecting to a foreign server
                 if era is remembered and remembered is not None:
                     await eras.forget(spec.target())  # stale (the server was redeployed)
                 elif first_failure is None:
@@ -237,8 +260,13 @@ class RunConnections:
             tools = await self._list_tools(client, spec)
         return ServerConnection(spec, client, tools)
 
-    async def _hold(self, client: Client, label: str, *,
-                    task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _hold(
+        self,
+        client: Client,
+        label: str,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         """Open the session, hand it over, keep it until the run ends, then close it here."""
         started = False
         with anyio.CancelScope(deadline=anyio.current_time() + self._list_timeout_s) as scope:
@@ -249,11 +277,14 @@ class RunConnections:
                     started = True
                     await self._release.wait()
                     scope.deadline = anyio.current_time() + _CLOSE_TIMEOUT_S
-            except Exception as exc:  # boundary: a foreign server's session ending badly
+            except Exception as exc:
                 if not started:
                     raise
-                logger.info("MCP session closed with an error: server=%s reason=%s", label,
-                            describe_failure(exc))
+                logger.info(
+                    "MCP session closed with an error: server=%s reason=%s",
+                    label,
+                    describe_failure(exc),
+                )
         if not started:
             raise TimeoutError(f"connecting took longer than {self._list_timeout_s:g}s")
 

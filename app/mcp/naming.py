@@ -37,8 +37,9 @@ def exposed_name(label: str, tool: str, taken: set[str]) -> str:
     return name
 
 
-def build_name_map(pairs: Iterable[tuple[str, str]], reserved: Iterable[str] = ()) -> dict[
-        str, tuple[str, str]]:
+def build_name_map(
+    pairs: Iterable[tuple[str, str]], reserved: Iterable[str] = ()
+) -> dict[str, tuple[str, str]]:
     """Map each model-facing name to its (label, tool); ``reserved`` names are never used."""
     taken = set(reserved)
     mapping: dict[str, tuple[str, str]] = {}

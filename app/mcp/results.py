@@ -28,7 +28,9 @@ def _describe(block: types.ContentBlock) -> str:
             resource = block.resource
             if isinstance(resource, types.TextResourceContents):
                 return f"[resource {resource.uri}]\n{resource.text}"
-            return f"[binary resource omitted: {resource.uri}, {resource.mime_type or 'unknown type'}]"
+            return (
+                f"[binary resource omitted: {resource.uri}, {resource.mime_type or 'unknown type'}]"
+            )
     return f"[unsupported content omitted: {getattr(block, 'type', 'unknown')}]"
 
 

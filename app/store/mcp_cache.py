@@ -61,8 +61,11 @@ class RedisResponseCacheStore:
         ttl_ms = math.ceil((entry.expires_at - time.time()) * 1000)
         if ttl_ms <= 0:
             return
-        payload = {"value": entry.value.model_dump(mode="json", by_alias=True, exclude_none=True),
-                   "scope": entry.scope, "expires_at": entry.expires_at}
+        payload = {
+            "value": entry.value.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "scope": entry.scope,
+            "expires_at": entry.expires_at,
+        }
         await self._redis.set(self._key(key), json.dumps(payload), px=ttl_ms)
 
     async def delete(self, key: CacheKey) -> None:

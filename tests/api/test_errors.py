@@ -13,15 +13,18 @@ from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
 
-def post(toolbridge: ServerThread, body: Any, *, key: str | None = TEST_KEY,
-         raw: bytes | None = None) -> httpx.Response:
+def post(
+    toolbridge: ServerThread, body: Any, *, key: str | None = TEST_KEY, raw: bytes | None = None
+) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     if raw is not None:
         headers["Content-Type"] = "application/json"
-        return httpx.post(f"{toolbridge.url}/v1/chat/completions", content=raw, headers=headers,
-                          timeout=30)
-    return httpx.post(f"{toolbridge.url}/v1/chat/completions", json=body, headers=headers,
-                      timeout=30)
+        return httpx.post(
+            f"{toolbridge.url}/v1/chat/completions", content=raw, headers=headers, timeout=30
+        )
+    return httpx.post(
+        f"{toolbridge.url}/v1/chat/completions", json=body, headers=headers, timeout=30
+    )
 
 
 def error_of(response: httpx.Response) -> dict[str, Any]:
@@ -40,26 +43,40 @@ def test_malformed_json_is_400(toolbridge: ServerThread) -> None:
     assert "parse the JSON body" in error_of(response)["message"]
 
 
-@pytest.mark.parametrize(("body", "param"), [
-    ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
-    ({"model": "scripted-a", "messages": []}, "messages"),
-    ({"model": "scripted-a", "messages": [{"role": "wizard", "content": "x"}]},
-     "messages[0].role"),
-    ({**HELLO, "temperature": "hot"}, "temperature"),
-    ({**HELLO, "tools": [{"type": "mcp", "server_label": "bad label!", "server_url": "http://x"}]},
-     "tools[0].mcp.server_label"),
-])
-def test_schema_errors_are_400_with_param(toolbridge: ServerThread, body: dict[str, Any],
-                                          param: str) -> None:
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        ({"model": "scripted-a", "messages": []}, "messages"),
+        (
+            {"model": "scripted-a", "messages": [{"role": "wizard", "content": "x"}]},
+            "messages[0].role",
+        ),
+        ({**HELLO, "temperature": "hot"}, "temperature"),
+        (
+            {
+                **HELLO,
+                "tools": [{"type": "mcp", "server_label": "bad label!", "server_url": "http://x"}],
+            },
+            "tools[0].mcp.server_label",
+        ),
+    ],
+)
+def test_schema_errors_are_400_with_param(
+    toolbridge: ServerThread, body: dict[str, Any], param: str
+) -> None:
     response = post(toolbridge, body)
     assert response.status_code == 400
     error = error_of(response)
-    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
 
 
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
+        client.chat.completions.create(
+            model="gpt-nope", messages=[{"role": "user", "content": "x"}]
+        )
     assert caught.value.code == "model_not_found"
 
 
@@ -70,35 +87,64 @@ def test_missing_or_unknown_key_is_401(toolbridge: ServerThread) -> None:
         assert error_of(response)["code"] == "invalid_api_key"
 
 
-def test_key_policies_are_enforced_with_403(toolbridge: ServerThread,
-                                            mcp_server: RunningMcpServer) -> None:
+def test_key_policies_are_enforced_with_403(
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
     cases = [
         ({**HELLO}, "model"),  # the limited key may use scripted-b only
-        ({**HELLO, "model": "scripted-b", "tools": [
-            {"type": "mcp", "server_label": "x", "server_url": mcp_server.url}]},
-         "tools[0].server_url"),
-        ({**HELLO, "model": "scripted-b", "tools": [
-            {"type": "mcp", "server_label": "stdio_calc"}]}, "tools[0].server_label"),
+        (
+            {
+                **HELLO,
+                "model": "scripted-b",
+                "tools": [{"type": "mcp", "server_label": "x", "server_url": mcp_server.url}],
+            },
+            "tools[0].server_url",
+        ),
+        (
+            {
+                **HELLO,
+                "model": "scripted-b",
+                "tools": [{"type": "mcp", "server_label": "stdio_calc"}],
+            },
+            "tools[0].server_label",
+        ),
     ]
     for body, param in cases:
         response = post(toolbridge, body, key=LIMITED_KEY)
         assert response.status_code == 403, body
         assert error_of(response)["param"] == param
-    allowed = post(toolbridge, {**HELLO, "model": "scripted-b",
-                                "tools": [{"type": "mcp", "server_label": "calc"}]},
-                   key=LIMITED_KEY)
+    allowed = post(
+        toolbridge,
+        {**HELLO, "model": "scripted-b", "tools": [{"type": "mcp", "server_label": "calc"}]},
+        key=LIMITED_KEY,
+    )
     assert allowed.status_code == 200
 
 
 def test_dead_mcp_server_is_424_naming_the_label_never_the_headers(
-        toolbridge: ServerThread) -> None:
-    response = post(toolbridge, {**HELLO, "tools": [{
-        "type": "mcp", "server_label": "gone", "server_url": "http://127.0.0.1:9/mcp",
-        "headers": {"X-Api-Key": "hunter2-secret"}, "authorization": "tok-secret"}]})
+    toolbridge: ServerThread,
+) -> None:
+    response = post(
+        toolbridge,
+        {
+            **HELLO,
+            "tools": [
+                {
+                    "type": "mcp",
+                    "server_label": "gone",
+                    "server_url": "http://127.0.0.1:9/mcp",
+                    "headers": {"X-Api-Key": "hunter2-secret"},
+                    "authorization": "tok-secret",
+                }
+            ],
+        },
+    )
     assert response.status_code == 424
     error = error_of(response)
-    assert error["type"] == "external_connector_error" and "'gone'" in error["message"]
-    assert "hunter2" not in response.text and "tok-secret" not in response.text
+    assert error["type"] == "external_connector_error"
+    assert "'gone'" in error["message"]
+    assert "hunter2" not in response.text
+    assert "tok-secret" not in response.text
 
 
 def test_unknown_registered_label_is_400(toolbridge: ServerThread) -> None:
@@ -107,46 +153,68 @@ def test_unknown_registered_label_is_400(toolbridge: ServerThread) -> None:
     assert error_of(response)["param"] == "tools[0].server_url"
 
 
-def test_approval_demands_point_to_responses(toolbridge: ServerThread,
-                                             mcp_server: RunningMcpServer) -> None:
-    response = post(toolbridge, {**HELLO, "tools": [{
-        "type": "mcp", "server_label": "calc", "require_approval": "always"}]})
+def test_approval_demands_point_to_responses(
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    response = post(
+        toolbridge,
+        {**HELLO, "tools": [{"type": "mcp", "server_label": "calc", "require_approval": "always"}]},
+    )
     assert response.status_code == 400
     error = error_of(response)
-    assert "/v1/responses" in error["message"] and error["param"] == "tools[0].require_approval"
+    assert "/v1/responses" in error["message"]
+    assert error["param"] == "tools[0].require_approval"
 
 
 def test_unsupported_connector_is_400(toolbridge: ServerThread) -> None:
-    response = post(toolbridge, {**HELLO, "tools": [{
-        "type": "mcp", "server_label": "drive", "connector_id": "connector_googledrive"}]})
+    response = post(
+        toolbridge,
+        {
+            **HELLO,
+            "tools": [
+                {"type": "mcp", "server_label": "drive", "connector_id": "connector_googledrive"}
+            ],
+        },
+    )
     assert response.status_code == 400
     assert "connector_id" in error_of(response)["message"]
 
 
 def test_non_http_server_url_is_400(toolbridge: ServerThread) -> None:
-    response = post(toolbridge, {**HELLO, "tools": [{
-        "type": "mcp", "server_label": "f", "server_url": "file:///etc/passwd"}]})
+    response = post(
+        toolbridge,
+        {
+            **HELLO,
+            "tools": [{"type": "mcp", "server_label": "f", "server_url": "file:///etc/passwd"}],
+        },
+    )
     assert response.status_code == 400
 
 
-@pytest.mark.parametrize(("script", "status"), [("fail 500", 502), ("fail 503", 503),
-                                                ("fail 429", 503)])
-def test_model_provider_failure_is_502_or_503(toolbridge: ServerThread, script: str,
-                                              status: int) -> None:
-    response = post(toolbridge, {"model": "scripted-a",
-                                 "messages": [{"role": "user", "content": script}]})
+@pytest.mark.parametrize(
+    ("script", "status"), [("fail 500", 502), ("fail 503", 503), ("fail 429", 503)]
+)
+def test_model_provider_failure_is_502_or_503(
+    toolbridge: ServerThread, script: str, status: int
+) -> None:
+    response = post(
+        toolbridge, {"model": "scripted-a", "messages": [{"role": "user", "content": script}]}
+    )
     assert response.status_code == status
     error = error_of(response)
-    assert error["type"] == "server_error" and "scripted-a" in error["message"]
+    assert error["type"] == "server_error"
+    assert "scripted-a" in error["message"]
     assert "sk-provider" not in response.text
 
 
 def test_duplicate_server_labels_are_400(toolbridge: ServerThread) -> None:
     tool = {"type": "mcp", "server_label": "calc"}
     response = post(toolbridge, {**HELLO, "tools": [tool, tool]})
-    assert response.status_code == 400 and error_of(response)["param"] == "tools[1].server_label"
+    assert response.status_code == 400
+    assert error_of(response)["param"] == "tools[1].server_label"
 
 
 def test_unknown_route_is_enveloped_404(toolbridge: ServerThread) -> None:
     response = httpx.get(f"{toolbridge.url}/v1/nope")
-    assert response.status_code == 404 and error_of(response)["code"] == "not_found"
+    assert response.status_code == 404
+    assert error_of(response)["code"] == "not_found"

@@ -9,8 +9,9 @@ from tests.conftest import LIMITED_KEY
 from tests.fixtures.servers import ServerThread
 
 
-def test_models_lists_the_models_the_key_may_use(client: openai.OpenAI,
-                                                 toolbridge: ServerThread) -> None:
+def test_models_lists_the_models_the_key_may_use(
+    client: openai.OpenAI, toolbridge: ServerThread
+) -> None:
     assert [m.id for m in client.models.list()] == ["scripted-a", "scripted-b"]
     limited = openai.OpenAI(base_url=f"{toolbridge.url}/v1", api_key=LIMITED_KEY)
     assert [m.id for m in limited.models.list()] == ["scripted-b"]
@@ -19,11 +20,13 @@ def test_models_lists_the_models_the_key_may_use(client: openai.OpenAI,
 def test_healthz_and_readyz(toolbridge: ServerThread) -> None:
     assert httpx.get(f"{toolbridge.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{toolbridge.url}/readyz")
-    assert ready.status_code == 200 and ready.json()["redis"] == "ok"
+    assert ready.status_code == 200
+    assert ready.json()["redis"] == "ok"
 
 
-def test_readyz_fails_when_redis_is_unreachable(toolbridge_factory) -> None:  # type: ignore
+def test_readyz_fails_when_redis_is_unreachable(toolbridge_factory) -> None:  # type: ignore[arg-type]
     broken = toolbridge_factory(redis_url="redis://127.0.0.1:9/0")
     ready = httpx.get(f"{broken.url}/readyz", timeout=30)
-    assert ready.status_code == 503 and ready.json()["status"] == "unavailable"
+    assert ready.status_code == 503
+    assert ready.json()["status"] == "unavailable"
     assert httpx.get(f"{broken.url}/healthz").status_code == 200

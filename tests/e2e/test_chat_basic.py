@@ -12,9 +12,9 @@ from tests.fixtures.mcp_servers import KINDS, RunningMcpServer
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_model_calls_mcp_tool_and_answers_with_its_result(client: openai.OpenAI,
-                                                          mcp_servers: dict[str, RunningMcpServer],
-                                                          kind: str) -> None:
+def test_model_calls_mcp_tool_and_answers_with_its_result(
+    client: openai.OpenAI, mcp_servers: dict[str, RunningMcpServer], kind: str
+) -> None:
     server = mcp_servers[kind]
     completion = client.chat.completions.create(
         model="scripted-a",
@@ -26,6 +26,8 @@ def test_model_calls_mcp_tool_and_answers_with_its_result(client: openai.OpenAI,
     assert choice.finish_reason == "stop"
     calls = completion.model_extra["toolbridge"]["mcp_calls"]
     assert [(c["server_label"], c["name"], json.loads(c["arguments"])) for c in calls] == [
-        ("calc", "add", {"a": 2, "b": 40})]
-    assert calls[0]["output"] == '{"result": 42}' and calls[0]["error"] is None
+        ("calc", "add", {"a": 2, "b": 40})
+    ]
+    assert calls[0]["output"] == '{"result": 42}'
+    assert calls[0]["error"] is None
     assert calls[0]["duration_ms"] >= 0

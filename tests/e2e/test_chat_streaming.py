@@ -13,28 +13,50 @@ from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
-def raw_stream(toolbridge: ServerThread, body: dict[str, Any]) -> list[str]:
-    """The SSE lines exactly as sent."""
-    with httpx.stream("POST", f"{toolbridge.url}/v1/chat/completions", json=body, timeout=30,
-                      headers={"Authorization": f"Bearer {TEST_KEY}"}) as response:
+def raw_stream(toolbridge: ServerThread, server: RunningMcpServer, script: str) -> list[str]:
+    """The SSE lines exactly as sent, for a streamed run with ``server``'s tools."""
+    body = {
+        "model": "scripted-a",
+        "stream": True,
+        "tools": [mcp_tool(server)],
+        "messages": [{"role": "user", "content": script}],
+    }
+    with httpx.stream(
+        "POST",
+        f"{toolbridge.url}/v1/chat/completions",
+        json=body,
+        timeout=30,
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+    ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         return [line for line in response.iter_lines() if line]
 
 
-def test_final_text_streams_in_pieces_after_mcp_turns(client: openai.OpenAI,
-                                                     mcp_server: RunningMcpServer) -> None:
+def test_final_text_streams_in_pieces_after_mcp_turns(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
     stream = client.chat.completions.create(
-        model="scripted-a", stream=True, tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
-        messages=[{"role": "user", "content": 'call calc__add {"a": 1, "b": 2}'}])
+        model="scripted-a",
+        stream=True,
+        tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": 'call calc__add {"a": 1, "b": 2}'}],
+    )
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert chunks[0].choices[0].delta.role == "assistant"
-    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
     assert len(pieces) > 1  # streamed, not sent as one block
     assert "".join(pieces) == 'done: calc__add={"result": 3}'
     # No tool-call deltas for the MCP turn: a client would try to run them.
@@ -45,34 +67,52 @@ def test_final_text_streams_in_pieces_after_mcp_turns(client: openai.OpenAI,
 
 
 def test_include_usage_adds_a_final_usage_chunk(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(
-        model="scripted-a", stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": "say four words right here"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="scripted-a",
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "say four words right here"}],
+        )
+    )
     assert chunks[-1].choices == []
-    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
     assert all(c.usage is None for c in chunks[:-1])
 
 
 def test_stream_ends_with_done_and_keeps_alive_while_tools_run(
-        toolbridge: ServerThread, mcp_server: RunningMcpServer) -> None:
-    lines = raw_stream(toolbridge, {
-        "model": "scripted-a", "stream": True, "tools": [mcp_tool(mcp_server)],
-        "messages": [{"role": "user", "content": 'call calc__slow {"seconds": 1.0}'}]})
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    lines = raw_stream(toolbridge, mcp_server, 'call calc__slow {"seconds": 1.0}')
     assert lines[-1] == "data: [DONE]"
     assert lines.count(": keep-alive") >= 2  # keepalive_s is 0.3 in tests
     payloads = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
-    assert "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads
-                   if p["choices"]) == 'done: calc__slow={"result": "slept 1.0"}'
+    assert (
+        "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p["choices"])
+        == 'done: calc__slow={"result": "slept 1.0"}'
+    )
 
 
-def test_client_tool_calls_stream_as_tool_call_deltas(client: openai.OpenAI,
-                                                      mcp_server: RunningMcpServer) -> None:
-    chunks = list(client.chat.completions.create(
-        model="scripted-a", stream=True, tools=[mcp_tool(mcp_server), WEATHER],  # type: ignore
-        messages=[{"role": "user", "content": (
-            'call calc__echo {"text": "a"}\ncall get_weather {"city": "Lima"}')}]))
+def test_client_tool_calls_stream_as_tool_call_deltas(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    chunks = list(
+        client.chat.completions.create(
+            model="scripted-a",
+            stream=True,
+            tools=[mcp_tool(mcp_server), WEATHER],  # type: ignore[arg-type]
+            messages=[
+                {
+                    "role": "user",
+                    "content": ('call calc__echo {"text": "a"}\ncall get_weather {"city": "Lima"}'),
+                }
+            ],
+        )
+    )
     deltas = [d for c in chunks if c.choices for d in (c.choices[0].delta.tool_calls or [])]
-    assert deltas[0].index == 0 and deltas[0].function.name == "get_weather"
+    assert deltas[0].index == 0
+    assert deltas[0].function.name == "get_weather"
     assert {d.index for d in deltas} == {0}
     assert json.loads("".join(d.function.arguments or "" for d in deltas)) == {"city": "Lima"}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
@@ -81,18 +121,25 @@ def test_client_tool_calls_stream_as_tool_call_deltas(client: openai.OpenAI,
 def test_dead_server_fails_the_stream_before_it_starts(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
-            model="scripted-a", stream=True, messages=[{"role": "user", "content": "hi"}],
-            tools=[{"type": "mcp", "server_label": "gone",  # type: ignore[list-item]
-                    "server_url": "http://127.0.0.1:9/mcp"}])
+            model="scripted-a",
+            stream=True,
+            messages=[{"role": "user", "content": "hi"}],
+            tools=[
+                {
+                    "type": "mcp",
+                    "server_label": "gone",  # type: ignore[list-item]
+                    "server_url": "http://127.0.0.1:9/mcp",
+                }
+            ],
+        )
     assert caught.value.status_code == 424
 
 
-def test_model_failure_after_start_is_an_error_event(toolbridge: ServerThread,
-                                                     mcp_server: RunningMcpServer) -> None:
-    lines = raw_stream(toolbridge, {
-        "model": "scripted-a", "stream": True, "tools": [mcp_tool(mcp_server)],
-        "messages": [{"role": "user", "content": "fail 500"}]})
+def test_model_failure_after_start_is_an_error_event(
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    lines = raw_stream(toolbridge, mcp_server, "fail 500")
     error = json.loads(lines[-2][6:])
-    assert error["error"]["type"] == "server_error" and "scripted failure" in error["error"][
-        "message"]
+    assert error["error"]["type"] == "server_error"
+    assert "scripted failure" in error["error"]["message"]
     assert lines[-1] == "data: [DONE]"

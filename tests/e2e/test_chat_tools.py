@@ -15,32 +15,40 @@ from tests.fixtures.servers import ServerThread
 
 def ask(client: openai.OpenAI, script: str, tools: list[dict[str, Any]], **kwargs: Any) -> Any:
     return client.chat.completions.create(
-        model="scripted-a", messages=[{"role": "user", "content": script}],
-        tools=tools, **kwargs)  # type: ignore[arg-type]
+        model="scripted-a", messages=[{"role": "user", "content": script}], tools=tools, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def calls_of(completion: Any) -> list[dict[str, Any]]:
     return list(completion.model_extra["toolbridge"]["mcp_calls"])
 
 
-def test_registered_server_is_used_by_label_alone(client: openai.OpenAI,
-                                                  mcp_server: RunningMcpServer) -> None:
-    completion = ask(client, 'call calc__echo {"text": "hi"}',
-                     [{"type": "mcp", "server_label": "calc"}])
+def test_registered_server_is_used_by_label_alone(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(
+        client, 'call calc__echo {"text": "hi"}', [{"type": "mcp", "server_label": "calc"}]
+    )
     assert completion.choices[0].message.content == 'done: calc__echo={"result": "hi"}'
     assert mcp_server.log.methods["tools/call"] == 1
 
 
 def test_registered_stdio_server_runs_as_a_child_process(client: openai.OpenAI) -> None:
-    completion = ask(client, 'call stdio_calc__add {"a": 1, "b": 1}',
-                     [{"type": "mcp", "server_label": "stdio_calc"}])
+    completion = ask(
+        client,
+        'call stdio_calc__add {"a": 1, "b": 1}',
+        [{"type": "mcp", "server_label": "stdio_calc"}],
+    )
     assert completion.choices[0].message.content == 'done: stdio_calc__add={"result": 2}'
 
 
 def test_model_sees_prefixed_sanitised_names_and_calls_map_back(
-        client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer) -> None:
+    client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer
+) -> None:
     before = len(scripted_model.server.config.app.state.calls)
-    completion = ask(client, 'call calc__files_read-v2 {"path": "/etc/motd"}', [mcp_tool(mcp_server)])
+    completion = ask(
+        client, 'call calc__files_read-v2 {"path": "/etc/motd"}', [mcp_tool(mcp_server)]
+    )
     first_request = scripted_model.server.config.app.state.calls[before]
     offered = {t["function"]["name"] for t in first_request["tools"]}
     assert {"calc__add", "calc__files_read-v2", "calc__whoami"} <= offered
@@ -49,28 +57,34 @@ def test_model_sees_prefixed_sanitised_names_and_calls_map_back(
 
 
 def test_allowed_tools_limits_what_the_model_is_offered(
-        client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer) -> None:
+    client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer
+) -> None:
     calls = scripted_model.server.config.app.state.calls
     before = len(calls)
-    completion = ask(client, 'call calc__add {"a": 1, "b": 2}',
-                     [mcp_tool(mcp_server, allowed_tools=["echo"])])
+    completion = ask(
+        client, 'call calc__add {"a": 1, "b": 2}', [mcp_tool(mcp_server, allowed_tools=["echo"])]
+    )
     assert [t["function"]["name"] for t in calls[before]["tools"]] == ["calc__echo"]
     # The model called a tool it was not offered: it is told so, and nothing reaches the server.
     assert calls_of(completion)[0]["error"] == "There is no tool named 'calc__add'."
     assert mcp_server.log.methods["tools/call"] == 0
 
 
-def test_allowed_tools_filter_form(client: openai.OpenAI, scripted_model: ServerThread,
-                                   mcp_server: RunningMcpServer) -> None:
+def test_allowed_tools_filter_form(
+    client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer
+) -> None:
     calls = scripted_model.server.config.app.state.calls
     before = len(calls)
     ask(client, "say hi", [mcp_tool(mcp_server, allowed_tools={"tool_names": ["add", "big"]})])
-    assert sorted(t["function"]["name"] for t in calls[before]["tools"]) == ["calc__add",
-                                                                            "calc__big"]
+    assert sorted(t["function"]["name"] for t in calls[before]["tools"]) == [
+        "calc__add",
+        "calc__big",
+    ]
 
 
 def test_parallel_calls_run_concurrently_and_return_in_model_order(
-        client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
     # Each barrier call returns only once all three are in flight at the server at once.
     barrier = f'call calc__barrier {{"name": "{uuid.uuid4().hex}", "parties": 3}}'
     script = "\n".join([barrier] * 3 + ['call calc__echo {"text": "last"}'])
@@ -82,26 +96,34 @@ def test_parallel_calls_run_concurrently_and_return_in_model_order(
 
 
 def test_tool_error_reaches_model_and_caller_and_loop_goes_on(
-        client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
     completion = ask(client, 'call calc__fail {"message": "disk on fire"}', [mcp_tool(mcp_server)])
     call = calls_of(completion)[0]
-    assert call["output"] is None and "disk on fire" in call["error"]
+    assert call["output"] is None
+    assert "disk on fire" in call["error"]
     content = completion.choices[0].message.content
-    assert content.startswith("done: calc__fail=[tool error] ") and "disk on fire" in content
+    assert content.startswith("done: calc__fail=[tool error] ")
+    assert "disk on fire" in content
     assert completion.choices[0].finish_reason == "stop"
 
 
 def test_invalid_arguments_go_back_to_the_model_not_the_server(
-        client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
     completion = ask(client, 'call calc__add ["not", "an", "object"]', [mcp_tool(mcp_server)])
     assert calls_of(completion)[0]["error"] == "The arguments must be a JSON object."
     assert mcp_server.log.methods["tools/call"] == 0
 
 
-def test_headers_and_authorization_reach_their_server(client: openai.OpenAI,
-                                                      mcp_server: RunningMcpServer) -> None:
-    completion = ask(client, "call calc__whoami {}", [
-        mcp_tool(mcp_server, headers={"X-Test-Token": "tok-123"}, authorization="bearer-xyz")])
+def test_headers_and_authorization_reach_their_server(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(
+        client,
+        "call calc__whoami {}",
+        [mcp_tool(mcp_server, headers={"X-Test-Token": "tok-123"}, authorization="bearer-xyz")],
+    )
     assert completion.choices[0].message.content == 'done: calc__whoami={"result": "tok-123"}'
     assert mcp_server.log.headers[-1]["authorization"] == "Bearer bearer-xyz"
 
@@ -111,52 +133,74 @@ def test_usage_sums_every_model_turn(client: openai.OpenAI, mcp_server: RunningM
     looped = ask(client, 'call calc__echo {"text": "a"}', [mcp_tool(mcp_server)])
     assert single.usage.total_tokens > 0
     # Two model calls: the first (tool call) and the answer; both are counted.
-    assert looped.usage.completion_tokens >= 1 + len("done: calc__echo={\"result\": \"a\"}".split())
-    assert looped.usage.prompt_tokens > 2 * len('call calc__echo {"text": "a"}'.split()) - 1
+    assert looped.usage.completion_tokens >= 1 + len(["done:", 'calc__echo={"result":', '"a"}'])
+    assert looped.usage.prompt_tokens > 2 * len(["call", "calc__echo", '{"text":', '"a"}']) - 1
     assert looped.usage.total_tokens == looped.usage.prompt_tokens + looped.usage.completion_tokens
 
 
-def test_turn_limit_ends_the_run_with_a_stated_reason(client: openai.OpenAI,
-                                                      mcp_server: RunningMcpServer) -> None:
-    completion = ask(client, 'always call calc__echo {"text": "again"}', [mcp_tool(mcp_server)],
-                     extra_body={"mcp_limits": {"max_turns": 3}})
+def test_turn_limit_ends_the_run_with_a_stated_reason(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(
+        client,
+        'always call calc__echo {"text": "again"}',
+        [mcp_tool(mcp_server)],
+        extra_body={"mcp_limits": {"max_turns": 3}},
+    )
     assert completion.choices[0].finish_reason == "length"
     details = completion.model_extra["toolbridge"]["incomplete_details"]
-    assert details["reason"] == "max_turns" and "3 model turns" in details["message"]
+    assert details["reason"] == "max_turns"
+    assert "3 model turns" in details["message"]
     assert len(calls_of(completion)) == 2  # the third turn's calls were not run
 
 
 def test_tool_call_limit_ends_the_run(client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
     script = "\n".join(['call calc__echo {"text": "x"}'] * 3)
-    completion = ask(client, script, [mcp_tool(mcp_server)],
-                     extra_body={"mcp_limits": {"max_tool_calls": 2}})
+    completion = ask(
+        client, script, [mcp_tool(mcp_server)], extra_body={"mcp_limits": {"max_tool_calls": 2}}
+    )
     details = completion.model_extra["toolbridge"]["incomplete_details"]
     assert details["reason"] == "max_tool_calls"
     assert completion.choices[0].finish_reason == "length"
     assert mcp_server.log.methods["tools/call"] == 0
 
 
-def test_tool_timeout_becomes_an_error_result(client: openai.OpenAI,
-                                              mcp_server: RunningMcpServer) -> None:
-    completion = ask(client, 'call calc__slow {"seconds": 5}', [mcp_tool(mcp_server)],
-                     extra_body={"mcp_limits": {"tool_timeout_s": 0.3}})
+def test_tool_timeout_becomes_an_error_result(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(
+        client,
+        'call calc__slow {"seconds": 5}',
+        [mcp_tool(mcp_server)],
+        extra_body={"mcp_limits": {"tool_timeout_s": 0.3}},
+    )
     assert calls_of(completion)[0]["error"] == "Tool call timed out after 0.3s"
     assert completion.choices[0].finish_reason == "stop"
 
 
-def test_long_tool_output_is_truncated_with_a_marker(client: openai.OpenAI,
-                                                     mcp_server: RunningMcpServer) -> None:
-    completion = ask(client, 'call calc__big {"size": 5000}', [mcp_tool(mcp_server)],
-                     extra_body={"mcp_limits": {"max_tool_output_chars": 400}})
+def test_long_tool_output_is_truncated_with_a_marker(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(
+        client,
+        'call calc__big {"size": 5000}',
+        [mcp_tool(mcp_server)],
+        extra_body={"mcp_limits": {"max_tool_output_chars": 400}},
+    )
     output = calls_of(completion)[0]["output"]
     assert len(output) == 400
     assert output.endswith("[toolbridge: output truncated from 5014 to 400 characters]")
 
 
-def test_request_cannot_raise_configured_limits(client: openai.OpenAI,
-                                                mcp_server: RunningMcpServer) -> None:
-    completion = ask(client, 'always call calc__echo {"text": "x"}', [mcp_tool(mcp_server)],
-                     extra_body={"mcp_limits": {"max_turns": 1000}})
+def test_request_cannot_raise_configured_limits(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(
+        client,
+        'always call calc__echo {"text": "x"}',
+        [mcp_tool(mcp_server)],
+        extra_body={"mcp_limits": {"max_turns": 1000}},
+    )
     details = completion.model_extra["toolbridge"]["incomplete_details"]
     assert "10 model turns" in details["message"]  # the configured default, not 1000
     assert json.loads(calls_of(completion)[0]["arguments"]) == {"text": "x"}

@@ -22,13 +22,24 @@ from app.store.embedded import free_port
 def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("run") / "toolbridge.log"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TOOLBRIDGE_") and k != "OPENAI_API_KEY"}
-    env.update(TOOLBRIDGE_PORT=str(port), TOOLBRIDGE_ALLOW_ANONYMOUS="true",
-               TOOLBRIDGE_DATA_DIR=str(log_path.parent / "data"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TOOLBRIDGE_") and k != "OPENAI_API_KEY"
+    }
+    env.update(
+        TOOLBRIDGE_PORT=str(port),
+        TOOLBRIDGE_ALLOW_ANONYMOUS="true",
+        TOOLBRIDGE_DATA_DIR=str(log_path.parent / "data"),
+    )
     with log_path.open("w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "app"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, cwd=log_path.parent)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=log_path.parent,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
     while True:
@@ -53,7 +64,8 @@ def test_readme_example_works_offline_with_the_demo(launched: tuple[str, Path]) 
     completion = client.chat.completions.create(
         model="toolbridge-demo",
         messages=[{"role": "user", "content": 'call demo__add {"a": 2, "b": 3}'}],
-        tools=[{"type": "mcp", "server_label": "demo"}])  # type: ignore[list-item]
+        tools=[{"type": "mcp", "server_label": "demo"}],
+    )  # type: ignore[list-item]
     assert completion.choices[0].message.content == 'done: demo__add={"result": 5.0}'
 
 
@@ -61,7 +73,8 @@ def test_embedded_redis_is_started_announced_and_stopped(launched: tuple[str, Pa
     _, log_path = launched
     log = log_path.read_text()
     assert "started an embedded redis-server" in log
-    assert "OPEN MODE" in log and "DEMO" in log
+    assert "OPEN MODE" in log
+    assert "DEMO" in log
     redis_url = log.split("embedded redis-server at ")[1].split(" ")[0]
     assert redis.Redis.from_url(redis_url).ping()
     assert (log_path.parent / "data" / "redis").is_dir()

@@ -23,13 +23,16 @@ def fresh_client(toolbridge_factory: Any) -> openai.OpenAI:
 
 def run(client: openai.OpenAI, server: RunningMcpServer, **tool: Any) -> None:
     completion = client.chat.completions.create(
-        model="scripted-a", messages=[{"role": "user", "content": SCRIPT}],
-        tools=[mcp_tool(server, **tool)])  # type: ignore[list-item]
+        model="scripted-a",
+        messages=[{"role": "user", "content": SCRIPT}],
+        tools=[mcp_tool(server, **tool)],
+    )  # type: ignore[list-item]
     assert completion.choices[0].message.content == 'done: calc__add={"result": 2}'
 
 
 def test_warm_modern_server_costs_one_http_request_per_tool_call(
-        fresh_client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    fresh_client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
     run(fresh_client, mcp_server)
     assert mcp_server.log.methods["server/discover"] == 1
     assert mcp_server.log.methods["tools/list"] == 1
@@ -40,7 +43,8 @@ def test_warm_modern_server_costs_one_http_request_per_tool_call(
 
 
 def test_private_tool_lists_are_not_shared_across_credentials(
-        fresh_client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    fresh_client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
     run(fresh_client, mcp_server, headers={"X-Test-Token": "alice"})
     mcp_server.log.reset()
     run(fresh_client, mcp_server, headers={"X-Test-Token": "bob"})
@@ -50,8 +54,9 @@ def test_private_tool_lists_are_not_shared_across_credentials(
     assert mcp_server.log.methods["tools/list"] == 0
 
 
-def test_tool_list_cache_is_shared_by_replicas(toolbridge_factory: Any,
-                                               mcp_server: RunningMcpServer) -> None:
+def test_tool_list_cache_is_shared_by_replicas(
+    toolbridge_factory: Any, mcp_server: RunningMcpServer
+) -> None:
     first = toolbridge_factory(redis_prefix="tb-shared-replicas:")
     second = toolbridge_factory(redis_prefix="tb-shared-replicas:")
     for replica in (first, second):
@@ -63,7 +68,8 @@ def test_tool_list_cache_is_shared_by_replicas(toolbridge_factory: Any,
 
 @pytest.mark.parametrize("kind", ["legacy", "stateless", "sse"])
 def test_warm_older_servers_skip_listing_and_probing(
-        fresh_client: openai.OpenAI, mcp_servers: dict[str, RunningMcpServer], kind: str) -> None:
+    fresh_client: openai.OpenAI, mcp_servers: dict[str, RunningMcpServer], kind: str
+) -> None:
     server = mcp_servers[kind]
     run(fresh_client, server)
     server.log.reset()

@@ -11,7 +11,8 @@ def test_pieces_assemble_and_only_client_calls_are_visible() -> None:
     turn = TurnAssembler({"get_weather"})
     seen = []
     for chunk in [
-        ModelChunk(text="Let me "), ModelChunk(text="check."),
+        ModelChunk(text="Let me "),
+        ModelChunk(text="check."),
         ModelChunk(tool_calls=(ToolCallDelta(index=0, id="c1", name="calc__add"),)),
         ModelChunk(tool_calls=(ToolCallDelta(index=0, arguments='{"a": 1}'),)),
         ModelChunk(tool_calls=(ToolCallDelta(index=1, id="c2", name="get_weather"),)),
@@ -21,7 +22,8 @@ def test_pieces_assemble_and_only_client_calls_are_visible() -> None:
     ]:
         seen += turn.add(chunk)
     assert seen == [
-        TextDelta(text="Let me "), TextDelta(text="check."),
+        TextDelta(text="Let me "),
+        TextDelta(text="check."),
         ClientToolCallDelta(index=0, call_id="c2", name="get_weather", arguments=""),
         ClientToolCallDelta(index=0, call_id=None, name=None, arguments='{"city"'),
         ClientToolCallDelta(index=0, call_id=None, name=None, arguments=': "Oslo"}'),
@@ -29,7 +31,8 @@ def test_pieces_assemble_and_only_client_calls_are_visible() -> None:
     assert [c["function"]["name"] for c in turn.server_calls()] == ["calc__add"]
     assert turn.client_calls()[0]["function"]["arguments"] == '{"city": "Oslo"}'
     message = turn.assistant_message()
-    assert message["content"] == "Let me check." and len(message["tool_calls"]) == 2
+    assert message["content"] == "Let me check."
+    assert len(message["tool_calls"]) == 2
     assert turn.finish_reason == "tool_calls"
 
 

@@ -8,32 +8,43 @@ from app.mcp.results import result_text, truncate
 
 
 def test_text_parts_are_joined() -> None:
-    result = types.CallToolResult(content=[types.TextContent(type="text", text="a"),
-                                           types.TextContent(type="text", text="b")])
+    result = types.CallToolResult(
+        content=[types.TextContent(type="text", text="a"), types.TextContent(type="text", text="b")]
+    )
     assert result_text(result) == "a\nb"
 
 
 def test_structured_content_is_json_and_replaces_its_text_echo() -> None:
-    result = types.CallToolResult(content=[types.TextContent(type="text", text='{"n": 1}')],
-                                  structured_content={"n": 1})
+    result = types.CallToolResult(
+        content=[types.TextContent(type="text", text='{"n": 1}')], structured_content={"n": 1}
+    )
     assert result_text(result) == '{"n": 1}'
 
 
 def test_media_and_resources_are_summarised() -> None:
-    result = types.CallToolResult(content=[
-        types.ImageContent(type="image", data="aGVsbG8h", mime_type="image/png"),
-        types.AudioContent(type="audio", data="aGVsbG8h", mime_type="audio/wav"),
-        types.ResourceLink(type="resource_link", uri="file:///r.txt", name="r"),
-        types.EmbeddedResource(type="resource", resource=types.TextResourceContents(
-            uri="file:///t.txt", text="inside")),
-        types.EmbeddedResource(type="resource", resource=types.BlobResourceContents(
-            uri="file:///b.bin", blob="AAAA", mime_type="application/octet-stream")),
-    ])
+    result = types.CallToolResult(
+        content=[
+            types.ImageContent(type="image", data="aGVsbG8h", mime_type="image/png"),
+            types.AudioContent(type="audio", data="aGVsbG8h", mime_type="audio/wav"),
+            types.ResourceLink(type="resource_link", uri="file:///r.txt", name="r"),
+            types.EmbeddedResource(
+                type="resource",
+                resource=types.TextResourceContents(uri="file:///t.txt", text="inside"),
+            ),
+            types.EmbeddedResource(
+                type="resource",
+                resource=types.BlobResourceContents(
+                    uri="file:///b.bin", blob="AAAA", mime_type="application/octet-stream"
+                ),
+            ),
+        ]
+    )
     assert result_text(result).split("\n") == [
         "[image omitted: image/png, 6 bytes]",
         "[audio omitted: audio/wav, 6 bytes]",
         "[resource link: file:///r.txt (r)]",
-        "[resource file:///t.txt]", "inside",
+        "[resource file:///t.txt]",
+        "inside",
         "[binary resource omitted: file:///b.bin, application/octet-stream]",
     ]
 
@@ -41,5 +52,5 @@ def test_media_and_resources_are_summarised() -> None:
 def test_truncate_keeps_short_text_and_marks_cuts() -> None:
     assert truncate("short", 300) == "short"
     cut = truncate("y" * 1000, 300)
-    assert len(cut) == 300 and cut.endswith("[toolbridge: output truncated from 1000 to 300 "
-                                            "characters]")
+    assert len(cut) == 300
+    assert cut.endswith("[toolbridge: output truncated from 1000 to 300 characters]")
