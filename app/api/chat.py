@@ -20,6 +20,7 @@ from app.api.schemas import MODEL_PARAMS, ChatCompletionRequest, McpToolParam
 from app.api.servers import resolve_servers
 from app.api.sse import EventStreamResponse
 from app.engine.events import (
+    ApprovalRequired,
     ClientToolCallDelta,
     McpCallFinished,
     McpCallStarted,
@@ -27,8 +28,10 @@ from app.engine.events import (
     RunFinished,
     TextDelta,
     ToolsListed,
+    TurnStarted,
     TurnUsage,
 )
+from app.engine.history import restore_hidden_turns
 from app.engine.loop import run
 from app.engine.request import RunRequest
 from app.errors import InvalidRequest
@@ -39,7 +42,9 @@ router = APIRouter()
 _LIMIT_REASONS = ("max_turns", "max_tool_calls")
 
 
-def parse_chat(body: ChatCompletionRequest, services: Services, principal: Principal) -> RunRequest:
+async def parse_chat(
+    body: ChatCompletionRequest, services: Services, principal: Principal
+) -> RunRequest:
     """The internal request for a chat completion."""
     services.authorize_model(principal, body.model)
     mcp_tools: list[tuple[int, McpToolParam]] = []
@@ -56,10 +61,12 @@ def parse_chat(body: ChatCompletionRequest, services: Services, principal: Princ
         else:
             client_tools.append(tool.model_dump(exclude_none=True))
     fields = body.model_dump(include=set(MODEL_PARAMS), exclude_none=True)
+    messages = [m.model_dump(exclude_none=True) for m in body.messages]
     return RunRequest(
         principal=principal,
         model=body.model,
-        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        messages=await restore_hidden_turns(messages, services.engine.hidden, principal.key_id),
+        keep_hidden_turns=True,
         servers=resolve_servers(mcp_tools, services.registered_servers, principal),
         client_tools=client_tools,
         params=fields,
@@ -82,11 +89,17 @@ class ChatRenderer:
         default_factory=lambda: dict.fromkeys(("prompt", "completion", "cached", "reasoning"), 0)
     )
     finished: RunFinished | None = None
+    new_turn: bool = False
 
     def absorb(self, event: RunEvent) -> list[dict[str, Any]]:
         """Take in an event; return the chunk deltas it makes (for streaming)."""
         match event:
+            case TurnStarted():
+                self.new_turn = True
             case TextDelta(text=text):
+                if self.new_turn and self.text:
+                    text = "\n\n" + text  # keep the texts of different turns apart
+                self.new_turn = False
                 self.text.append(text)
                 return [{"content": text}]
             case ClientToolCallDelta():
@@ -113,7 +126,7 @@ class ChatRenderer:
                 )
             case RunFinished():
                 self.finished = event
-            case ToolsListed() | McpCallStarted():
+            case ToolsListed() | McpCallStarted() | ApprovalRequired():
                 pass
             case _:
                 assert_never(event)
@@ -122,7 +135,9 @@ class ChatRenderer:
     def finish_reason(self) -> str:
         assert self.finished is not None
         reason = self.finished.reason
-        return "length" if reason in _LIMIT_REASONS else reason
+        if reason in _LIMIT_REASONS:
+            return "length"
+        return "stop" if reason == "approval_required" else reason
 
     def extension(self) -> dict[str, Any]:
         """toolbridge's field on the response: what ran, and why a limit ended the run."""
@@ -226,7 +241,7 @@ async def chat_completions(
     services: Services = Depends(get_services),
     principal: Principal = Depends(authenticate),
 ) -> Response:
-    request = parse_chat(body, services, principal)
+    request = await parse_chat(body, services, principal)
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
     renderer = ChatRenderer(model=body.model, include_usage=include_usage)
     events = run(request, services.engine)

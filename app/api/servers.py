@@ -7,22 +7,53 @@ server, request-supplied servers speak HTTP(S) only, and credentials go to their
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import urlsplit
+
+import mcp_types as types
+from pydantic import ValidationError
 
 from app.api.schemas import AllowedToolsFilter, McpToolParam
 from app.config import RegisteredServer
 from app.errors import InvalidRequest, PermissionDenied
-from app.mcp.servers import ServerSpec
+from app.mcp.servers import NEVER, ApprovalPolicy, ServerSpec, ToolFilter
 from app.principal import Principal
 
 
-def _allowed_tools(value: list[str] | AllowedToolsFilter | None) -> frozenset[str] | None:
+def _tool_filter(value: list[str] | AllowedToolsFilter | None) -> ToolFilter | None:
     if value is None:
         return None
     if isinstance(value, AllowedToolsFilter):
-        return None if value.tool_names is None else frozenset(value.tool_names)
-    return frozenset(value)
+        names = None if value.tool_names is None else frozenset(value.tool_names)
+        return ToolFilter(tool_names=names, read_only=value.read_only)
+    return ToolFilter(tool_names=frozenset(value))
+
+
+def approval_policy(
+    value: str | dict[str, Any] | None, *, omitted: ApprovalPolicy, param: str
+) -> ApprovalPolicy:
+    """OpenAI's ``require_approval``: "always", "never", or ``{"always": f, "never": f}``."""
+    if value is None:
+        return omitted
+    if value in ("always", "never"):
+        return ApprovalPolicy(default=value == "always")
+    if not isinstance(value, dict) or not set(value) <= {"always", "never"}:
+        raise InvalidRequest(
+            "require_approval must be 'always', 'never', or an object with "
+            "'always' and/or 'never' filters.",
+            param=param,
+        )
+    try:
+        filters = {
+            key: _tool_filter(AllowedToolsFilter.model_validate(f)) for key, f in value.items()
+        }
+    except ValidationError as exc:
+        raise InvalidRequest(
+            f"Invalid approval filter: {exc.errors()[0]['msg']}", param=param
+        ) from None
+    return ApprovalPolicy(default=True, always=filters.get("always"), never=filters.get("never"))
 
 
 def _headers(tool: McpToolParam) -> dict[str, str]:
@@ -42,8 +73,15 @@ def resolve_servers(
     tools: Sequence[tuple[int, McpToolParam]],
     registry: Sequence[RegisteredServer],
     principal: Principal,
+    *,
+    default_approval: ApprovalPolicy = NEVER,
+    known_tools: dict[str, tuple[types.Tool, ...]] | None = None,
 ) -> list[ServerSpec]:
-    """Resolve the request's mcp tools (with their index in ``tools``) to server specs."""
+    """Resolve the request's mcp tools (with their index in ``tools``) to server specs.
+
+    ``default_approval`` applies where ``require_approval`` is omitted; ``known_tools`` are
+    lists already in the conversation, by server label.
+    """
     registered = {s.label: s for s in registry}
     specs: list[ServerSpec] = []
     seen: set[str] = set()
@@ -59,14 +97,19 @@ def resolve_servers(
                 "connector_id and tunnel_id are not supported by this server; use server_url.",
                 param=param,
             )
-        specs.append(_resolve_one(tool, param, registered, principal))
+        spec = _resolve_one(tool, param, registered, principal)
+        approval = approval_policy(
+            tool.require_approval, omitted=default_approval, param=f"{param}.require_approval"
+        )
+        known = (known_tools or {}).get(tool.server_label)
+        specs.append(dataclasses.replace(spec, approval=approval, known_tools=known))
     return specs
 
 
 def _resolve_one(
     tool: McpToolParam, param: str, registered: dict[str, RegisteredServer], principal: Principal
 ) -> ServerSpec:
-    allowed = _allowed_tools(tool.allowed_tools)
+    allowed = _tool_filter(tool.allowed_tools)
     if tool.server_url is None:
         server = registered.get(tool.server_label)
         if server is None:

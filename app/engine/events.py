@@ -20,6 +20,15 @@ class ToolsListed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TurnStarted:
+    """A model turn begins (text of different turns belongs to different messages)."""
+
+    kind: Literal["turn_started"] = "turn_started"
+    index: int
+    """0 for the run's first model call."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TextDelta:
     """Assistant text arrived from the model."""
 
@@ -51,6 +60,8 @@ class McpCallStarted:
     tool: str
     arguments: str
     """JSON text, as the model wrote it."""
+    approval_request_id: str | None = None
+    """Set when the call ran because the caller approved it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +76,19 @@ class McpCallFinished:
     output: str | None
     error: str | None
     duration_s: float
+    approval_request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalRequired:
+    """An MCP call waits for the caller's approval; the run ends after this turn."""
+
+    kind: Literal["approval_required"] = "approval_required"
+    approval_request_id: str
+    call_id: str
+    server_label: str
+    tool: str
+    arguments: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,16 +15,16 @@ from typing import Any
 import anyio
 
 from app.engine.events import (
+    ApprovalRequired,
     FinishReason,
     McpCallFinished,
     McpCallStarted,
     RunEvent,
     RunFinished,
-    TextDelta,
     ToolsListed,
+    TurnStarted,
     TurnUsage,
 )
-from app.engine.history import restore_hidden_turns
 from app.engine.request import RunRequest
 from app.engine.turn import TurnAssembler
 from app.llm.client import Message, ModelCall, ModelClient
@@ -78,7 +78,6 @@ class _RunState:
     first_new: int
     """Index of the first message this run produced."""
     tool_calls_made: int = 0
-    has_text: bool = False
 
 
 def decide(
@@ -109,36 +108,101 @@ def decide(
 async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
-    messages = await restore_hidden_turns(request.messages, deps.hidden, request.principal.key_id)
-    state = _RunState(messages=messages, first_new=len(messages))
+    state = _RunState(messages=list(request.messages), first_new=len(request.messages))
     async with RunConnections(deps.mcp, list_timeout_s=request.limits.list_timeout_s) as conns:
         connections = await conns.open_all(request.servers)
         for connection in connections:
-            yield ToolsListed(server_label=connection.spec.label, tools=tuple(connection.tools))
+            if connection.listed:
+                yield ToolsListed(server_label=connection.spec.label, tools=tuple(connection.tools))
         toolset = Toolset(connections, reserved=request.client_tool_names())
-        tools = toolset.model_tools() + request.client_tools
-        for turns_left in reversed(range(request.limits.max_turns)):
-            turn = TurnAssembler(request.client_tool_names())
-            async for event in _model_turn(request, deps, state, tools, turn):
-                yield event
-            match decide(turn, state, request, turns_left=turns_left):
-                case Answered(reason=reason):
-                    yield RunFinished(reason=_model_reason(reason))
+        async for event in _answer_approvals(request, toolset, state):
+            yield event
+        async for event in _turns(request, deps, toolset, state):
+            yield event
+
+
+async def _turns(
+    request: RunRequest, deps: EngineDeps, toolset: Toolset, state: _RunState
+) -> AsyncIterator[RunEvent]:
+    """Model turns and MCP calls until the run ends; the last event is ``RunFinished``."""
+    tools = toolset.model_tools() + request.client_tools
+    for index, turns_left in enumerate(reversed(range(request.limits.max_turns))):
+        yield TurnStarted(index=index)
+        turn = TurnAssembler(request.client_tool_names())
+        async for event in _model_turn(request, deps, state, tools, turn):
+            yield event
+        match decide(turn, state, request, turns_left=turns_left):
+            case Answered(reason=reason):
+                yield RunFinished(reason=_model_reason(reason))
+                return
+            case LimitReached(reason=reason, detail=detail):
+                yield RunFinished(reason=reason, detail=detail)
+                return
+            case ToolCallsRequested(server_calls=server_calls, client_calls=client_calls):
+                state.messages.append(turn.assistant_message())
+                waiting = [c for c in server_calls if _requires_approval(c, toolset)]
+                runnable = [c for c in server_calls if c not in waiting]
+                async for event in _run_server_calls(runnable, toolset, request, state):
+                    yield event
+                for call in waiting:
+                    yield _approval_request(call, toolset)
+                if waiting or client_calls:
+                    if client_calls and state.tool_calls_made and request.keep_hidden_turns:
+                        await _keep_hidden_turns(deps, request, state, client_calls)
+                    reason: FinishReason = "approval_required" if waiting else "tool_calls"
+                    yield RunFinished(reason=reason, client_tool_calls=tuple(client_calls))
                     return
-                case LimitReached(reason=reason, detail=detail):
-                    yield RunFinished(reason=reason, detail=detail)
-                    return
-                case ToolCallsRequested(server_calls=server_calls, client_calls=client_calls):
-                    state.messages.append(turn.assistant_message())
-                    async for event in _run_server_calls(server_calls, toolset, request, state):
-                        yield event
-                    if client_calls:
-                        if state.tool_calls_made:
-                            await _keep_hidden_turns(deps, request, state, client_calls)
-                        yield RunFinished(
-                            reason="tool_calls", client_tool_calls=tuple(client_calls)
-                        )
-                        return
+
+
+async def _answer_approvals(
+    request: RunRequest, toolset: Toolset, state: _RunState
+) -> AsyncIterator[RunEvent]:
+    """Run the calls the caller approved; tell the model about the ones it denied."""
+    if not request.approvals:
+        return
+    approved = [d for d in request.approvals if d.approve]
+    results: list[Message] = []
+    async for event in _run_server_calls(
+        [d.call for d in approved],
+        toolset,
+        request,
+        state,
+        results,
+        approval_ids={d.call["id"]: d.approval_request_id for d in approved},
+    ):
+        yield event
+    for decision in request.approvals:
+        if not decision.approve:
+            why = f" Reason: {decision.reason}" if decision.reason else ""
+            results.append(
+                _tool_message(
+                    decision.call["id"],
+                    f"The user did not approve this tool call, so it was not run.{why}",
+                )
+            )
+    at = len(state.messages) if request.approvals_at is None else request.approvals_at
+    state.messages[at:at] = results
+
+
+def _requires_approval(call: dict[str, Any], toolset: Toolset) -> bool:
+    bound = toolset.get(call["function"]["name"])
+    return bound is not None and bound.requires_approval
+
+
+def _approval_request(call: dict[str, Any], toolset: Toolset) -> ApprovalRequired:
+    bound = toolset.get(call["function"]["name"])
+    assert bound is not None
+    return ApprovalRequired(
+        approval_request_id=f"mcpr_{call['id']}",
+        call_id=call["id"],
+        server_label=bound.server_label,
+        tool=bound.tool.name,
+        arguments=call["function"]["arguments"],
+    )
+
+
+def _tool_message(call_id: str, content: str) -> Message:
+    return {"role": "tool", "tool_call_id": call_id, "content": content}
 
 
 async def _model_turn(
@@ -151,12 +215,8 @@ async def _model_turn(
     call = ModelCall(
         model=request.model, messages=state.messages, tools=tools, params=request.params
     )
-    separated = not state.has_text
     async for chunk in deps.models.complete(call, stream=request.stream_model):
         for event in turn.add(chunk):
-            if isinstance(event, TextDelta) and not separated:
-                separated = True  # text of an earlier turn came before: keep turns apart
-                yield TextDelta(text="\n\n")
             yield event
         if chunk.usage is not None:
             usage = chunk.usage
@@ -167,24 +227,30 @@ async def _model_turn(
                 cached_tokens=usage.cached_tokens,
                 reasoning_tokens=usage.reasoning_tokens,
             )
-    state.has_text = state.has_text or bool(turn.text)
 
 
 async def _run_server_calls(
-    calls: list[dict[str, Any]], toolset: Toolset, request: RunRequest, state: _RunState
+    calls: list[dict[str, Any]],
+    toolset: Toolset,
+    request: RunRequest,
+    state: _RunState,
+    results: list[Message] | None = None,
+    *,
+    approval_ids: dict[str, str] | None = None,
 ) -> AsyncIterator[RunEvent]:
-    """Run this turn's MCP calls concurrently; results go back in the model's order."""
-    outcomes: list[ToolOutcome | None] = [None] * len(calls)
-    for call in calls:
-        bound = toolset.get(call["function"]["name"])
-        label = bound.server_label if bound else ""
-        tool = bound.tool.name if bound else call["function"]["name"]
+    """Run MCP calls concurrently; their results go to ``results`` (default: the conversation)
+    in the model's order."""
+    approval_ids = approval_ids or {}
+    described = [(call, *_describe(call, toolset)) for call in calls]
+    for call, label, tool in described:
         yield McpCallStarted(
             call_id=call["id"],
             server_label=label,
             tool=tool,
             arguments=call["function"]["arguments"],
+            approval_request_id=approval_ids.get(call["id"]),
         )
+    outcomes: list[ToolOutcome | None] = [None] * len(calls)
 
     async def run_one(index: int, call: dict[str, Any]) -> None:
         outcomes[index] = await _call_tool(call, toolset, request)
@@ -193,25 +259,29 @@ async def _run_server_calls(
         for index, call in enumerate(calls):
             tg.start_soon(run_one, index, call)
     state.tool_calls_made += len(calls)
-    for call, outcome in zip(calls, outcomes, strict=True):
+    target = state.messages if results is None else results
+    for (call, label, tool), outcome in zip(described, outcomes, strict=True):
         assert outcome is not None
-        bound = toolset.get(call["function"]["name"])
-        state.messages.append(
-            {
-                "role": "tool",
-                "tool_call_id": call["id"],
-                "content": (TOOL_ERROR_PREFIX if outcome.is_error else "") + outcome.text,
-            }
-        )
+        prefix = TOOL_ERROR_PREFIX if outcome.is_error else ""
+        target.append(_tool_message(call["id"], prefix + outcome.text))
         yield McpCallFinished(
             call_id=call["id"],
-            server_label=bound.server_label if bound else "",
-            tool=bound.tool.name if bound else call["function"]["name"],
+            server_label=label,
+            tool=tool,
             arguments=call["function"]["arguments"],
             output=None if outcome.is_error else outcome.text,
             error=outcome.text if outcome.is_error else None,
             duration_s=outcome.duration_s,
+            approval_request_id=approval_ids.get(call["id"]),
         )
+
+
+def _describe(call: dict[str, Any], toolset: Toolset) -> tuple[str, str]:
+    """(server label, MCP tool name) of a call; a name no one offered keeps its own."""
+    bound = toolset.get(call["function"]["name"])
+    if bound is None:
+        return "", call["function"]["name"]
+    return bound.server_label, bound.tool.name
 
 
 async def _call_tool(call: dict[str, Any], toolset: Toolset, request: RunRequest) -> ToolOutcome:

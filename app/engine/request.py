@@ -12,6 +12,17 @@ from app.principal import Principal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalDecision:
+    """The caller's answer to an approval request of an earlier response."""
+
+    approval_request_id: str
+    call: dict[str, Any]
+    """The tool call as the model made it (OpenAI ``tool_calls`` entry, model-facing name)."""
+    approve: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RunRequest:
     """Everything a run needs, independent of the endpoint it came from."""
 
@@ -27,6 +38,12 @@ class RunRequest:
     limits: Limits = field(default_factory=Limits)
     stream_model: bool = False
     """Stream from the model (so text reaches a streaming caller as it arrives)."""
+    approvals: list[ApprovalDecision] = field(default_factory=list)
+    """Approved calls run, denied ones are reported to the model, before its first turn."""
+    keep_hidden_turns: bool = False
+    """Chat Completions: keep MCP turns the response does not show, for the continuation."""
+    approvals_at: int | None = None
+    """Where in ``messages`` their results belong (after their assistant message); None: end."""
 
     def client_tool_names(self) -> set[str]:
         return {t["function"]["name"] for t in self.client_tools}

@@ -87,9 +87,12 @@ def describe_failure(exc: BaseException) -> str:
 class ServerConnection:
     """An open MCP session with one server, and the tools it offers this run."""
 
-    def __init__(self, spec: ServerSpec, client: Client, tools: list[types.Tool]) -> None:
+    def __init__(
+        self, spec: ServerSpec, client: Client, tools: list[types.Tool], *, listed: bool
+    ) -> None:
         self.spec = spec
         self.tools = tools
+        self.listed = listed  # False: the tools came from the conversation, not the server
         self._client = client
 
     @property
@@ -256,9 +259,19 @@ class RunConnections:
         assert self._tg is not None, "RunConnections must be entered"
         client = self._connector.client(spec, era)
         await self._tg.start(self._hold, client, spec.label)
-        with anyio.fail_after(self._list_timeout_s):
-            tools = await self._list_tools(client, spec)
-        return ServerConnection(spec, client, tools)
+        if spec.known_tools is not None:
+            # The conversation already holds this server's list (OpenAI reuses it too). The SDK
+            # must know the tools to call them on a 2026-07-28 server without re-listing; this
+            # is what it does itself on a cache hit.
+            listing = types.ListToolsResult(tools=list(spec.known_tools))
+            client.session._absorb_tool_listing(listing, complete=True)
+            tools = list(spec.known_tools)
+        else:
+            with anyio.fail_after(self._list_timeout_s):
+                tools = await self._list_tools(client)
+        if spec.allowed_tools is not None:
+            tools = [t for t in tools if spec.allowed_tools.matches(t)]
+        return ServerConnection(spec, client, tools, listed=spec.known_tools is None)
 
     async def _hold(
         self,
@@ -289,7 +302,7 @@ class RunConnections:
             raise TimeoutError(f"connecting took longer than {self._list_timeout_s:g}s")
 
     @staticmethod
-    async def _list_tools(client: Client, spec: ServerSpec) -> list[types.Tool]:
+    async def _list_tools(client: Client) -> list[types.Tool]:
         tools: list[types.Tool] = []
         cursor: str | None = None
         for _ in range(_LIST_PAGE_CAP):
@@ -298,6 +311,4 @@ class RunConnections:
             cursor = page.next_cursor
             if cursor is None:
                 break
-        if spec.allowed_tools is not None:
-            tools = [t for t in tools if t.name in spec.allowed_tools]
         return tools

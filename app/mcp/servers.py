@@ -8,7 +8,48 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+import mcp_types as types
+
 Transport = Literal["streamable_http", "sse", "stdio"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolFilter:
+    """OpenAI's tool filter: names, and/or the ``readOnlyHint`` annotation."""
+
+    tool_names: frozenset[str] | None = None
+    read_only: bool | None = None
+
+    def matches(self, tool: types.Tool) -> bool:
+        if self.tool_names is not None and tool.name in self.tool_names:
+            return True
+        if self.read_only is not None:
+            hint = bool(tool.annotations and tool.annotations.read_only_hint)
+            return hint == self.read_only
+        return False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApprovalPolicy:
+    """Which calls wait for the caller's approval (OpenAI's ``require_approval``).
+
+    A tool matched by ``never`` runs at once; otherwise one matched by ``always``, or any tool
+    when ``default`` is true, waits. OpenAI's default for an omitted field is "always".
+    """
+
+    default: bool = True
+    always: ToolFilter | None = None
+    never: ToolFilter | None = None
+
+    def requires_approval(self, tool: types.Tool) -> bool:
+        if self.never is not None and self.never.matches(tool):
+            return False
+        if self.always is not None and self.always.matches(tool):
+            return True
+        return self.default
+
+
+NEVER = ApprovalPolicy(default=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,8 +65,11 @@ class ServerSpec:
     """stdio only (operator-registered servers only)."""
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Sent to this server only; secret, never logged or stored."""
-    allowed_tools: frozenset[str] | None = None
+    allowed_tools: ToolFilter | None = None
     """None: every tool the server lists."""
+    approval: ApprovalPolicy = NEVER
+    known_tools: tuple[types.Tool, ...] | None = None
+    """Tools already listed earlier in the conversation: reused, not fetched again."""
     registered: bool = False
     """True for operator-registered servers (trusted configuration)."""
 

@@ -38,6 +38,10 @@ class BoundTool:
     def server_label(self) -> str:
         return self.connection.spec.label
 
+    @property
+    def requires_approval(self) -> bool:
+        return self.connection.spec.approval.requires_approval(self.tool)
+
     def model_tool(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name, "parameters": function_schema(self.tool)}
         if self.tool.description:
