@@ -150,6 +150,8 @@ class Settings(BaseSettings):
     """How long a server's protocol era (discover result) is remembered."""
     hidden_turns_ttl_s: int = Field(default=86_400, ge=60)
     """How long MCP turns hidden from a Chat Completions client are kept for its continuation."""
+    responses_ttl_s: int = Field(default=30 * 86_400, ge=60)
+    """How long stored responses (``store: true``) are kept."""
     model_num_retries: int = Field(default=2, ge=0)
     model_timeout_s: float = Field(default=600.0, gt=0)
     keepalive_s: float = Field(default=10.0, gt=0)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from app.api import chat, system
+from app.api import chat, responses, system
 from app.api.auth import KeyRing
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
@@ -23,6 +23,7 @@ from app.llm.client import ModelClient
 from app.mcp.connection import McpConnector
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
+from app.store.responses import ResponseStore
 
 logger = logging.getLogger("toolbridge")
 
@@ -54,6 +55,7 @@ def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTran
         engine=engine,
         keys=keys,
         registered_servers=settings.effective_servers(),
+        responses=ResponseStore(redis, prefix, settings.responses_ttl_s),
     )
 
 
@@ -99,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="toolbridge", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(chat.router)
+    app.include_router(responses.router)
     app.include_router(system.router)
     if settings.demo_enabled:
         demo_mcp = build_demo_server().streamable_http_app(host=settings.host)

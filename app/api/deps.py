@@ -12,6 +12,7 @@ from app.config import RegisteredServer, Settings
 from app.engine.loop import EngineDeps
 from app.errors import PermissionDenied
 from app.principal import Principal
+from app.store.responses import ResponseStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +24,7 @@ class Services:
     engine: EngineDeps
     keys: KeyRing
     registered_servers: list[RegisteredServer]
+    responses: ResponseStore
 
     def authorize_model(self, principal: Principal, model: str) -> None:
         """Unknown model: 404; a model this key may not use: 403."""

@@ -1,0 +1,264 @@
+"""Responses API items to the conversation the engine runs (Chat Completions messages).
+
+A Responses conversation is a list of items: messages, function calls and their outputs, and
+the MCP items (``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request``,
+``mcp_approval_response``). The model reads chat messages, so items are folded into them here:
+consecutive call items form one assistant message whose results follow it; a listed server's
+tools are remembered for reuse; approval answers become decisions for the engine.
+
+Item ids carry the model's call id after OpenAI's prefix (``mcp_``, ``mcpr_``, ``fc_``), so the
+same call keeps the same ids across responses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import mcp_types as types
+from pydantic import ValidationError
+
+from app.engine.request import ApprovalDecision
+from app.errors import InvalidRequest
+from app.llm.client import Message
+from app.mcp.naming import exposed_name
+
+CALL_ITEMS = ("function_call", "mcp_call", "mcp_approval_request")
+
+
+def call_id_of(item_id: str) -> str:
+    """The model's call id inside one of our item ids (an id we did not make is kept whole)."""
+    for prefix in ("mcpr_", "mcp_", "fc_"):
+        if item_id.startswith(prefix):
+            return item_id[len(prefix) :]
+    return item_id
+
+
+@dataclass
+class Conversation:
+    """What the items say, in the engine's terms."""
+
+    messages: list[Message] = field(default_factory=list)
+    known_tools: dict[str, tuple[types.Tool, ...]] = field(default_factory=dict)
+    """Tool lists already in the conversation, by server label."""
+    pending: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Approval requests (by id) not yet answered: the tool call each stands for."""
+    approvals: list[ApprovalDecision] = field(default_factory=list)
+    approvals_at: int | None = None
+    answered_before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Approval responses of earlier requests, by approval request id."""
+    answered_now: set[str] = field(default_factory=set)
+    """Approval request ids this request answers."""
+    _group: Message | None = None
+    _results: list[Message] = field(default_factory=list)
+
+    def _call(self, call: dict[str, Any]) -> None:
+        """Add a tool call to the assistant message of the current group."""
+        if self._group is None:
+            last = self.messages[-1] if self.messages else None
+            if last is not None and last["role"] == "assistant" and not last.get("tool_calls"):
+                self._group = last  # the model's text of the same turn
+            else:
+                self._group = {"role": "assistant", "content": None}
+                self.messages.append(self._group)
+            self._group["tool_calls"] = []
+        self._group["tool_calls"].append(call)
+
+    def _flush(self) -> None:
+        """End the current call group: its known results follow its assistant message."""
+        if self._group is None:
+            return
+        self.messages.extend(self._results)
+        if any(c["id"] in self._pending_call_ids() for c in self._group["tool_calls"]):
+            self.approvals_at = len(self.messages)
+        self._group, self._results = None, []
+
+    def _pending_call_ids(self) -> set[str]:
+        return {c["id"] for c in self.pending.values()}
+
+    def add(self, item: dict[str, Any], param: str, *, is_new: bool) -> None:
+        kind = item.get("type", "message")
+        if kind not in CALL_ITEMS:
+            self._flush()
+        match kind:
+            case "message":
+                self.messages.append(_message(item, param))
+            case "function_call":
+                self._call(
+                    _tool_call(
+                        item.get("call_id") or call_id_of(str(item.get("id"))),
+                        _str(item, "name", param),
+                        _str(item, "arguments", param),
+                    )
+                )
+            case "function_call_output":
+                output = item.get("output")
+                text = output if isinstance(output, str) else _parts_text(output, param)
+                self.messages.append(
+                    {"role": "tool", "content": text, "tool_call_id": _str(item, "call_id", param)}
+                )
+            case "mcp_call":
+                self._mcp_call(item, param)
+            case "mcp_approval_request":
+                self._approval_request(item, param)
+            case "mcp_approval_response":
+                if is_new:
+                    self._answer(item, param)
+            case "mcp_list_tools":
+                self.known_tools[_str(item, "server_label", param)] = _tools(item, param)
+            case "reasoning":
+                pass  # our models' reasoning is not replayed
+            case _:
+                raise InvalidRequest(f"Unsupported input item type '{kind}'.", param=param)
+
+    def _mcp_tool_call(self, item: dict[str, Any], param: str) -> dict[str, Any]:
+        name = exposed_name(_str(item, "server_label", param), _str(item, "name", param), set())
+        return _tool_call(call_id_of(_str(item, "id", param)), name, _str(item, "arguments", param))
+
+    def _approval_request(self, item: dict[str, Any], param: str) -> None:
+        request_id = _str(item, "id", param)
+        call = self._mcp_tool_call(item, param)
+        earlier = self.answered_before.get(request_id)
+        if earlier is not None and earlier.get("approve"):
+            return  # it ran: the later mcp_call item carries the call and its result
+        self._call(call)
+        if request_id in self.answered_now:
+            self.pending[request_id] = call  # the engine runs it, or reports the denial
+            return
+        why = earlier.get("reason") if earlier else "no approval response was given"
+        self._results.append(
+            {
+                "role": "tool",
+                "tool_call_id": call["id"],
+                "content": (
+                    f"The user did not approve this tool call, so it was not run. Reason: {why}"
+                ),
+            }
+        )
+
+    def _mcp_call(self, item: dict[str, Any], param: str) -> None:
+        call = self._mcp_tool_call(item, param)
+        self._call(call)
+        error = item.get("error")
+        text = f"[tool error] {error}" if error else str(item.get("output") or "")
+        self._results.append({"role": "tool", "tool_call_id": call["id"], "content": text})
+
+    def _answer(self, item: dict[str, Any], param: str) -> None:
+        request_id = _str(item, "approval_request_id", param)
+        call = self.pending.pop(request_id, None)
+        if call is None:
+            raise InvalidRequest(
+                f"No pending approval request '{request_id}' in this conversation.",
+                param=f"{param}.approval_request_id",
+            )
+        self.approvals.append(
+            ApprovalDecision(
+                approval_request_id=request_id,
+                call=call,
+                approve=bool(item.get("approve")),
+                reason=item.get("reason"),
+            )
+        )
+
+    def finish(self) -> None:
+        self._flush()
+
+
+def _str(item: dict[str, Any], key: str, param: str) -> str:
+    value = item.get(key)
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{key}' must be a string.", param=f"{param}.{key}")
+    return value
+
+
+def _tool_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def _parts_text(parts: Any, param: str) -> str:
+    if not isinstance(parts, list):
+        raise InvalidRequest("Expected a string or a list of content parts.", param=param)
+    return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
+
+
+def _content_part(part: Any, param: str) -> dict[str, Any]:
+    kind = part.get("type") if isinstance(part, dict) else None
+    match kind:
+        case "input_text" | "output_text" | "text":
+            return {"type": "text", "text": str(part.get("text", ""))}
+        case "refusal":
+            return {"type": "text", "text": str(part.get("refusal", ""))}
+        case "input_image":
+            url = part.get("image_url")
+            if not isinstance(url, str):
+                raise InvalidRequest(
+                    "input_image needs image_url (file_id is not supported).", param=param
+                )
+            return {
+                "type": "image_url",
+                "image_url": {"url": url, "detail": part.get("detail") or "auto"},
+            }
+    raise InvalidRequest(f"Unsupported content part type '{kind}'.", param=param)
+
+
+def _message(item: dict[str, Any], param: str) -> Message:
+    role = item.get("role")
+    if role not in ("user", "assistant", "system", "developer"):
+        raise InvalidRequest(
+            "role must be user, assistant, system or developer.", param=f"{param}.role"
+        )
+    content = item.get("content")
+    if isinstance(content, str):
+        return {"role": role, "content": content}
+    if not isinstance(content, list):
+        raise InvalidRequest("content must be a string or a list.", param=f"{param}.content")
+    parts = [_content_part(p, f"{param}.content[{i}]") for i, p in enumerate(content)]
+    if role != "user" or all(p["type"] == "text" for p in parts):
+        return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
+    return {"role": role, "content": parts}
+
+
+def _tools(item: dict[str, Any], param: str) -> tuple[types.Tool, ...]:
+    try:
+        return tuple(
+            types.Tool(
+                name=t["name"],
+                description=t.get("description"),
+                input_schema=t.get("input_schema") or {"type": "object"},
+                annotations=t.get("annotations"),
+            )
+            for t in item.get("tools") or []
+        )
+    except (KeyError, TypeError, ValidationError):
+        raise InvalidRequest("Invalid mcp_list_tools item.", param=param) from None
+
+
+def _approval_answers(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {
+        str(i.get("approval_request_id")): i
+        for i in items
+        if isinstance(i, dict) and i.get("type") == "mcp_approval_response"
+    }
+
+
+def fold(
+    history: list[dict[str, Any]], new: list[dict[str, Any]], *, instructions: str | None
+) -> Conversation:
+    """Fold an earlier conversation and this request's input items for the engine.
+
+    ``instructions`` become the first system message (they are not carried over from earlier
+    responses, as at OpenAI).
+    """
+    conversation = Conversation(
+        answered_before=_approval_answers(history), answered_now=set(_approval_answers(new))
+    )
+    if instructions:
+        conversation.messages.append({"role": "system", "content": instructions})
+    for is_new, items in ((False, history), (True, new)):
+        for index, item in enumerate(items):
+            param = f"input[{index}]" if is_new else f"previous_response.items[{index}]"
+            if not isinstance(item, dict):
+                raise InvalidRequest("Each input item must be an object.", param=param)
+            conversation.add(item, param, is_new=is_new)
+    conversation.finish()
+    return conversation

@@ -1,0 +1,326 @@
+"""Run events as OpenAI's Response object and its streaming events.
+
+One renderer serves both modes: ``absorb`` updates the Response and returns the stream events
+the run event makes; the non-streamed path drops them. This class owns the numbering
+(``sequence_number``, ``output_index``), so the two modes agree by construction.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, assert_never
+
+from app.engine.events import (
+    ApprovalRequired,
+    ClientToolCallDelta,
+    McpCallFinished,
+    McpCallStarted,
+    RunEvent,
+    RunFinished,
+    TextDelta,
+    ToolsListed,
+    TurnStarted,
+    TurnUsage,
+)
+
+StreamEvent = dict[str, Any]
+
+_INCOMPLETE = {
+    "length": "max_output_tokens",
+    "content_filter": "content_filter",
+    "max_turns": "max_turns",
+    "max_tool_calls": "max_tool_calls",
+}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def list_tools_item(
+    label: str, tools: list[dict[str, Any]], error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": new_id("mcpl"),
+        "type": "mcp_list_tools",
+        "server_label": label,
+        "tools": tools,
+        "error": error,
+    }
+
+
+@dataclass
+class ResponseRenderer:
+    """Builds one Response from a run's events."""
+
+    fields: dict[str, Any]
+    """The request-derived fields echoed on the Response (model, tools, instructions, ...)."""
+    id: str = field(default_factory=lambda: new_id("resp"))
+    created_at: int = field(default_factory=lambda: int(time.time()))
+    output: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "in_progress"
+    incomplete_details: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    tokens: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("input", "output", "cached", "reasoning"), 0)
+    )
+    _seq: int = 0
+    _message: int | None = None
+    _client_calls: dict[int, int] = field(default_factory=dict)
+    _mcp_calls: dict[str, int] = field(default_factory=dict)
+
+    def response(self) -> dict[str, Any]:
+        tokens = self.tokens
+        return {
+            "id": self.id,
+            "object": "response",
+            "created_at": self.created_at,
+            "status": self.status,
+            "error": self.error,
+            "incomplete_details": self.incomplete_details,
+            "output": self.output,
+            "usage": {
+                "input_tokens": tokens["input"],
+                "input_tokens_details": {"cached_tokens": tokens["cached"]},
+                "output_tokens": tokens["output"],
+                "output_tokens_details": {"reasoning_tokens": tokens["reasoning"]},
+                "total_tokens": tokens["input"] + tokens["output"],
+            },
+            **self.fields,
+        }
+
+    def _event(self, type_: str, **payload: Any) -> StreamEvent:
+        event = {"type": type_, "sequence_number": self._seq, **payload}
+        self._seq += 1
+        return event
+
+    def start(self) -> list[StreamEvent]:
+        snapshot = self.response()
+        return [
+            self._event("response.created", response=snapshot),
+            self._event("response.in_progress", response=snapshot),
+        ]
+
+    def _add(self, item: dict[str, Any]) -> tuple[int, StreamEvent]:
+        self.output.append(item)
+        index = len(self.output) - 1
+        return index, self._event("response.output_item.added", output_index=index, item=dict(item))
+
+    def _done(self, index: int) -> StreamEvent:
+        return self._event("response.output_item.done", output_index=index, item=self.output[index])
+
+    def absorb(self, event: RunEvent) -> list[StreamEvent]:
+        """Take in a run event; return the stream events it makes."""
+        match event:
+            case TextDelta(text=text):
+                return self._text(text)
+            case TurnStarted():
+                return self._close_message()
+            case ToolsListed():
+                tools = [_tool_entry(t) for t in event.tools]
+                return self._list_tools(list_tools_item(event.server_label, tools))
+            case ClientToolCallDelta():
+                return self._client_call(event)
+            case McpCallStarted():
+                return self._mcp_started(event)
+            case McpCallFinished():
+                return self._mcp_finished(event)
+            case ApprovalRequired():
+                item = {
+                    "id": event.approval_request_id,
+                    "type": "mcp_approval_request",
+                    "server_label": event.server_label,
+                    "name": event.tool,
+                    "arguments": event.arguments,
+                }
+                events = self._close_message()
+                index, added = self._add(item)
+                return [*events, added, self._done(index)]
+            case TurnUsage():
+                for name, value in (
+                    ("input", event.prompt_tokens),
+                    ("output", event.completion_tokens),
+                    ("cached", event.cached_tokens),
+                    ("reasoning", event.reasoning_tokens),
+                ):
+                    self.tokens[name] += value
+                return []
+            case RunFinished():
+                return self._finish(event)
+            case _:
+                assert_never(event)
+
+    def _text(self, text: str) -> list[StreamEvent]:
+        events = []
+        if self._message is None:
+            item = {
+                "id": new_id("msg"),
+                "type": "message",
+                "role": "assistant",
+                "status": "in_progress",
+                "content": [],
+            }
+            self._message, added = self._add(item)
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            item["content"].append(part)
+            events += [
+                added,
+                self._event(
+                    "response.content_part.added",
+                    item_id=item["id"],
+                    output_index=self._message,
+                    content_index=0,
+                    part=dict(part),
+                ),
+            ]
+        item = self.output[self._message]
+        item["content"][0]["text"] += text
+        events.append(
+            self._event(
+                "response.output_text.delta",
+                item_id=item["id"],
+                output_index=self._message,
+                content_index=0,
+                delta=text,
+                logprobs=[],
+            )
+        )
+        return events
+
+    def _close_message(self) -> list[StreamEvent]:
+        if self._message is None:
+            return []
+        index, self._message = self._message, None
+        item = self.output[index]
+        part = item["content"][0]
+        item["status"] = "completed"
+        ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        return [
+            self._event("response.output_text.done", **ids, text=part["text"], logprobs=[]),
+            self._event("response.content_part.done", **ids, part=part),
+            self._done(index),
+        ]
+
+    def _list_tools(self, item: dict[str, Any]) -> list[StreamEvent]:
+        index, added = self._add(item)
+        ids = {"item_id": item["id"], "output_index": index}
+        state = "failed" if item["error"] else "completed"
+        return [
+            added,
+            self._event("response.mcp_list_tools.in_progress", **ids),
+            self._event(f"response.mcp_list_tools.{state}", **ids),
+            self._done(index),
+        ]
+
+    def _client_call(self, event: ClientToolCallDelta) -> list[StreamEvent]:
+        events = []
+        if event.index not in self._client_calls:
+            events += self._close_message()
+            item = {
+                "id": f"fc_{event.call_id}",
+                "type": "function_call",
+                "call_id": event.call_id,
+                "name": event.name,
+                "arguments": "",
+                "status": "in_progress",
+            }
+            self._client_calls[event.index], added = self._add(item)
+            events.append(added)
+        index = self._client_calls[event.index]
+        item = self.output[index]
+        item["arguments"] += event.arguments
+        if event.arguments:
+            events.append(
+                self._event(
+                    "response.function_call_arguments.delta",
+                    item_id=item["id"],
+                    output_index=index,
+                    delta=event.arguments,
+                )
+            )
+        return events
+
+    def _mcp_started(self, event: McpCallStarted) -> list[StreamEvent]:
+        item = {
+            "id": f"mcp_{event.call_id}",
+            "type": "mcp_call",
+            "server_label": event.server_label,
+            "name": event.tool,
+            "arguments": event.arguments,
+            "output": None,
+            "error": None,
+            "status": "in_progress",
+            "approval_request_id": event.approval_request_id,
+        }
+        events = self._close_message()
+        index, added = self._add(item)
+        self._mcp_calls[event.call_id] = index
+        ids = {"item_id": item["id"], "output_index": index}
+        return [
+            *events,
+            added,
+            self._event("response.mcp_call.in_progress", **ids),
+            self._event("response.mcp_call_arguments.delta", **ids, delta=event.arguments),
+            self._event("response.mcp_call_arguments.done", **ids, arguments=event.arguments),
+        ]
+
+    def _mcp_finished(self, event: McpCallFinished) -> list[StreamEvent]:
+        index = self._mcp_calls[event.call_id]
+        item = self.output[index]
+        item.update(
+            output=event.output, error=event.error, status="failed" if event.error else "completed"
+        )
+        state = "failed" if event.error else "completed"
+        return [
+            self._event(f"response.mcp_call.{state}", item_id=item["id"], output_index=index),
+            self._done(index),
+        ]
+
+    def _finish(self, event: RunFinished) -> list[StreamEvent]:
+        events = self._close_message()
+        for index in self._client_calls.values():
+            item = self.output[index]
+            item["status"] = "completed"
+            events += [
+                self._event(
+                    "response.function_call_arguments.done",
+                    item_id=item["id"],
+                    output_index=index,
+                    arguments=item["arguments"],
+                    name=item["name"],
+                ),
+                self._done(index),
+            ]
+        reason = _INCOMPLETE.get(event.reason)
+        if reason is None:
+            self.status = "completed"
+        else:
+            self.status = "incomplete"
+            self.incomplete_details = {"reason": reason}
+        return events
+
+    def final_events(self) -> list[StreamEvent]:
+        """The closing event, with the full Response (after it has been stored)."""
+        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
+            self.status, "response.failed"
+        )
+        return [self._event(kind, response=self.response())]
+
+    def fail(self, error: dict[str, Any]) -> list[StreamEvent]:
+        """The run failed after the stream started."""
+        self.status, self.error = "failed", error
+        return self._close_message() + self.final_events()
+
+
+def _tool_entry(tool: Any) -> dict[str, Any]:
+    annotations = (
+        tool.annotations.model_dump(by_alias=True, exclude_none=True) if tool.annotations else None
+    )
+    return {
+        "name": tool.name,
+        "description": tool.description,
+        "input_schema": tool.input_schema,
+        "annotations": annotations,
+    }

@@ -1,0 +1,58 @@
+"""Stored responses (``store: true``), shared by every replica through Redis.
+
+One record per response: its owner (the API key id), the Response object, its input items,
+and the whole conversation up to and including its output (what ``previous_response_id``
+continues). Credentials are never part of a record: tools are stored as echoed, without them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.errors import NotFound, StoreUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    owner: str
+    response: dict[str, Any]
+    input_items: list[dict[str, Any]]
+    conversation: list[dict[str, Any]]
+    """Every item so far: earlier responses' conversation, this input, this output."""
+
+
+class ResponseStore:
+    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}resp:"
+        self._ttl_s = ttl_s
+
+    async def save(self, record: StoredResponse) -> None:
+        key = self._prefix + record.response["id"]
+        try:
+            await self._redis.set(key, json.dumps(asdict(record)), ex=self._ttl_s)
+        except RedisError as exc:
+            raise StoreUnavailable("The response could not be stored; try again.") from exc
+
+    async def load(self, response_id: str, owner: str) -> StoredResponse:
+        """The record, if it exists and belongs to ``owner``; otherwise ``NotFound``."""
+        try:
+            raw = await self._redis.get(self._prefix + response_id)
+        except RedisError as exc:
+            raise StoreUnavailable("Stored responses are unavailable; try again.") from exc
+        record = None if raw is None else StoredResponse(**json.loads(raw))
+        if record is None or record.owner != owner:
+            raise NotFound(f"Response with id '{response_id}' not found.")
+        return record
+
+    async def delete(self, response_id: str, owner: str) -> None:
+        await self.load(response_id, owner)
+        try:
+            await self._redis.delete(self._prefix + response_id)
+        except RedisError as exc:
+            raise StoreUnavailable("Stored responses are unavailable; try again.") from exc

@@ -1,0 +1,267 @@
+"""/v1/responses with the official OpenAI SDK, real MCP servers and the scripted model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import redis
+
+from tests.conftest import LIMITED_KEY, mcp_tool
+from tests.fixtures.mcp_servers import RunningMcpServer
+from tests.fixtures.servers import ServerThread
+
+ADD = 'call calc__add {"a": 1, "b": 2}'
+
+
+def never(server: RunningMcpServer, **extra: Any) -> dict[str, Any]:
+    return mcp_tool(server, require_approval="never", **extra)
+
+
+def types_of(response: Any) -> list[str]:
+    return [item.type for item in response.output]
+
+
+def test_mcp_items_and_answer(client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    response = client.responses.create(model="scripted-a", input=ADD, tools=[never(mcp_server)])
+    assert response.id.startswith("resp_") and response.status == "completed"
+    assert types_of(response) == ["mcp_list_tools", "mcp_call", "message"]
+    listed, call, message = response.output
+    assert listed.id.startswith("mcpl_") and listed.server_label == "calc"
+    assert {t.name for t in listed.tools} >= {"add", "echo", "files.read-v2"}
+    echo = next(t for t in listed.tools if t.name == "echo")
+    assert echo.annotations == {"readOnlyHint": True}
+    assert call.id.startswith("mcp_") and call.name == "add" and call.status == "completed"
+    assert json.loads(call.arguments) == {"a": 1, "b": 2} and call.output == '{"result": 3}'
+    assert message.id.startswith("msg_")
+    assert response.output_text == 'done: calc__add={"result": 3}'
+    assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
+    # Both model calls are counted: 6 + 8 words in, 1 tool call + 3 words out.
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (14, 4)
+
+
+def test_credentials_are_never_echoed_or_stored(
+    client: openai.OpenAI, mcp_server: RunningMcpServer, redis_url: str
+) -> None:
+    tool = never(mcp_server, headers={"X-Test-Token": "sekrit-123"}, authorization="tok-456")
+    response = client.responses.create(
+        model="scripted-a", input='call calc__echo {"text": "a"}', tools=[tool]
+    )
+    assert response.output_text == 'done: calc__echo={"result": "a"}'
+    assert mcp_server.log.headers[-1]["x-test-token"] == "sekrit-123"  # it was sent
+    echoed = response.tools[0]
+    assert echoed.headers is None and echoed.authorization is None
+    assert "sekrit-123" not in response.model_dump_json()
+    store = redis.Redis.from_url(redis_url)
+    for key in store.scan_iter():
+        if store.type(key) == b"string":
+            value = store.get(key) or b""
+            assert b"sekrit-123" not in value and b"tok-456" not in value, key
+
+
+def test_approval_then_approve_runs_the_call_and_reuses_the_list(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    tools = [mcp_tool(mcp_server)]  # require_approval omitted: "always", as at OpenAI
+    first = client.responses.create(model="scripted-a", input=ADD, tools=tools)
+    assert first.status == "completed"
+    assert types_of(first) == ["mcp_list_tools", "mcp_approval_request"]
+    request = first.output[1]
+    assert request.id.startswith("mcpr_") and request.name == "add"
+    assert mcp_server.log.methods["tools/call"] == 0
+    mcp_server.log.reset()
+    second = client.responses.create(
+        model="scripted-a",
+        previous_response_id=first.id,
+        tools=tools,
+        input=[
+            {"type": "mcp_approval_response", "approval_request_id": request.id, "approve": True}
+        ],
+    )
+    assert types_of(second) == ["mcp_call", "message"]
+    assert second.output[0].approval_request_id == request.id
+    assert second.output_text == 'done: calc__add={"result": 3}'
+    assert mcp_server.log.methods["tools/list"] == 0  # the list in the conversation is reused
+    assert mcp_server.log.methods["tools/call"] == 1
+
+
+def test_denied_call_does_not_run_and_the_model_is_told_why(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    tools = [mcp_tool(mcp_server, require_approval="always")]
+    first = client.responses.create(model="scripted-a", input=ADD, tools=tools)
+    request = first.output[-1]
+    second = client.responses.create(
+        model="scripted-a",
+        previous_response_id=first.id,
+        tools=tools,
+        input=[
+            {
+                "type": "mcp_approval_response",
+                "approval_request_id": request.id,
+                "approve": False,
+                "reason": "not today",
+            }
+        ],
+    )
+    assert types_of(second) == ["message"]
+    assert "did not approve" in second.output_text and "not today" in second.output_text
+    assert mcp_server.log.methods["tools/call"] == 0
+
+
+def test_approval_filters(client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+    tool = mcp_tool(mcp_server, require_approval={"never": {"read_only": True}})
+    response = client.responses.create(
+        model="scripted-a",
+        tools=[tool],
+        input='call calc__echo {"text": "hi"}\ncall calc__add {"a": 1, "b": 1}',
+    )
+    # echo is annotated read-only so it runs; add waits for approval.
+    assert types_of(response) == ["mcp_list_tools", "mcp_call", "mcp_approval_request"]
+    assert response.output[1].name == "echo" and response.output[2].name == "add"
+
+
+@pytest.mark.parametrize("allowed", [["echo"], {"tool_names": ["echo"]}, {"read_only": True}])
+def test_allowed_tools_forms(
+    client: openai.OpenAI, mcp_server: RunningMcpServer, allowed: Any
+) -> None:
+    response = client.responses.create(
+        model="scripted-a", input="say hi", tools=[never(mcp_server, allowed_tools=allowed)]
+    )
+    assert [t.name for t in response.output[0].tools] == ["echo"]
+
+
+def test_replayed_items_instead_of_previous_response_id(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    tools = [mcp_tool(mcp_server)]
+    first = client.responses.create(model="scripted-a", input=ADD, tools=tools, store=False)
+    mcp_server.log.reset()
+    replay = [
+        {"role": "user", "content": ADD},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {
+            "type": "mcp_approval_response",
+            "approval_request_id": first.output[-1].id,
+            "approve": True,
+        },
+    ]
+    second = client.responses.create(model="scripted-a", input=replay, tools=tools, store=False)
+    assert second.output_text == 'done: calc__add={"result": 3}'
+    assert mcp_server.log.methods["tools/list"] == 0
+
+
+def test_function_call_continuation_sees_earlier_mcp_calls(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    weather = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }
+    tools = [never(mcp_server), weather]
+    first = client.responses.create(
+        model="scripted-a",
+        tools=tools,
+        input='call calc__add {"a": 2, "b": 2}\ncall get_weather {"city": "Oslo"}',
+    )
+    # The client call streams as it arrives, before the MCP call of the same turn runs.
+    assert types_of(first) == ["mcp_list_tools", "function_call", "mcp_call"]
+    call = first.output[1]
+    assert call.id.startswith("fc_") and json.loads(call.arguments) == {"city": "Oslo"}
+    second = client.responses.create(
+        model="scripted-a",
+        previous_response_id=first.id,
+        tools=tools,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
+    )
+    assert second.output_text == 'done: calc__add={"result": 4}; get_weather=sunny'
+
+
+def test_stored_response_retrieve_delete_and_input_items(
+    client: openai.OpenAI, toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    created = client.responses.create(model="scripted-a", input="say stored", metadata={"k": "v"})
+    assert client.responses.retrieve(created.id).output_text == "stored"
+    items = client.responses.input_items.list(created.id)
+    assert [i.type for i in items.data] == ["message"]
+    assert items.data[0].content[0].text == "say stored"
+    other = openai.OpenAI(base_url=f"{toolbridge.url}/v1", api_key=LIMITED_KEY)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.create(model="scripted-b", input="x", previous_response_id=created.id)
+    client.responses.delete(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+
+
+def test_store_false_keeps_nothing(client: openai.OpenAI) -> None:
+    created = client.responses.create(model="scripted-a", input="say gone", store=False)
+    assert created.store is False
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve(created.id)
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="scripted-a", input="x", previous_response_id=created.id)
+
+
+def test_max_tool_calls_ends_incomplete(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    response = client.responses.create(
+        model="scripted-a",
+        tools=[never(mcp_server)],
+        max_tool_calls=1,
+        input='always call calc__echo {"text": "x"}',
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_tool_calls"
+    assert types_of(response).count("mcp_call") == 1
+
+
+def test_dead_server_is_424(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.responses.create(
+            model="scripted-a",
+            input="hi",
+            tools=[
+                {
+                    "type": "mcp",
+                    "server_label": "gone",
+                    "server_url": "http://127.0.0.1:9/mcp",
+                    "require_approval": "never",
+                }
+            ],
+        )
+    assert caught.value.status_code == 424
+    assert caught.value.body["code"] == "external_connector_error"
+
+
+def test_connector_id_is_400(toolbridge: ServerThread, client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(
+            model="scripted-a",
+            input="hi",
+            tools=[
+                {"type": "mcp", "server_label": "drive", "connector_id": "connector_googledrive"}
+            ],
+        )
+
+
+def test_unknown_previous_response_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="scripted-a", input="x", previous_response_id="resp_nope")
+
+
+def test_bad_input_item_is_400_with_param(toolbridge: ServerThread) -> None:
+    response = httpx.post(
+        f"{toolbridge.url}/v1/responses",
+        timeout=30,
+        headers={"Authorization": "Bearer sk-test-full-access"},
+        json={"model": "scripted-a", "input": [{"type": "telepathy"}]},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "input[0]"
