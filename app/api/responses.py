@@ -215,14 +215,9 @@ async def _stream(
         closing = renderer.final_events()
     except ServerUnreachable as exc:
         listed = list_tools_item(exc.server_label, [], error=exc.reason)
-        closing = renderer._list_tools(listed) + renderer.fail(
-            {"code": "external_connector_error", "message": exc.message}
-        )
+        closing = renderer.list_tools(listed) + renderer.fail(exc.message)
     except ToolbridgeError as exc:
-        _, body = error_response_body(exc)
-        closing = renderer.fail(
-            {"code": body["error"]["code"] or body["error"]["type"], "message": exc.message}
-        )
+        closing = renderer.fail(exc.message)
     for event in closing:
         yield _sse(event)
 
@@ -242,10 +237,15 @@ async def create_response(
         await _store(services, parsed, renderer, store_enabled)
 
     if body.stream:
+
+        def stream_error(exc: Exception) -> str:
+            _, error = error_response_body(exc)  # logs what we did not expect
+            return "".join(_sse(event) for event in renderer.fail(error["error"]["message"]))
+
         return EventStreamResponse(
             _stream(events, renderer, store),
             keepalive_s=services.settings.keepalive_s,
-            stream_error=lambda exc: "",
+            stream_error=stream_error,
         )
     async with aclosing(events) as items:
         async for event in items:

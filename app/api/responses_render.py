@@ -83,7 +83,10 @@ class ResponseRenderer:
             "output": self.output,
             "usage": {
                 "input_tokens": tokens["input"],
-                "input_tokens_details": {"cached_tokens": tokens["cached"]},
+                "input_tokens_details": {
+                    "cached_tokens": tokens["cached"],
+                    "cache_write_tokens": 0,
+                },
                 "output_tokens": tokens["output"],
                 "output_tokens_details": {"reasoning_tokens": tokens["reasoning"]},
                 "total_tokens": tokens["input"] + tokens["output"],
@@ -120,7 +123,7 @@ class ResponseRenderer:
                 return self._close_message()
             case ToolsListed():
                 tools = [_tool_entry(t) for t in event.tools]
-                return self._list_tools(list_tools_item(event.server_label, tools))
+                return self.list_tools(list_tools_item(event.server_label, tools))
             case ClientToolCallDelta():
                 return self._client_call(event)
             case McpCallStarted():
@@ -203,7 +206,7 @@ class ResponseRenderer:
             self._done(index),
         ]
 
-    def _list_tools(self, item: dict[str, Any]) -> list[StreamEvent]:
+    def list_tools(self, item: dict[str, Any]) -> list[StreamEvent]:
         index, added = self._add(item)
         ids = {"item_id": item["id"], "output_index": index}
         state = "failed" if item["error"] else "completed"
@@ -308,9 +311,10 @@ class ResponseRenderer:
         )
         return [self._event(kind, response=self.response())]
 
-    def fail(self, error: dict[str, Any]) -> list[StreamEvent]:
-        """The run failed after the stream started."""
-        self.status, self.error = "failed", error
+    def fail(self, message: str) -> list[StreamEvent]:
+        """The run failed after the stream started (``server_error``: the one code OpenAI's
+        Response error allows for failures like ours)."""
+        self.status, self.error = "failed", {"code": "server_error", "message": message}
         return self._close_message() + self.final_events()
 
 
