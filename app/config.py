@@ -85,6 +85,8 @@ class ApiKeyConfig(BaseModel):
     """Labels of registered servers this key may use ("*" = all)."""
     allow_server_urls: bool = True
     """Whether this key may name MCP servers by ``server_url`` in a request."""
+    server_urls: list[str] = Field(default_factory=lambda: ["*"])
+    """Glob patterns the ``server_url``s this key names must match."""
     budget: dict[str, Any] = Field(default_factory=dict)
     """Budget settings (enforced by the budget ledger)."""
 
@@ -137,6 +139,9 @@ class Settings(BaseSettings):
     redis_prefix: str = "tb:"
     data_dir: Path = Path(".data")
 
+    ssrf_allowlist: list[str] = Field(default_factory=list)
+    """CIDRs and hostnames (``*.corp.example``) a caller's server_url may reach although they
+    are internal. Registered servers need no entry."""
     allow_anonymous: bool = False
     """Open mode for local use: any or no bearer key is accepted (logged loudly)."""
     demo: Literal["auto", "on", "off"] = "auto"

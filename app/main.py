@@ -21,6 +21,7 @@ from app.demo.scripted_model import create_scripted_model_app
 from app.engine.loop import EngineDeps
 from app.llm.client import ModelClient
 from app.mcp.connection import McpConnector
+from app.mcp.ssrf import AddressPolicy
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 from app.store.responses import ResponseStore
@@ -56,6 +57,7 @@ def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTran
         keys=keys,
         registered_servers=settings.effective_servers(),
         responses=ResponseStore(redis, prefix, settings.responses_ttl_s),
+        address_policy=AddressPolicy.from_entries(settings.ssrf_allowlist),
     )
 
 

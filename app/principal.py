@@ -18,12 +18,19 @@ class Principal:
     """Labels (glob patterns) of registered MCP servers this caller may use."""
     allow_server_urls: bool = True
     """Whether this caller may name MCP servers by URL."""
+    server_urls: tuple[str, ...] = ("*",)
+    """Glob patterns for the URLs this caller may name."""
 
     def may_use_model(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.models)
 
     def may_use_server(self, label: str) -> bool:
         return any(fnmatch.fnmatchcase(label, pattern) for pattern in self.mcp_servers)
+
+    def may_use_url(self, url: str) -> bool:
+        return self.allow_server_urls and any(
+            fnmatch.fnmatchcase(url, pattern) for pattern in self.server_urls
+        )
 
 
 ANONYMOUS = Principal(key_id="anonymous")

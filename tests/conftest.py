@@ -118,6 +118,7 @@ def base_settings(
         "mcp_servers": registered,
         "api_keys": keys,
         "keepalive_s": 0.3,
+        "ssrf_allowlist": ["127.0.0.1/32"],  # the test MCP servers live on loopback
         "model_num_retries": 0,
         "data_dir": Path(".data/test"),
     }

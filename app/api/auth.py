@@ -30,6 +30,7 @@ class KeyRing:
                         models=tuple(key.models),
                         mcp_servers=tuple(key.mcp_servers),
                         allow_server_urls=key.allow_server_urls,
+                        server_urls=tuple(key.server_urls),
                     )
         if self._allow_anonymous:
             return ANONYMOUS

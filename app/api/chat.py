@@ -67,7 +67,9 @@ async def parse_chat(
         model=body.model,
         messages=await restore_hidden_turns(messages, services.engine.hidden, principal.key_id),
         keep_hidden_turns=True,
-        servers=resolve_servers(mcp_tools, services.registered_servers, principal),
+        servers=await resolve_servers(
+            mcp_tools, services.registered_servers, principal, services.address_policy
+        ),
         client_tools=client_tools,
         params=fields,
         limits=effective_limits(services.settings.limits, body.mcp_limits),

@@ -11,6 +11,7 @@ from app.api.auth import KeyRing
 from app.config import RegisteredServer, Settings
 from app.engine.loop import EngineDeps
 from app.errors import PermissionDenied
+from app.mcp.ssrf import AddressPolicy
 from app.principal import Principal
 from app.store.responses import ResponseStore
 
@@ -25,6 +26,8 @@ class Services:
     keys: KeyRing
     registered_servers: list[RegisteredServer]
     responses: ResponseStore
+    address_policy: AddressPolicy
+    """Where caller-supplied MCP server URLs may go (SSRF)."""
 
     def authorize_model(self, principal: Principal, model: str) -> None:
         """Unknown model: 404; a model this key may not use: 403."""

@@ -124,10 +124,11 @@ async def parse_responses(
             mcp_tools.append((index, tool))
         else:
             client_tools.append(tool.as_chat_tool())
-    servers = resolve_servers(
+    servers = await resolve_servers(
         mcp_tools,
         services.registered_servers,
         principal,
+        services.address_policy,
         default_approval=ALWAYS,
         known_tools=conversation.known_tools,
     )

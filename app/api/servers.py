@@ -2,7 +2,8 @@
 
 A ``server_label`` alone names an operator-registered server; with ``server_url`` the caller
 brings its own. Policy lives here, before any connection: the caller's key must allow the
-server, request-supplied servers speak HTTP(S) only, and credentials go to their server only.
+server, a caller's URL must pass the SSRF check (``app/mcp/ssrf.py``) and is pinned to the
+address checked, and credentials go to their server only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import mcp_types as types
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from app.api.schemas import AllowedToolsFilter, McpToolParam
 from app.config import RegisteredServer
 from app.errors import InvalidRequest, PermissionDenied
 from app.mcp.servers import NEVER, ApprovalPolicy, ServerSpec, ToolFilter
+from app.mcp.ssrf import AddressPolicy, pin_url
 from app.principal import Principal
 
 
@@ -63,24 +64,19 @@ def _headers(tool: McpToolParam) -> dict[str, str]:
     return headers
 
 
-def _check_url(url: str, param: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("server_url must be an absolute http or https URL.", param=param)
-
-
-def resolve_servers(
+async def resolve_servers(
     tools: Sequence[tuple[int, McpToolParam]],
     registry: Sequence[RegisteredServer],
     principal: Principal,
+    policy: AddressPolicy,
     *,
     default_approval: ApprovalPolicy = NEVER,
     known_tools: dict[str, tuple[types.Tool, ...]] | None = None,
 ) -> list[ServerSpec]:
     """Resolve the request's mcp tools (with their index in ``tools``) to server specs.
 
-    ``default_approval`` applies where ``require_approval`` is omitted; ``known_tools`` are
-    lists already in the conversation, by server label.
+    ``policy`` says where caller-supplied URLs may go; ``default_approval`` applies where
+    ``require_approval`` is omitted; ``known_tools`` are lists already in the conversation.
     """
     registered = {s.label: s for s in registry}
     specs: list[ServerSpec] = []
@@ -97,7 +93,10 @@ def resolve_servers(
                 "connector_id and tunnel_id are not supported by this server; use server_url.",
                 param=param,
             )
-        spec = _resolve_one(tool, param, registered, principal)
+        if tool.server_url is None:
+            spec = _registered(tool, param, registered, principal)
+        else:
+            spec = await _caller_supplied(tool, tool.server_url, param, principal, policy)
         approval = approval_policy(
             tool.require_approval, omitted=default_approval, param=f"{param}.require_approval"
         )
@@ -106,38 +105,47 @@ def resolve_servers(
     return specs
 
 
-def _resolve_one(
+def _registered(
     tool: McpToolParam, param: str, registered: dict[str, RegisteredServer], principal: Principal
 ) -> ServerSpec:
-    allowed = _tool_filter(tool.allowed_tools)
-    if tool.server_url is None:
-        server = registered.get(tool.server_label)
-        if server is None:
-            raise InvalidRequest(
-                f"Unknown MCP server '{tool.server_label}': give server_url, "
-                "or use the label of a registered server.",
-                param=f"{param}.server_url",
-            )
-        if not principal.may_use_server(server.label):
-            raise PermissionDenied(
-                f"This API key may not use MCP server '{server.label}'.",
-                param=f"{param}.server_label",
-            )
-        # Registered servers keep their own credentials; the caller's are added for this run.
-        return ServerSpec(
-            label=server.label,
-            url=server.url,
-            transport=server.transport,
-            command=tuple(server.command or ()),
-            headers={**server.headers(), **_headers(tool)},
-            allowed_tools=allowed,
-            registered=True,
+    server = registered.get(tool.server_label)
+    if server is None:
+        raise InvalidRequest(
+            f"Unknown MCP server '{tool.server_label}': give server_url, "
+            "or use the label of a registered server.",
+            param=f"{param}.server_url",
         )
-    if not principal.allow_server_urls:
+    if not principal.may_use_server(server.label):
         raise PermissionDenied(
-            "This API key may only use registered MCP servers.", param=f"{param}.server_url"
+            f"This API key may not use MCP server '{server.label}'.",
+            param=f"{param}.server_label",
         )
-    _check_url(tool.server_url, f"{param}.server_url")
+    # Registered servers keep their own credentials; the caller's are added for this run.
     return ServerSpec(
-        label=tool.server_label, url=tool.server_url, headers=_headers(tool), allowed_tools=allowed
+        label=server.label,
+        url=server.url,
+        transport=server.transport,
+        command=tuple(server.command or ()),
+        headers={**server.headers(), **_headers(tool)},
+        allowed_tools=_tool_filter(tool.allowed_tools),
+        registered=True,
+    )
+
+
+async def _caller_supplied(
+    tool: McpToolParam, url: str, param: str, principal: Principal, policy: AddressPolicy
+) -> ServerSpec:
+    if not principal.may_use_url(url):
+        raise PermissionDenied(
+            "This API key may not use this server_url (only registered MCP servers, or URLs "
+            "matching its patterns).",
+            param=f"{param}.server_url",
+        )
+    address = await pin_url(url, policy, param=f"{param}.server_url")
+    return ServerSpec(
+        label=tool.server_label,
+        url=url,
+        headers=_headers(tool),
+        allowed_tools=_tool_filter(tool.allowed_tools),
+        pinned_address=address,
     )

@@ -33,6 +33,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from app.errors import ServerUnreachable
 from app.mcp.results import result_text, truncate
 from app.mcp.servers import ServerSpec
+from app.mcp.ssrf import PinnedTransport
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 
 logger = logging.getLogger(__name__)
@@ -140,13 +141,22 @@ class McpConnector:
         self._default_ttl_ms = default_ttl_s * 1000
         self._share_public = share_public
 
-    def _http_client(
-        self, headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
-    ) -> httpx2.AsyncClient:
-        timeout = timeout or httpx2.Timeout(30.0, read=300.0)
-        return httpx2.AsyncClient(
-            headers=headers, timeout=timeout, auth=auth, transport=self._transport
-        )
+    def _http_factory(self, spec: ServerSpec) -> Any:
+        """Makes the per-connection HTTP clients: the shared pool, pinned for caller URLs."""
+        transport: httpx2.AsyncBaseTransport = self._transport
+        if spec.pinned_address is not None and spec.url is not None:
+            host = httpx2.URL(spec.url).host
+            transport = PinnedTransport(self._transport, host, spec.pinned_address)
+
+        def make(
+            headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+        ) -> httpx2.AsyncClient:
+            timeout = timeout or httpx2.Timeout(30.0, read=300.0)
+            return httpx2.AsyncClient(
+                headers=headers, timeout=timeout, auth=auth, transport=transport
+            )
+
+        return make
 
     def client(self, spec: ServerSpec, era: Any) -> Client:
         """An unopened SDK client for ``spec``; ``era`` is the remembered one, if any."""
@@ -157,12 +167,12 @@ class McpConnector:
         elif spec.transport == "sse" or era == "sse":
             assert spec.url is not None
             server = sse_client(
-                spec.url, headers=dict(spec.headers), httpx_client_factory=self._http_client
+                spec.url, headers=dict(spec.headers), httpx_client_factory=self._http_factory(spec)
             )
         else:
             assert spec.url is not None
             server = streamable_http_client(
-                spec.url, http_client=self._http_client(dict(spec.headers))
+                spec.url, http_client=self._http_factory(spec)(dict(spec.headers))
             )
         mode, prior = "auto", None
         if era in ("legacy", "sse") or spec.transport != "streamable_http":

@@ -72,6 +72,8 @@ class ServerSpec:
     """Tools already listed earlier in the conversation: reused, not fetched again."""
     registered: bool = False
     """True for operator-registered servers (trusted configuration)."""
+    pinned_address: str | None = None
+    """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
 
     def credential_hash(self) -> str:
         """A hash of the credentials sent: partitions cached private results, never reveals them."""

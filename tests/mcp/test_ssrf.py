@@ -1,0 +1,78 @@
+"""The SSRF guard for caller-supplied server URLs."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import anyio
+import pytest
+
+from app.mcp.ssrf import AddressPolicy, UnsafeServerUrl, pin_url
+
+DEFAULT = AddressPolicy()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "::1",
+        "fe80::1",
+        "fd00:ec2::254",
+        "fc00::1",
+        "::",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "ff02::1",
+        "240.0.0.1",
+    ],
+)
+def test_internal_addresses_are_refused(address: str) -> None:
+    assert not DEFAULT.allows_address(ipaddress.ip_address(address))
+
+
+@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+def test_public_addresses_are_allowed(address: str) -> None:
+    assert DEFAULT.allows_address(ipaddress.ip_address(address))
+
+
+def test_allowlist_opens_networks_and_hostnames() -> None:
+    policy = AddressPolicy.from_entries(["10.20.0.0/16", "*.corp.example", "mcp.internal"])
+    assert policy.allows_address(ipaddress.ip_address("10.20.3.4"))
+    assert not policy.allows_address(ipaddress.ip_address("10.21.0.1"))
+    assert policy.allows_host("a.b.corp.example") and policy.allows_host("MCP.internal.")
+    assert not policy.allows_host("corp.example.evil")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("file:///etc/passwd", "absolute http or https"),
+        ("gopher://example.com/", "absolute http or https"),
+        ("http:///nohost", "absolute http or https"),
+        ("http://127.0.0.1:8080/mcp", "127.0.0.1"),
+        ("http://localhost/mcp", "does not connect"),
+        ("http://[::ffff:169.254.169.254]/latest", "does not connect"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://no-such-host.invalid/mcp", "could not be resolved"),
+    ],
+)
+def test_pin_url_refuses(url: str, message: str) -> None:
+    with pytest.raises(UnsafeServerUrl, match=message.replace(".", r"\.")):
+        anyio.run(lambda: pin_url(url, DEFAULT, param="tools[0].server_url"))
+
+
+def test_pin_url_returns_the_checked_address() -> None:
+    policy = AddressPolicy.from_entries(["localhost"])
+    assert anyio.run(lambda: pin_url("http://localhost:1234/mcp", policy, param="p")) in (
+        "127.0.0.1",
+        "::1",
+    )
+    assert anyio.run(lambda: pin_url("https://8.8.8.8/mcp", DEFAULT, param="p")) == "8.8.8.8"
