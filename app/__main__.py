@@ -12,15 +12,13 @@ import os
 import uvicorn
 
 from app.config import Settings
+from app.logs import configure_logging
 from app.store.embedded import start_embedded_redis
 
 
 def main() -> None:
     settings = Settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx2").setLevel(logging.WARNING)  # one line per MCP request is noise
+    configure_logging(settings.log_level)
     log = logging.getLogger("toolbridge")
     embedded = None
     if not settings.redis_url:
@@ -41,6 +39,8 @@ def main() -> None:
             workers=int(os.environ.get("TOOLBRIDGE_WORKERS", "1")),
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=30,
+            log_config=None,  # keep the JSON logging configured above
+            access_log=False,  # the request-id middleware logs each request instead
         )
     finally:
         if embedded is not None:

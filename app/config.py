@@ -111,6 +111,18 @@ class Limits(BaseModel):
     """Tool output fed to the model; longer output is truncated with a marker."""
     list_timeout_s: float = Field(default=15.0, gt=0)
     """Connecting to one MCP server and listing its tools."""
+    max_tool_argument_bytes: int = Field(default=65_536, ge=256)
+    """Arguments the model writes for one call; larger ones go back to it as an error."""
+
+
+class RequestLimits(BaseModel):
+    """What one request may carry; more is refused with 400 (or 413 for the body)."""
+
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_messages: int = Field(default=2048, ge=1)
+    """Messages (Chat Completions) or input items (Responses), earlier turns included."""
+    max_tools: int = Field(default=256, ge=1)
+    max_mcp_servers: int = Field(default=16, ge=0)
 
 
 def _config_file() -> str | None:
@@ -163,6 +175,7 @@ class Settings(BaseSettings):
     """SSE comment interval while tools run."""
 
     limits: Limits = Field(default_factory=Limits)
+    request_limits: RequestLimits = Field(default_factory=RequestLimits)
     model_list: list[ModelEntry] = Field(default_factory=list)
     mcp_servers: list[RegisteredServer] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)

@@ -20,6 +20,10 @@ class InvalidRequest(ToolbridgeError):
     """The request is malformed or asks for something unsupported."""
 
 
+class RequestTooLarge(InvalidRequest):
+    """The request is over a configured size limit."""
+
+
 class Unauthenticated(ToolbridgeError):
     """No bearer key, or one we do not know."""
 

@@ -15,11 +15,13 @@ from app.api import chat, responses, system
 from app.api.auth import KeyRing
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
+from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
 from app.demo.scripted_model import create_scripted_model_app
 from app.engine.loop import EngineDeps
 from app.llm.client import ModelClient
+from app.logs import configure_logging
 from app.mcp.connection import McpConnector
 from app.mcp.ssrf import AddressPolicy
 from app.store.hidden_turns import HiddenTurns
@@ -79,6 +81,8 @@ def _announce(settings: Settings, services: Services) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The toolbridge app; ``settings`` default to the environment and config file."""
     settings = settings or Settings()
+    if not logging.getLogger().handlers:  # a uvicorn worker process: configure it too
+        configure_logging(settings.log_level)
     demo_mcp: Starlette | None = None
 
     @asynccontextmanager
@@ -101,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="toolbridge", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.request_limits.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line and answer gets an id
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(responses.router)

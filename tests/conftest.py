@@ -137,7 +137,7 @@ def toolbridge_factory(
         settings = base_settings(
             overrides.pop("redis_url", redis_url), scripted_model.url, mcp_servers, **overrides
         )
-        server = ServerThread(create_app(settings)).start()
+        server = ServerThread(create_app(settings), name=f"toolbridge-{len(started)}").start()
         started.append(server)
         return server
 

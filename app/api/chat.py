@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import error_response_body
-from app.api.limits import effective_limits
+from app.api.limits import check_request_size, effective_limits
 from app.api.schemas import MODEL_PARAMS, ChatCompletionRequest, McpToolParam
 from app.api.servers import resolve_servers
 from app.api.sse import EventStreamResponse
@@ -60,6 +60,12 @@ async def parse_chat(
             mcp_tools.append((index, tool))
         else:
             client_tools.append(tool.model_dump(exclude_none=True))
+    check_request_size(
+        services.settings.request_limits,
+        messages=len(body.messages),
+        tools=len(body.tools or []),
+        mcp_servers=len(mcp_tools),
+    )
     fields = body.model_dump(include=set(MODEL_PARAMS), exclude_none=True)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
     return RunRequest(

@@ -19,6 +19,7 @@ from app.errors import (
     ModelNotFound,
     NotFound,
     PermissionDenied,
+    RequestTooLarge,
     ServerUnreachable,
     StoreUnavailable,
     ToolbridgeError,
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     InvalidRequest: (400, "invalid_request_error", None),
+    RequestTooLarge: (413, "invalid_request_error", "request_too_large"),
     Unauthenticated: (401, "invalid_request_error", "invalid_api_key"),
     PermissionDenied: (403, "invalid_request_error", "permission_denied"),
     ModelNotFound: (404, "invalid_request_error", "model_not_found"),

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import error_response_body
-from app.api.limits import effective_limits
+from app.api.limits import check_request_size, effective_limits
 from app.api.responses_items import fold
 from app.api.responses_render import ResponseRenderer, list_tools_item, new_id
 from app.api.responses_schema import ResponsesRequest
@@ -124,6 +124,12 @@ async def parse_responses(
             mcp_tools.append((index, tool))
         else:
             client_tools.append(tool.as_chat_tool())
+    check_request_size(
+        services.settings.request_limits,
+        messages=len(history) + len(input_items),
+        tools=len(body.tools or []),
+        mcp_servers=len(mcp_tools),
+    )
     servers = await resolve_servers(
         mcp_tools,
         services.registered_servers,
