@@ -20,10 +20,6 @@ class InvalidRequest(ToolbridgeError):
     """The request is malformed or asks for something unsupported."""
 
 
-class RequestTooLarge(InvalidRequest):
-    """The request is over a configured size limit."""
-
-
 class Unauthenticated(ToolbridgeError):
     """No bearer key, or one we do not know."""
 

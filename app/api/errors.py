@@ -19,7 +19,6 @@ from app.errors import (
     ModelNotFound,
     NotFound,
     PermissionDenied,
-    RequestTooLarge,
     ServerUnreachable,
     StoreUnavailable,
     ToolbridgeError,
@@ -31,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     InvalidRequest: (400, "invalid_request_error", None),
-    RequestTooLarge: (413, "invalid_request_error", "request_too_large"),
     Unauthenticated: (401, "invalid_request_error", "invalid_api_key"),
     PermissionDenied: (403, "invalid_request_error", "permission_denied"),
     ModelNotFound: (404, "invalid_request_error", "model_not_found"),

@@ -11,7 +11,6 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import envelope
-from app.errors import RequestTooLarge
 from app.logs import request_id
 
 logger = logging.getLogger("toolbridge.http")
@@ -64,17 +63,24 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             await self._refuse(send)
             return
+        # Read the body here (it is small by definition), so a chunked body that grows too
+        # large is refused before any route sees it.
+        messages: list[Message] = []
         received = 0
-
-        async def counted() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
+            messages.append(message)
             received += len(message.get("body", b""))
-            if received > self.max_bytes:  # a chunked body that grew too large
-                raise RequestTooLarge(self._message())
-            return message
+            if received > self.max_bytes:
+                await self._refuse(send)
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
 
-        await self.app(scope, counted, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
     def _message(self) -> str:
         return f"Request body is larger than {self.max_bytes} bytes."

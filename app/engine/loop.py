@@ -7,7 +7,6 @@ decision; the run ends with exactly one ``RunFinished``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -289,13 +288,12 @@ async def _call_tool(call: dict[str, Any], toolset: Toolset, request: RunRequest
     bound = toolset.get(name)
     if bound is None:
         return ToolOutcome(f"There is no tool named '{name}'.", True, 0.0)
-    try:
-        arguments = json.loads(call["function"]["arguments"] or "{}")
-    except json.JSONDecodeError as exc:
-        return ToolOutcome(f"The arguments are not valid JSON: {exc}", True, 0.0)
-    if not isinstance(arguments, dict):
-        return ToolOutcome("The arguments must be a JSON object.", True, 0.0)
     limits = request.limits
+    arguments = bound.parse_arguments(
+        call["function"]["arguments"], max_bytes=limits.max_tool_argument_bytes
+    )
+    if isinstance(arguments, str):  # invalid: the model reads why, the server sees nothing
+        return ToolOutcome(arguments, True, 0.0)
     return await bound.connection.call_tool(
         bound.tool.name,
         arguments,

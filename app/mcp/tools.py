@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema
 import mcp_types as types
 
 from app.mcp.connection import ServerConnection
@@ -25,6 +27,18 @@ def function_schema(tool: types.Tool) -> dict[str, Any]:
     return schema
 
 
+def _validator(tool: types.Tool) -> jsonschema.protocols.Validator:
+    """A validator for the tool's input schema; a schema that is itself broken checks nothing
+    (the server remains the judge of its own input)."""
+    schema = tool.input_schema or {}
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.exceptions.SchemaError:
+        return jsonschema.Draft202012Validator({})
+    return cls(schema)
+
+
 @dataclass(frozen=True, slots=True)
 class BoundTool:
     """An MCP tool bound to the open connection that runs it."""
@@ -33,6 +47,8 @@ class BoundTool:
     """The model-facing name."""
     connection: ServerConnection
     tool: types.Tool
+    validator: jsonschema.protocols.Validator
+    """Built once per run: arguments are checked before they reach the server."""
 
     @property
     def server_label(self) -> str:
@@ -41,6 +57,22 @@ class BoundTool:
     @property
     def requires_approval(self) -> bool:
         return self.connection.spec.approval.requires_approval(self.tool)
+
+    def parse_arguments(self, raw: str, *, max_bytes: int) -> dict[str, Any] | str:
+        """The model's arguments as an object, or why they cannot be sent to the server."""
+        if len(raw.encode()) > max_bytes:
+            return f"The arguments are larger than {max_bytes} bytes."
+        try:
+            arguments = json.loads(raw or "{}")
+        except json.JSONDecodeError as exc:
+            return f"The arguments are not valid JSON: {exc}"
+        if not isinstance(arguments, dict):
+            return "The arguments must be a JSON object."
+        error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+            return f"The arguments do not match the tool's input schema at {where}: {error.message}"
+        return arguments
 
     def model_tool(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name, "parameters": function_schema(self.tool)}
@@ -55,7 +87,10 @@ class Toolset:
     def __init__(self, connections: Iterable[ServerConnection], reserved: Iterable[str]) -> None:
         by_key = {(c.spec.label, t.name): (c, t) for c in connections for t in c.tools}
         names = build_name_map(by_key, reserved)
-        self._tools = {name: BoundTool(name, *by_key[key]) for name, key in names.items()}
+        self._tools = {
+            name: BoundTool(name, *by_key[key], _validator(by_key[key][1]))
+            for name, key in names.items()
+        }
 
     def get(self, name: str) -> BoundTool | None:
         return self._tools.get(name)

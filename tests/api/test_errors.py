@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -218,3 +219,30 @@ def test_unknown_route_is_enveloped_404(toolbridge: ServerThread) -> None:
     response = httpx.get(f"{toolbridge.url}/v1/nope")
     assert response.status_code == 404
     assert error_of(response)["code"] == "not_found"
+
+
+def test_body_over_the_limit_is_413(toolbridge_factory: Any) -> None:
+    server = toolbridge_factory(request_limits={"max_body_bytes": 2048})
+    big = {**HELLO, "messages": [{"role": "user", "content": "x" * 4096}]}
+    assert post(server, big).status_code == 413
+
+    def chunks() -> Any:  # no content-length: the limit holds while reading
+        yield json.dumps(big).encode()
+
+    response = httpx.post(f"{server.url}/v1/chat/completions", content=chunks(), timeout=30,
+                          headers={"Authorization": f"Bearer {TEST_KEY}",
+                                   "Content-Type": "application/json"})
+    assert response.status_code == 413
+    assert error_of(response)["code"] == "request_too_large"
+
+
+def test_too_many_messages_tools_or_servers_is_400(toolbridge_factory: Any,
+                                                  mcp_server: RunningMcpServer) -> None:
+    server = toolbridge_factory(request_limits={"max_messages": 2, "max_tools": 3,
+                                                "max_mcp_servers": 1})
+    many = {**HELLO, "messages": [{"role": "user", "content": "x"}] * 3}
+    assert error_of(post(server, many))["param"] == "messages"
+    tools = [{"type": "mcp", "server_label": f"s{i}", "server_url": mcp_server.url}
+             for i in range(2)]
+    response = post(server, {**HELLO, "tools": tools})
+    assert response.status_code == 400 and "MCP servers" in error_of(response)["message"]

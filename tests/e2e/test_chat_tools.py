@@ -204,3 +204,23 @@ def test_request_cannot_raise_configured_limits(
     details = completion.model_extra["toolbridge"]["incomplete_details"]
     assert "10 model turns" in details["message"]  # the configured default, not 1000
     assert json.loads(calls_of(completion)[0]["arguments"]) == {"text": "x"}
+
+
+def test_arguments_are_checked_against_the_input_schema(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = ask(client, 'call calc__add {"a": "two", "b": 2}', [mcp_tool(mcp_server)])
+    error = calls_of(completion)[0]["error"]
+    assert error.startswith("The arguments do not match the tool's input schema at a:")
+    assert mcp_server.log.methods["tools/call"] == 0
+
+
+def test_oversized_arguments_are_refused(client: openai.OpenAI,
+                                         toolbridge_factory: Any,
+                                         mcp_server: RunningMcpServer) -> None:
+    server = toolbridge_factory(limits={"max_tool_argument_bytes": 256})
+    small = openai.OpenAI(base_url=f"{server.url}/v1", api_key=client.api_key, max_retries=0)
+    text = "y" * 300
+    completion = ask(small, f'call calc__echo {{"text": "{text}"}}', [mcp_tool(mcp_server)])
+    assert calls_of(completion)[0]["error"] == "The arguments are larger than 256 bytes."
+    assert mcp_server.log.methods["tools/call"] == 0
