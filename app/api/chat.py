@@ -10,10 +10,11 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
+from app.api.disconnect import drain, unless_disconnected
 from app.api.errors import error_response_body
 from app.api.limits import check_request_size, effective_limits
 from app.api.schemas import MODEL_PARAMS, ChatCompletionRequest, McpToolParam
@@ -245,6 +246,7 @@ def _call_delta(event: ClientToolCallDelta) -> dict[str, Any]:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(
+    http: Request,
     body: ChatCompletionRequest,
     services: Services = Depends(get_services),
     principal: Principal = Depends(authenticate),
@@ -259,7 +261,9 @@ async def chat_completions(
             keepalive_s=services.settings.keepalive_s,
             stream_error=renderer.stream_error,
         )
-    async with aclosing(events) as items:
-        async for event in items:
-            renderer.absorb(event)
-    return JSONResponse(renderer.completion())
+
+    async def complete() -> Response:
+        await drain(events, renderer.absorb)
+        return JSONResponse(renderer.completion())
+
+    return await unless_disconnected(http, complete)

@@ -13,10 +13,12 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
+from app.api.disconnect import drain, unless_disconnected
 from app.api.errors import error_response_body
 from app.api.limits import check_request_size, effective_limits
 from app.api.responses_items import fold
@@ -231,6 +233,7 @@ async def _stream(
 
 @router.post("/v1/responses", response_model=None)
 async def create_response(
+    http: Request,
     body: ResponsesRequest,
     services: Services = Depends(get_services),
     principal: Principal = Depends(authenticate),
@@ -241,7 +244,8 @@ async def create_response(
     store_enabled = body.store is not False
 
     async def store() -> None:
-        await _store(services, parsed, renderer, store_enabled)
+        with anyio.CancelScope(shield=True):  # written before acknowledged, even if cancelled
+            await _store(services, parsed, renderer, store_enabled)
 
     if body.stream:
 
@@ -254,11 +258,13 @@ async def create_response(
             keepalive_s=services.settings.keepalive_s,
             stream_error=stream_error,
         )
-    async with aclosing(events) as items:
-        async for event in items:
-            renderer.absorb(event)
-    await store()
-    return JSONResponse(renderer.response())
+
+    async def complete() -> Response:
+        await drain(events, renderer.absorb)
+        await store()
+        return JSONResponse(renderer.response())
+
+    return await unless_disconnected(http, complete)
 
 
 @router.get("/v1/responses/{response_id}")

@@ -290,9 +290,15 @@ class RunConnections:
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Open the session, hand it over, keep it until the run ends, then close it here."""
+        """Open the session, hand it over, keep it until the run ends, then close it here.
+
+        Shielded: when a run is cancelled (its client hung up), the session must outlive the
+        cancellation long enough to tell the server (``notifications/cancelled`` on a
+        2025-11-25 session) and to close cleanly. Deadlines bound both phases.
+        """
         started = False
-        with anyio.CancelScope(deadline=anyio.current_time() + self._list_timeout_s) as scope:
+        deadline = anyio.current_time() + self._list_timeout_s
+        with anyio.CancelScope(deadline=deadline, shield=True) as scope:
             try:
                 async with client:
                     scope.deadline = math.inf

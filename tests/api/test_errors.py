@@ -229,20 +229,26 @@ def test_body_over_the_limit_is_413(toolbridge_factory: Any) -> None:
     def chunks() -> Any:  # no content-length: the limit holds while reading
         yield json.dumps(big).encode()
 
-    response = httpx.post(f"{server.url}/v1/chat/completions", content=chunks(), timeout=30,
-                          headers={"Authorization": f"Bearer {TEST_KEY}",
-                                   "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        content=chunks(),
+        timeout=30,
+        headers={"Authorization": f"Bearer {TEST_KEY}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 413
     assert error_of(response)["code"] == "request_too_large"
 
 
-def test_too_many_messages_tools_or_servers_is_400(toolbridge_factory: Any,
-                                                  mcp_server: RunningMcpServer) -> None:
-    server = toolbridge_factory(request_limits={"max_messages": 2, "max_tools": 3,
-                                                "max_mcp_servers": 1})
+def test_too_many_messages_tools_or_servers_is_400(
+    toolbridge_factory: Any, mcp_server: RunningMcpServer
+) -> None:
+    server = toolbridge_factory(
+        request_limits={"max_messages": 2, "max_tools": 3, "max_mcp_servers": 1}
+    )
     many = {**HELLO, "messages": [{"role": "user", "content": "x"}] * 3}
     assert error_of(post(server, many))["param"] == "messages"
-    tools = [{"type": "mcp", "server_label": f"s{i}", "server_url": mcp_server.url}
-             for i in range(2)]
+    tools = [
+        {"type": "mcp", "server_label": f"s{i}", "server_url": mcp_server.url} for i in range(2)
+    ]
     response = post(server, {**HELLO, "tools": tools})
     assert response.status_code == 400 and "MCP servers" in error_of(response)["message"]

@@ -215,9 +215,9 @@ def test_arguments_are_checked_against_the_input_schema(
     assert mcp_server.log.methods["tools/call"] == 0
 
 
-def test_oversized_arguments_are_refused(client: openai.OpenAI,
-                                         toolbridge_factory: Any,
-                                         mcp_server: RunningMcpServer) -> None:
+def test_oversized_arguments_are_refused(
+    client: openai.OpenAI, toolbridge_factory: Any, mcp_server: RunningMcpServer
+) -> None:
     server = toolbridge_factory(limits={"max_tool_argument_bytes": 256})
     small = openai.OpenAI(base_url=f"{server.url}/v1", api_key=client.api_key, max_retries=0)
     text = "y" * 300

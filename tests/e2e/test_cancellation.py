@@ -1,0 +1,73 @@
+"""A client that hangs up cancels its run, and the MCP server sees the call cancelled."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_KEY, mcp_tool
+from tests.fixtures.mcp_servers import RunningMcpServer
+from tests.fixtures.servers import ServerThread
+
+
+def hang_up_during_slow_call(
+    toolbridge: ServerThread, server: RunningMcpServer, path: str, body: dict[str, Any]
+) -> None:
+    server.log.reset()
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    if not body.get("stream"):
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{toolbridge.url}{path}", json=body, timeout=1.0, headers=headers)
+        return
+    with httpx.stream("POST", f"{toolbridge.url}{path}", json=body, headers=headers) as response:
+        for line in response.iter_lines():
+            if line == ": keep-alive":  # the tool is running: hang up now
+                break
+
+
+def wait_for(condition: Any, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+@pytest.mark.parametrize("kind", ["modern", "legacy"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_disconnect_cancels_the_mcp_call(
+    toolbridge: ServerThread, mcp_servers: dict[str, RunningMcpServer], kind: str, stream: bool
+) -> None:
+    server = mcp_servers[kind]
+    hang_up_during_slow_call(
+        toolbridge,
+        server,
+        "/v1/chat/completions",
+        {
+            "model": "scripted-a",
+            "stream": stream,
+            "tools": [mcp_tool(server)],
+            "messages": [{"role": "user", "content": 'call calc__slow {"seconds": 30}'}],
+        },
+    )
+    assert wait_for(lambda: server.log.cancelled == 1), dict(server.log.methods)
+
+
+def test_disconnect_cancels_a_responses_run(
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    hang_up_during_slow_call(
+        toolbridge,
+        mcp_server,
+        "/v1/responses",
+        {
+            "model": "scripted-a",
+            "input": 'call calc__slow {"seconds": 30}',
+            "tools": [mcp_tool(mcp_server, require_approval="never")],
+        },
+    )
+    assert wait_for(lambda: mcp_server.log.cancelled == 1)
