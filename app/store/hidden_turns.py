@@ -13,6 +13,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from app.store.errors import store_errors
+
 Message = dict[str, Any]
 
 
@@ -30,11 +32,13 @@ class HiddenTurns:
     async def save(self, key_id: str, call_ids: list[str], messages: list[Message]) -> None:
         """Store ``messages`` (the run's full assistant turns) under every visible call id."""
         payload = json.dumps(messages)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for call_id in call_ids:
-                pipe.set(self._key(key_id, call_id), payload, ex=self._ttl_s)
-            await pipe.execute()
+        with store_errors("Hidden MCP turns"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for call_id in call_ids:
+                    pipe.set(self._key(key_id, call_id), payload, ex=self._ttl_s)
+                await pipe.execute()
 
     async def load(self, key_id: str, call_id: str) -> list[Message] | None:
-        raw = await self._redis.get(self._key(key_id, call_id))
+        with store_errors("Hidden MCP turns"):
+            raw = await self._redis.get(self._key(key_id, call_id))
         return None if raw is None else list(json.loads(raw))

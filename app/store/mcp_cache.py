@@ -9,8 +9,10 @@ server costs no probe per request and an older one no failed probe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import math
 import time
 from typing import Literal
@@ -19,6 +21,9 @@ import mcp_types as types
 from mcp.client.caching import CacheEntry, CacheKey
 from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 _RESULT_MODELS: dict[str, type[BaseModel]] = {
     "tools/list": types.ListToolsResult,
@@ -81,7 +86,7 @@ Era = types.DiscoverResult | Literal["legacy", "sse"]
 
 
 class EraStore:
-    """Remembers which protocol era a server speaks."""
+    """Remembers which protocol era a server speaks. A cache: Redis failures are misses."""
 
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
         self._redis = redis
@@ -89,13 +94,15 @@ class EraStore:
         self._ttl_s = ttl_s
 
     async def get(self, target: str) -> Era | None:
-        raw = await self._redis.get(self._prefix + _hashed(target))
-        if raw is None:
+        try:
+            raw = await self._redis.get(self._prefix + _hashed(target))
+        except RedisError:
+            logger.warning("era cache unavailable (Redis): probing the server instead")
             return None
         if raw in (b"legacy", b"sse"):
             return "legacy" if raw == b"legacy" else "sse"
         try:
-            return types.DiscoverResult.model_validate_json(raw)
+            return None if raw is None else types.DiscoverResult.model_validate_json(raw)
         except ValidationError:
             return None
 
@@ -103,7 +110,9 @@ class EraStore:
         if self._ttl_s <= 0:
             return
         raw = era if isinstance(era, str) else era.model_dump_json(by_alias=True, exclude_none=True)
-        await self._redis.set(self._prefix + _hashed(target), raw, ex=self._ttl_s)
+        with contextlib.suppress(RedisError):  # a cache that cannot be written is just cold
+            await self._redis.set(self._prefix + _hashed(target), raw, ex=self._ttl_s)
 
     async def forget(self, target: str) -> None:
-        await self._redis.delete(self._prefix + _hashed(target))
+        with contextlib.suppress(RedisError):
+            await self._redis.delete(self._prefix + _hashed(target))

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from app.errors import NotFound, StoreUnavailable
+from app.errors import NotFound
+from app.store.errors import store_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,18 +33,15 @@ class ResponseStore:
         self._ttl_s = ttl_s
 
     async def save(self, record: StoredResponse) -> None:
-        key = self._prefix + record.response["id"]
-        try:
-            await self._redis.set(key, json.dumps(asdict(record)), ex=self._ttl_s)
-        except RedisError as exc:
-            raise StoreUnavailable("The response could not be stored; try again.") from exc
+        with store_errors("Stored responses"):
+            await self._redis.set(
+                self._prefix + record.response["id"], json.dumps(asdict(record)), ex=self._ttl_s
+            )
 
     async def load(self, response_id: str, owner: str) -> StoredResponse:
         """The record, if it exists and belongs to ``owner``; otherwise ``NotFound``."""
-        try:
+        with store_errors("Stored responses"):
             raw = await self._redis.get(self._prefix + response_id)
-        except RedisError as exc:
-            raise StoreUnavailable("Stored responses are unavailable; try again.") from exc
         record = None if raw is None else StoredResponse(**json.loads(raw))
         if record is None or record.owner != owner:
             raise NotFound(f"Response with id '{response_id}' not found.")
@@ -52,7 +49,5 @@ class ResponseStore:
 
     async def delete(self, response_id: str, owner: str) -> None:
         await self.load(response_id, owner)
-        try:
+        with store_errors("Stored responses"):
             await self._redis.delete(self._prefix + response_id)
-        except RedisError as exc:
-            raise StoreUnavailable("Stored responses are unavailable; try again.") from exc
