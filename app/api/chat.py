@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.disconnect import drain, unless_disconnected
-from app.api.errors import error_response_body
+from app.api.errors import ERROR_RESPONSES, error_response_body
 from app.api.limits import check_request_size, effective_limits
 from app.api.schemas import MODEL_PARAMS, ChatCompletionRequest, McpToolParam
 from app.api.servers import resolve_servers
@@ -38,7 +38,7 @@ from app.engine.request import RunRequest
 from app.errors import InvalidRequest
 from app.principal import Principal
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 _LIMIT_REASONS = ("max_turns", "max_tool_calls")
 

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
@@ -38,6 +39,36 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     StoreUnavailable: (503, "server_error", "store_unavailable"),
     ToolbridgeError: (500, "server_error", None),
 }
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error envelope."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "Malformed or unsupported request"),
+        (401, "Missing or unknown API key"),
+        (403, "The key may not use this model or server"),
+        (404, "Not found"),
+        (413, "Request body too large"),
+        (424, "An MCP server could not be listed"),
+        (500, "Internal error"),
+        (502, "The model provider failed"),
+        (503, "The model provider or the store is unavailable"),
+    )
+}
+"""Documented on every route, so the OpenAPI schema says what clients really receive."""
 
 
 def envelope(
@@ -109,6 +140,17 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=exc.status_code,
         )
 
+    _openapi = app.openapi
+
+    def openapi_without_422() -> dict[str, Any]:
+        """FastAPI documents a 422 we never send (validation errors are OpenAI's 400)."""
+        schema = _openapi()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.get("responses", {}).pop("422", None)
+        return schema
+
+    app.openapi = openapi_without_422  # type: ignore[method-assign]
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
     app.add_exception_handler(ToolbridgeError, on_domain)

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.disconnect import drain, unless_disconnected
-from app.api.errors import error_response_body
+from app.api.errors import ERROR_RESPONSES, error_response_body
 from app.api.limits import check_request_size, effective_limits
 from app.api.responses_items import fold
 from app.api.responses_render import ResponseRenderer, list_tools_item, new_id
@@ -36,7 +36,7 @@ from app.mcp.servers import ApprovalPolicy
 from app.principal import Principal
 from app.store.responses import StoredResponse
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 ALWAYS = ApprovalPolicy(default=True)
 """OpenAI's default for an omitted ``require_approval``."""

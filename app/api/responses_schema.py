@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from app.api.schemas import McpToolParam
+from app.api.schemas import MAX_INT, McpToolParam, WireRequest
 
 
 class ResponsesFunctionTool(BaseModel):
@@ -27,7 +27,7 @@ class ResponsesFunctionTool(BaseModel):
 ResponsesTool = Annotated[McpToolParam | ResponsesFunctionTool, Field(discriminator="type")]
 
 
-class ResponsesRequest(BaseModel):
+class ResponsesRequest(WireRequest):
     """Unknown fields that OpenAI's clients send harmlessly are accepted and ignored; the ones
     whose meaning we cannot honour are refused by name in ``app/api/responses.py``."""
 
@@ -38,14 +38,14 @@ class ResponsesRequest(BaseModel):
     tools: list[ResponsesTool] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
-    max_output_tokens: int | None = Field(default=None, ge=1)
-    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
+    max_tool_calls: int | None = Field(default=None, ge=0, le=MAX_INT)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
-    store: bool | None = True
+    store: StrictBool | None = True
     previous_response_id: str | None = None
-    stream: bool | None = False
+    stream: StrictBool | None = False
     user: str | None = None
     text: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
+MAX_INT = 2**31 - 1
+"""Bound for counts: larger ones are mistakes, and some providers overflow on them."""
 LABEL_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
@@ -61,19 +64,63 @@ class McpLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     max_turns: int | None = Field(default=None, ge=1)
-    max_tool_calls: int | None = Field(default=None, ge=0)
+    max_tool_calls: int | None = Field(default=None, ge=0, le=MAX_INT)
     tool_timeout_s: float | None = Field(default=None, gt=0)
     max_tool_output_chars: int | None = Field(default=None, ge=256)
 
 
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str
+    arguments: str
+
+
+class ToolCallParam(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatMessage(BaseModel):
-    """A message; only ``role`` is checked here, the rest goes to the model as sent."""
+    """A message; what each role needs is checked here, the rest goes to the model as sent."""
 
     model_config = ConfigDict(extra="allow")
-    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _check_role_fields(self) -> ChatMessage:
+        if self.role == "assistant":
+            if self.content is None and not self.tool_calls:
+                raise ValueError("an assistant message needs content or tool_calls")
+        elif self.content is None:
+            raise ValueError(f"a {self.role} message needs content")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs tool_call_id")
+        return self
 
 
-class ChatCompletionRequest(BaseModel):
+class WireRequest(BaseModel):
+    """Base of request bodies: text must be valid Unicode all the way down (a lone surrogate
+    from a ``\\ud800`` escape cannot be sent to any provider)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_unicode(cls, data: Any) -> Any:
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
+        except (TypeError, ValueError):
+            pass  # not JSON-shaped: the field validators say what is wrong
+        return data
+
+
+class ChatCompletionRequest(WireRequest):
     """``POST /v1/chat/completions``; unknown fields are accepted and ignored, as OpenAI's
     clients send extras harmlessly."""
 
@@ -81,14 +128,14 @@ class ChatCompletionRequest(BaseModel):
     model: str = Field(min_length=1)
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ChatTool] | None = None
-    stream: bool | None = False
+    stream: StrictBool | None = False
     stream_options: StreamOptions | None = None
     n: int | None = Field(default=None, ge=1, le=1)
     mcp_limits: McpLimits | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
     stop: str | list[str] | None = None
     seed: int | None = None
     tool_choice: str | dict[str, Any] | None = None

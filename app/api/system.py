@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from app.api.deps import Services, authenticate, get_services
+from app.api.errors import ERROR_RESPONSES
 from app.principal import Principal
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 @router.get("/v1/models")

@@ -136,7 +136,7 @@ def test_failing_tool_calls_reach_the_model_and_the_loop_goes_on(client: openai.
             tools=[
                 {
                     "type": "mcp",
-                    "server_label": "calc",  # type: ignore
+                    "server_label": "calc",  # type: ignore[arg-type]
                     "server_url": f"{server.url}/mcp",
                 }
             ],

@@ -70,7 +70,7 @@ def test_secrets_appear_in_no_log_no_store_no_response(
     outputs.append(
         client.responses.create(
             model="scripted-a",
-            tools=[tool],  # type: ignore
+            tools=[tool],  # type: ignore[arg-type]
             input='call calc__echo {"text": "x"}',
         ).model_dump_json()
     )
@@ -78,7 +78,7 @@ def test_secrets_appear_in_no_log_no_store_no_response(
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
             model="scripted-a",
-            tools=[dead],  # type: ignore
+            tools=[dead],  # type: ignore[arg-type]
             messages=[{"role": "user", "content": "x"}],
         )
     outputs.append(json.dumps(caught.value.body))
