@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.conftest import TEST_KEY, mcp_tool
@@ -16,16 +17,17 @@ from tests.fixtures.servers import ServerThread
 def hang_up_during_slow_call(
     toolbridge: ServerThread, server: RunningMcpServer, path: str, body: dict[str, Any]
 ) -> None:
+    """Post over a raw socket, wait until the tool is running, then close the connection."""
     server.log.reset()
-    headers = {"Authorization": f"Bearer {TEST_KEY}"}
-    if not body.get("stream"):
-        with pytest.raises(httpx.ReadTimeout):
-            httpx.post(f"{toolbridge.url}{path}", json=body, timeout=1.0, headers=headers)
-        return
-    with httpx.stream("POST", f"{toolbridge.url}{path}", json=body, headers=headers) as response:
-        for line in response.iter_lines():
-            if line == ": keep-alive":  # the tool is running: hang up now
-                break
+    payload = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TEST_KEY}\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", toolbridge.port)) as conn:
+        conn.sendall(head.encode() + payload)
+        assert wait_for(lambda: server.log.methods["tools/call"] == 1), "the tool never ran"
+        time.sleep(0.2)  # let the call reach the tool itself
 
 
 def wait_for(condition: Any, seconds: float = 10.0) -> bool:
