@@ -54,6 +54,14 @@ class RegisteredServer(BaseModel):
     headers_from_env: dict[str, str] = Field(default_factory=dict)
     """Header name -> environment variable holding its value (secrets never sit in the file)."""
     description: str | None = None
+    elicitation: bool = True
+    """Declare elicitation to this server (every request is declined, visibly)."""
+    sampling: bool = False
+    """Opt in: answer this server's sampling requests with our models."""
+    sampling_rate_per_minute: int | None = Field(default=None, ge=1)
+    """This server's sampling requests per minute, across replicas (default: sampling's)."""
+    sampling_budget_usd: float | None = Field(default=None, ge=0)
+    """Total sampling spend this server may cause (a budget scope of its own)."""
 
     @model_validator(mode="after")
     def _check_transport(self) -> RegisteredServer:
@@ -87,6 +95,8 @@ class ApiKeyConfig(BaseModel):
     """Whether this key may name MCP servers by ``server_url`` in a request."""
     server_urls: list[str] = Field(default_factory=lambda: ["*"])
     """Glob patterns the ``server_url``s this key names must match."""
+    allow_sampling: bool = False
+    """Whether servers named by URL may sample our models, charged to this key."""
     budget: dict[str, Any] = Field(default_factory=dict)
     """Budget settings (enforced by the budget ledger)."""
 

@@ -20,6 +20,8 @@ class Principal:
     """Whether this caller may name MCP servers by URL."""
     server_urls: tuple[str, ...] = ("*",)
     """Glob patterns for the URLs this caller may name."""
+    allow_sampling: bool = False
+    """Whether servers this caller names by URL may sample our models on its budget."""
 
     def may_use_model(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.models)

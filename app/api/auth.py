@@ -31,6 +31,7 @@ class KeyRing:
                         mcp_servers=tuple(key.mcp_servers),
                         allow_server_urls=key.allow_server_urls,
                         server_urls=tuple(key.server_urls),
+                        allow_sampling=key.allow_sampling,
                     )
         if self._allow_anonymous:
             return ANONYMOUS

@@ -131,6 +131,7 @@ class ChatRenderer:
                         "output": event.output,
                         "error": event.error,
                         "duration_ms": round(event.duration_s * 1000, 1),
+                        "notes": list(event.notes),
                     }
                 )
             case RunFinished():

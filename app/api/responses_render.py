@@ -275,6 +275,8 @@ class ResponseRenderer:
         item.update(
             output=event.output, error=event.error, status="failed" if event.error else "completed"
         )
+        if event.notes:  # toolbridge's extension: what the server did through us meanwhile
+            item["notes"] = list(event.notes)
         state = "failed" if event.error else "completed"
         return [
             self._event(f"response.mcp_call.{state}", item_id=item["id"], output_index=index),

@@ -129,6 +129,8 @@ def _registered(
         headers={**server.headers(), **_headers(tool)},
         allowed_tools=_tool_filter(tool.allowed_tools),
         registered=True,
+        elicitation=server.elicitation,
+        sampling=server.sampling,
     )
 
 
@@ -148,4 +150,5 @@ async def _caller_supplied(
         headers=_headers(tool),
         allowed_tools=_tool_filter(tool.allowed_tools),
         pinned_address=address,
+        sampling=principal.allow_sampling,
     )

@@ -77,6 +77,8 @@ class McpCallFinished:
     error: str | None
     duration_s: float
     approval_request_id: str | None = None
+    notes: tuple[dict[str, Any], ...] = ()
+    """What the server did through us meanwhile (asked for input, sampled a model)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

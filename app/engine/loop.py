@@ -272,6 +272,7 @@ async def _run_server_calls(
             error=outcome.text if outcome.is_error else None,
             duration_s=outcome.duration_s,
             approval_request_id=approval_ids.get(call["id"]),
+            notes=outcome.notes,
         )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +29,10 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
 from app.errors import ServerUnreachable
+from app.mcp.callbacks import Note, ServerCallbacks
 from app.mcp.results import result_text, truncate
 from app.mcp.servers import ServerSpec
 from app.mcp.ssrf import PinnedTransport
@@ -65,6 +67,8 @@ class ToolOutcome:
     text: str
     is_error: bool
     duration_s: float
+    notes: tuple[Note, ...] = ()
+    """What the caller should know: the server asked for input, sampled a model, ..."""
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -89,12 +93,48 @@ class ServerConnection:
     """An open MCP session with one server, and the tools it offers this run."""
 
     def __init__(
-        self, spec: ServerSpec, client: Client, tools: list[types.Tool], *, listed: bool
+        self,
+        spec: ServerSpec,
+        client: Client,
+        tools: list[types.Tool],
+        *,
+        listed: bool,
+        notes: list[Note],
     ) -> None:
         self.spec = spec
         self.tools = tools
         self.listed = listed  # False: the tools came from the conversation, not the server
         self._client = client
+        self._notes = notes  # appended to by this connection's callbacks
+
+    def _failed(self, tool: str, exc: Exception) -> str:
+        """The error text for a failed call; a 2025-11-25 "URL elicitation required" (-32042)
+        is reported like a declined URL elicitation, since no one here can open the URL."""
+        if isinstance(exc, MCPError) and exc.code == types.URL_ELICITATION_REQUIRED:
+            try:
+                data = types.ElicitationRequiredErrorData.model_validate(exc.error.data)
+            except ValidationError:
+                data = types.ElicitationRequiredErrorData(elicitations=[])
+            for elicitation in data.elicitations:
+                self._notes.append(
+                    {
+                        "kind": "elicitation_declined",
+                        "mode": "url",
+                        "message": elicitation.message,
+                        "url": elicitation.url,
+                    }
+                )
+            logger.warning(
+                "MCP server needs user interaction; declined: server=%s mode=url", self.spec.label
+            )
+            return f"Tool call needs user interaction: {exc.error.message}"
+        logger.warning(
+            "MCP tool call failed: server=%s tool=%s reason=%s",
+            self.spec.label,
+            tool,
+            describe_failure(exc),
+        )
+        return f"Tool call failed: {describe_failure(exc)}"
 
     @property
     def session(self) -> Any:
@@ -104,8 +144,11 @@ class ServerConnection:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, timeout_s: float, max_chars: int
     ) -> ToolOutcome:
-        """Call a tool; any failure becomes an error outcome, never an exception."""
-        started = time.monotonic()
+        """Call a tool; any failure becomes an error outcome, never an exception.
+
+        Notes the server's callbacks leave while the call runs are the call's (with parallel
+        calls to one server, a note goes to every call in flight then)."""
+        started, first_note = time.monotonic(), len(self._notes)
         try:
             with anyio.fail_after(timeout_s):
                 result = await self._client.call_tool(name, arguments)
@@ -113,14 +156,9 @@ class ServerConnection:
         except TimeoutError:
             text, is_error = f"Tool call timed out after {timeout_s:g}s", True
         except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
-            logger.warning(
-                "MCP tool call failed: server=%s tool=%s reason=%s",
-                self.spec.label,
-                name,
-                describe_failure(exc),
-            )
-            text, is_error = f"Tool call failed: {describe_failure(exc)}", True
-        return ToolOutcome(truncate(text, max_chars), is_error, time.monotonic() - started)
+            text, is_error = self._failed(name, exc), True
+        notes = tuple(self._notes[first_note:])
+        return ToolOutcome(truncate(text, max_chars), is_error, time.monotonic() - started, notes)
 
 
 class McpConnector:
@@ -158,7 +196,7 @@ class McpConnector:
 
         return make
 
-    def client(self, spec: ServerSpec, era: Any) -> Client:
+    def client(self, spec: ServerSpec, era: Any, callbacks: ServerCallbacks) -> Client:
         """An unopened SDK client for ``spec``; ``era`` is the remembered one, if any."""
         if spec.transport == "stdio":
             server: Any = StdioServerParameters(
@@ -188,15 +226,31 @@ class McpConnector:
             default_ttl_ms=self._default_ttl_ms,
             share_public=self._share_public,
         )
-        return Client(server, mode=mode, prior_discover=prior, cache=cache, client_info=CLIENT_INFO)
+        return Client(
+            server,
+            mode=mode,
+            prior_discover=prior,
+            cache=cache,
+            client_info=CLIENT_INFO,
+            **callbacks.client_options(),
+        )
 
 
 class RunConnections:
     """The MCP sessions of one run; closing it closes them all (on the task that opened it)."""
 
-    def __init__(self, connector: McpConnector, *, list_timeout_s: float) -> None:
+    def __init__(
+        self,
+        connector: McpConnector,
+        *,
+        list_timeout_s: float,
+        callbacks: Callable[[ServerSpec], ServerCallbacks] | None = None,
+    ) -> None:
         self._connector = connector
         self._list_timeout_s = list_timeout_s
+        self._callbacks = callbacks or (
+            lambda spec: ServerCallbacks(spec.label, declare_elicitation=spec.elicitation)
+        )
         self._release = anyio.Event()
         self._stack = AsyncExitStack()
         self._tg: TaskGroup | None = None
@@ -267,8 +321,10 @@ class RunConnections:
 
     async def _open_with(self, spec: ServerSpec, era: Any) -> ServerConnection:
         assert self._tg is not None, "RunConnections must be entered"
-        client = self._connector.client(spec, era)
+        callbacks = self._callbacks(spec)
+        client = self._connector.client(spec, era, callbacks)
         await self._tg.start(self._hold, client, spec.label)
+        callbacks.watch_undeclared(client.session)
         if spec.known_tools is not None:
             # The conversation already holds this server's list (OpenAI reuses it too). The SDK
             # must know the tools to call them on a 2026-07-28 server without re-listing; this
@@ -281,7 +337,9 @@ class RunConnections:
                 tools = await self._list_tools(client)
         if spec.allowed_tools is not None:
             tools = [t for t in tools if spec.allowed_tools.matches(t)]
-        return ServerConnection(spec, client, tools, listed=spec.known_tools is None)
+        return ServerConnection(
+            spec, client, tools, listed=spec.known_tools is None, notes=callbacks.notes
+        )
 
     async def _hold(
         self,

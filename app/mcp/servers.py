@@ -72,6 +72,10 @@ class ServerSpec:
     """Tools already listed earlier in the conversation: reused, not fetched again."""
     registered: bool = False
     """True for operator-registered servers (trusted configuration)."""
+    elicitation: bool = True
+    """Declare elicitation (and decline every request); False: do not declare it."""
+    sampling: bool = False
+    """Answer ``sampling/createMessage`` for this server (registered opt-in, or key policy)."""
     pinned_address: str | None = None
     """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
 

@@ -1,0 +1,105 @@
+"""What toolbridge answers when an MCP server calls back during a tool call.
+
+Each connection of a run gets its own ``ServerCallbacks``, so a request is answered for
+exactly the caller (and run) whose tool call caused it.
+
+- ``elicitation/create``: there is no human on our side, so every elicitation, form or URL
+  mode, in both protocol eras, is answered ``{"action": "decline"}``: a spec-conformant answer
+  the server can handle. A WARNING names the server and mode (never the contents) and the
+  caller sees a note on the MCP call.
+- ``sampling/createMessage``: handed to the run's ``Sampler`` (``app/sampling``).
+- A capability we did not declare but the server uses anyway is refused by the SDK; we log it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import mcp_types as types
+from mcp.client.session import ClientRequestContext
+
+logger = logging.getLogger(__name__)
+
+Note = dict[str, Any]
+"""Something the caller should know about a call (elicitation declined, sampling done)."""
+
+
+class Sampler(Protocol):
+    """Answers ``sampling/createMessage`` for one server of one run."""
+
+    async def sample(
+        self, params: types.CreateMessageRequestParams, notes: list[Note]
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData: ...
+
+
+@dataclass
+class ServerCallbacks:
+    """The callbacks of one MCP connection, and the notes they leave for the caller."""
+
+    server_label: str
+    sampler: Sampler | None = None
+    """None: sampling is not allowed for this server, and not declared."""
+    declare_elicitation: bool = True
+    notes: list[Note] = field(default_factory=list)
+
+    async def elicit(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult:
+        mode = "url" if isinstance(params, types.ElicitRequestURLParams) else "form"
+        logger.warning(
+            "MCP server asked for user input; declined (no human here): server=%s mode=%s",
+            self.server_label,
+            mode,
+        )
+        note: Note = {"kind": "elicitation_declined", "mode": mode, "message": params.message}
+        if isinstance(params, types.ElicitRequestURLParams):
+            note["url"] = params.url
+        self.notes.append(note)
+        return types.ElicitResult(action="decline")
+
+    async def sample(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        assert self.sampler is not None, "sampling is only declared with a sampler"
+        return await self.sampler.sample(params, self.notes)
+
+    def client_options(self) -> dict[str, Any]:
+        """Arguments for ``mcp.Client``: a callback declares its capability."""
+        options: dict[str, Any] = {}
+        if self.sampler is not None:
+            options["sampling_callback"] = self.sample
+            options["sampling_capabilities"] = types.SamplingCapability(
+                tools=types.SamplingToolsCapability()
+            )
+        if self.declare_elicitation:
+            options["elicitation_callback"] = self.elicit
+        return options
+
+    def watch_undeclared(self, session: Any) -> None:
+        """Log requests for capabilities we did not declare (the SDK refuses them itself)."""
+        dispatch = session.dispatch_input_request
+
+        async def logged(ctx: ClientRequestContext, request: types.InputRequest) -> Any:
+            method = getattr(request, "method", type(request).__name__)
+            undeclared = (method == "sampling/createMessage" and self.sampler is None) or (
+                method == "elicitation/create" and not self.declare_elicitation
+            )
+            if undeclared:
+                logger.warning(
+                    "MCP server used a capability toolbridge did not declare; "
+                    "refused: server=%s method=%s",
+                    self.server_label,
+                    method,
+                )
+                self.notes.append(
+                    {
+                        "kind": "refused",
+                        "method": method,
+                        "message": f"{method} is not allowed for this server",
+                    }
+                )
+            return await dispatch(ctx, request)
+
+        session.dispatch_input_request = logged
