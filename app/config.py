@@ -125,6 +125,22 @@ class Limits(BaseModel):
     """Arguments the model writes for one call; larger ones go back to it as an error."""
 
 
+class SamplingSettings(BaseModel):
+    """How toolbridge answers MCP servers' sampling requests."""
+
+    default_model: str | None = None
+    """Used when a request states no preferences (default: the first sampling model)."""
+    cross_family: dict[str, str] = Field(default_factory=dict)
+    """Hint family -> one of our models, e.g. ``{"claude": "gpt-4o"}``."""
+    max_tokens_cap: int = Field(default=4096, ge=1)
+    """``maxTokens`` is always respected, and never above this."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_per_tool_call: int = Field(default=5, ge=0)
+    max_per_run: int = Field(default=20, ge=0)
+    rate_per_minute: int = Field(default=60, ge=1)
+    """Per server, across every replica (Redis)."""
+
+
 class RequestLimits(BaseModel):
     """What one request may carry; more is refused with 400 (or 413 for the body)."""
 
@@ -186,6 +202,7 @@ class Settings(BaseSettings):
 
     limits: Limits = Field(default_factory=Limits)
     request_limits: RequestLimits = Field(default_factory=RequestLimits)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     model_list: list[ModelEntry] = Field(default_factory=list)
     mcp_servers: list[RegisteredServer] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)

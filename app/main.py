@@ -26,6 +26,7 @@ from app.mcp.connection import McpConnector
 from app.mcp.ssrf import AddressPolicy
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
+from app.store.rate import RateLimiter
 from app.store.responses import ResponseStore
 
 logger = logging.getLogger("toolbridge")
@@ -49,7 +50,11 @@ def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTran
         timeout_s=settings.model_timeout_s,
     )
     engine = EngineDeps(
-        models=models, mcp=connector, hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s)
+        models=models,
+        mcp=connector,
+        hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s),
+        rates=RateLimiter(redis, prefix),
+        sampling=settings.sampling,
     )
     keys = KeyRing(settings.api_keys, allow_anonymous=settings.allow_anonymous)
     return Services(

@@ -81,6 +81,25 @@ def mcp_server(mcp_servers: dict[str, RunningMcpServer]) -> RunningMcpServer:
 def base_settings(
     redis_url: str, model_url: str, servers: dict[str, RunningMcpServer], **overrides: Any
 ) -> Settings:
+    # Both models answer sampling: "a" is cheap and fast, "b" dear and clever.
+    infos = {
+        "scripted-a": {
+            "sampling": True,
+            "aliases": ["alpha"],
+            "input_cost_per_token": 1e-6,
+            "output_cost_per_token": 2e-6,
+            "speed": 0.9,
+            "intelligence": 0.3,
+        },
+        "scripted-b": {
+            "sampling": True,
+            "aliases": ["beta"],
+            "input_cost_per_token": 1e-5,
+            "output_cost_per_token": 2e-5,
+            "speed": 0.2,
+            "intelligence": 0.9,
+        },
+    }
     models = [
         ModelEntry(
             model_name=name,
@@ -89,11 +108,14 @@ def base_settings(
                 "api_base": f"{model_url}/v1",
                 "api_key": "sk-provider",
             },
+            model_info=info,
         )
-        for name in ("scripted-a", "scripted-b")
+        for name, info in infos.items()
     ]
     registered = [
         RegisteredServer(label="calc", url=servers["modern"].url),
+        RegisteredServer(label="sampler", url=servers["modern"].url, sampling=True),
+        RegisteredServer(label="sampler_legacy", url=servers["legacy"].url, sampling=True),
         RegisteredServer(
             label="stdio_calc",
             transport="stdio",
@@ -119,6 +141,11 @@ def base_settings(
         "api_keys": keys,
         "keepalive_s": 0.3,
         "ssrf_allowlist": ["127.0.0.1/32"],  # the test MCP servers live on loopback
+        "sampling": {
+            "default_model": "scripted-a",
+            "cross_family": {"claude": "scripted-b"},
+            "max_tokens_cap": 100,
+        },
         "model_num_retries": 0,
         "data_dir": Path(".data/test"),
     }

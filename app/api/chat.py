@@ -158,7 +158,9 @@ class ChatRenderer:
 
     def usage_body(self) -> dict[str, Any]:
         prompt, completion = self.usage["prompt"], self.usage["completion"]
+        sampling = self.finished.sampling if self.finished else None
         return {
+            "sampling": sampling.as_usage() if sampling else None,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "total_tokens": prompt + completion,

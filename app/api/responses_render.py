@@ -66,6 +66,8 @@ class ResponseRenderer:
     tokens: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("input", "output", "cached", "reasoning"), 0)
     )
+    sampling: dict[str, Any] | None = None
+    """toolbridge's ``usage.sampling``: what MCP servers' sampling used."""
     _seq: int = 0
     _message: int | None = None
     _client_calls: dict[int, int] = field(default_factory=dict)
@@ -90,6 +92,7 @@ class ResponseRenderer:
                 "output_tokens": tokens["output"],
                 "output_tokens_details": {"reasoning_tokens": tokens["reasoning"]},
                 "total_tokens": tokens["input"] + tokens["output"],
+                "sampling": self.sampling,
             },
             **self.fields,
         }
@@ -298,6 +301,8 @@ class ResponseRenderer:
                 ),
                 self._done(index),
             ]
+        if event.sampling is not None:
+            self.sampling = event.sampling.as_usage()
         reason = _INCOMPLETE.get(event.reason)
         if reason is None:
             self.status = "completed"

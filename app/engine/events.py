@@ -121,6 +121,27 @@ class RunFinished:
     """Why, in words, when a limit ended the run."""
     client_tool_calls: tuple[dict[str, Any], ...] = ()
     """Complete calls to the caller's function tools (OpenAI ``tool_calls`` entries)."""
+    sampling: SamplingTotals | None = None
+    """What MCP servers' sampling requests used during the run."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplingTotals:
+    """The run's sampling, for the caller's usage."""
+
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+    def as_usage(self) -> dict[str, Any]:
+        """toolbridge's ``usage.sampling`` extension field."""
+        return {
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 10),
+        }
 
 
 RunEvent = (

@@ -7,12 +7,14 @@ decision; the run ends with exactly one ``RunFinished``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
+from app.config import SamplingSettings
 from app.engine.events import (
     ApprovalRequired,
     FinishReason,
@@ -20,6 +22,7 @@ from app.engine.events import (
     McpCallStarted,
     RunEvent,
     RunFinished,
+    SamplingTotals,
     ToolsListed,
     TurnStarted,
     TurnUsage,
@@ -29,7 +32,9 @@ from app.engine.turn import TurnAssembler
 from app.llm.client import Message, ModelCall, ModelClient
 from app.mcp.connection import McpConnector, RunConnections, ToolOutcome
 from app.mcp.tools import Toolset
+from app.sampling.handler import RunSampling
 from app.store.hidden_turns import HiddenTurns
+from app.store.rate import RateLimiter
 
 TOOL_ERROR_PREFIX = "[tool error] "
 """Chat tool messages have no error flag; the model reads failures behind this prefix."""
@@ -42,6 +47,8 @@ class EngineDeps:
     models: ModelClient
     mcp: McpConnector
     hidden: HiddenTurns
+    rates: RateLimiter
+    sampling: SamplingSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +115,12 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
     state = _RunState(messages=list(request.messages), first_new=len(request.messages))
-    async with RunConnections(deps.mcp, list_timeout_s=request.limits.list_timeout_s) as conns:
+    sampling = RunSampling(
+        principal=request.principal, models=deps.models, settings=deps.sampling, rates=deps.rates
+    )
+    async with RunConnections(
+        deps.mcp, list_timeout_s=request.limits.list_timeout_s, callbacks=sampling.callbacks_for
+    ) as conns:
         connections = await conns.open_all(request.servers)
         for connection in connections:
             if connection.listed:
@@ -117,6 +129,17 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
         async for event in _answer_approvals(request, toolset, state):
             yield event
         async for event in _turns(request, deps, toolset, state):
+            if isinstance(event, RunFinished):
+                usage = sampling.usage
+                event = dataclasses.replace(
+                    event,
+                    sampling=SamplingTotals(
+                        requests=usage.requests,
+                        prompt_tokens=usage.prompt_tokens,
+                        completion_tokens=usage.completion_tokens,
+                        cost_usd=usage.cost_usd,
+                    ),
+                )
             yield event
 
 

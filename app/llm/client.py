@@ -50,6 +50,14 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class Prices:
+    """USD per token."""
+
+    input: float
+    output: float
+
+
+@dataclass(frozen=True, slots=True)
 class ModelChunk:
     """What arrived from the model: text, tool-call pieces, and at the end reason and usage."""
 
@@ -132,6 +140,7 @@ class ModelClient:
 
     def __init__(self, models: list[ModelEntry], *, num_retries: int, timeout_s: float) -> None:
         self._names = list(dict.fromkeys(m.model_name for m in models))
+        self._entries = {m.model_name: m for m in reversed(models)}  # the first one wins
         self._router = (
             litellm.Router(
                 model_list=[m.model_dump() for m in models],
@@ -144,6 +153,36 @@ class ModelClient:
 
     def names(self) -> list[str]:
         return list(self._names)
+
+    def entries(self) -> list[ModelEntry]:
+        """One entry per model name, in configuration order."""
+        return [self._entries[name] for name in self._names]
+
+    def prices(self, model: str) -> Prices | None:
+        """USD per token: ``model_info`` first, then litellm's price map; None if unknown."""
+        entry = self._entries.get(model)
+        if entry is None:
+            return None
+        info = entry.model_info
+        if "input_cost_per_token" in info or "output_cost_per_token" in info:
+            return Prices(
+                float(info.get("input_cost_per_token", 0.0)),
+                float(info.get("output_cost_per_token", 0.0)),
+            )
+        try:
+            known = litellm.get_model_info(str(entry.litellm_params.get("model", "")))
+        except Exception:  # noqa: BLE001 - litellm raises bare Exception for unknown models
+            return None
+        return Prices(
+            float(known.get("input_cost_per_token") or 0.0),
+            float(known.get("output_cost_per_token") or 0.0),
+        )
+
+    def cost_usd(self, model: str, usage: Usage) -> float:
+        prices = self.prices(model)
+        if prices is None:
+            return 0.0
+        return usage.prompt_tokens * prices.input + usage.completion_tokens * prices.output
 
     def check(self, model: str) -> None:
         """Raise ``ModelNotFound`` unless ``model`` is configured."""

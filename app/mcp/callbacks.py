@@ -30,7 +30,7 @@ class Sampler(Protocol):
     """Answers ``sampling/createMessage`` for one server of one run."""
 
     async def sample(
-        self, params: types.CreateMessageRequestParams, notes: list[Note]
+        self, params: types.CreateMessageRequestParams, notes: list[Note], nth_in_call: int
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData: ...
 
 
@@ -43,6 +43,17 @@ class ServerCallbacks:
     """None: sampling is not allowed for this server, and not declared."""
     declare_elicitation: bool = True
     notes: list[Note] = field(default_factory=list)
+    calls_in_flight: int = 0
+    samples_in_call: int = 0
+    """Sampling requests since the current tool call(s) began (parallel calls share it)."""
+
+    def begin_call(self) -> None:
+        if self.calls_in_flight == 0:
+            self.samples_in_call = 0
+        self.calls_in_flight += 1
+
+    def end_call(self) -> None:
+        self.calls_in_flight -= 1
 
     async def elicit(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
@@ -63,7 +74,8 @@ class ServerCallbacks:
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
         assert self.sampler is not None, "sampling is only declared with a sampler"
-        return await self.sampler.sample(params, self.notes)
+        self.samples_in_call += 1
+        return await self.sampler.sample(params, self.notes, self.samples_in_call)
 
     def client_options(self) -> dict[str, Any]:
         """Arguments for ``mcp.Client``: a callback declares its capability."""

@@ -99,13 +99,14 @@ class ServerConnection:
         tools: list[types.Tool],
         *,
         listed: bool,
-        notes: list[Note],
+        callbacks: ServerCallbacks,
     ) -> None:
         self.spec = spec
         self.tools = tools
         self.listed = listed  # False: the tools came from the conversation, not the server
         self._client = client
-        self._notes = notes  # appended to by this connection's callbacks
+        self._callbacks = callbacks
+        self._notes = callbacks.notes  # appended to by this connection's callbacks
 
     def _failed(self, tool: str, exc: Exception) -> str:
         """The error text for a failed call; a 2025-11-25 "URL elicitation required" (-32042)
@@ -149,6 +150,7 @@ class ServerConnection:
         Notes the server's callbacks leave while the call runs are the call's (with parallel
         calls to one server, a note goes to every call in flight then)."""
         started, first_note = time.monotonic(), len(self._notes)
+        self._callbacks.begin_call()
         try:
             with anyio.fail_after(timeout_s):
                 result = await self._client.call_tool(name, arguments)
@@ -157,6 +159,8 @@ class ServerConnection:
             text, is_error = f"Tool call timed out after {timeout_s:g}s", True
         except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
             text, is_error = self._failed(name, exc), True
+        finally:
+            self._callbacks.end_call()
         notes = tuple(self._notes[first_note:])
         return ToolOutcome(truncate(text, max_chars), is_error, time.monotonic() - started, notes)
 
@@ -338,7 +342,7 @@ class RunConnections:
         if spec.allowed_tools is not None:
             tools = [t for t in tools if spec.allowed_tools.matches(t)]
         return ServerConnection(
-            spec, client, tools, listed=spec.known_tools is None, notes=callbacks.notes
+            spec, client, tools, listed=spec.known_tools is None, callbacks=callbacks
         )
 
     async def _hold(

@@ -1,0 +1,1 @@
+"""Answering MCP servers' ``sampling/createMessage`` with our own models."""

@@ -1,0 +1,126 @@
+"""MCP servers sampling our models: choice, limits, policy, and what the caller sees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import TEST_KEY, mcp_tool
+from tests.fixtures.mcp_servers import RunningMcpServer
+from tests.fixtures.servers import ServerThread
+
+
+def summarize(
+    hints: list[str] | None = None,
+    priorities: dict[str, float] | None = None,
+    max_tokens: int = 50,
+    prompt: str = "hello there",
+) -> str:
+    args = {
+        "prompt": prompt,
+        "hints": hints or [],
+        "priorities": priorities or {},
+        "max_tokens": max_tokens,
+    }
+    return f"call {{label}}__summarize {json.dumps(args)}"
+
+
+def run(client: openai.OpenAI, script: str, label: str = "sampler") -> Any:
+    return client.chat.completions.create(
+        model="scripted-a",
+        tools=[{"type": "mcp", "server_label": label}],  # type: ignore
+        messages=[{"role": "user", "content": script.replace("{label}", label)}],
+    )
+
+
+def first_call(completion: Any) -> dict[str, Any]:
+    return dict(completion.model_extra["toolbridge"]["mcp_calls"][0])
+
+
+@pytest.mark.parametrize("label", ["sampler", "sampler_legacy"])  # 2026-07-28 and 2025-11-25
+@pytest.mark.parametrize(
+    ("hints", "priorities", "chosen"),
+    [
+        (["beta"], None, "scripted-b"),  # alias
+        (["scripted-b"], None, "scripted-b"),  # exact name
+        (["claude-3-opus"], None, "scripted-b"),  # cross-family map
+        (["nothing"], {"speed": 1.0}, "scripted-a"),  # no hint matches: priorities
+        (None, {"intelligence": 1.0}, "scripted-b"),
+        (None, {"cost": 1.0}, "scripted-a"),
+        (None, None, "scripted-a"),  # no preferences: the default
+    ],
+)
+def test_model_choice(
+    client: openai.OpenAI,
+    label: str,
+    hints: list[str] | None,
+    priorities: dict[str, float] | None,
+    chosen: str,
+) -> None:
+    completion = run(client, summarize(hints, priorities), label)
+    call = first_call(completion)
+    assert call["output"] == json.dumps(
+        {"result": (f"model={chosen} stop=endTurn text=echo({chosen}): hello there")}
+    )
+    note = call["notes"][0]
+    assert note["kind"] == "sampling" and note["model"] == chosen
+    sampling = completion.usage.model_extra["sampling"]
+    assert sampling["requests"] == 1 and sampling["cost_usd"] > 0
+
+
+def test_max_tokens_is_respected_and_capped(
+    client: openai.OpenAI, scripted_model: ServerThread
+) -> None:
+    calls = scripted_model.server.config.app.state.calls
+    run(client, summarize(max_tokens=30))
+    sampled = [c for c in calls if c["messages"][0].get("content") == "Be brief."]
+    assert sampled[-1]["max_tokens"] == 30
+    run(client, summarize(max_tokens=5000))
+    sampled = [c for c in calls if c["messages"][0].get("content") == "Be brief."]
+    assert sampled[-1]["max_tokens"] == 100  # the configured cap
+
+
+def test_sampling_with_tools(client: openai.OpenAI) -> None:
+    script = 'call {label}__plan {"prompt": "call lookup {\\"word\\": \\"mcp\\"}"}'
+    call = first_call(run(client, script))
+    assert call["output"] == json.dumps({"result": "stop=toolUse uses=[\"lookup{'word': 'mcp'}\"]"})
+
+
+def test_sampling_not_allowed_is_not_declared(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    completion = client.chat.completions.create(
+        model="scripted-a",
+        tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": summarize().replace("{label}", "calc")}],
+    )
+    call = first_call(completion)
+    assert call["error"] is not None and "sampling" in call["error"].lower()
+    assert completion.usage.model_extra["sampling"]["requests"] == 0
+
+
+def test_rate_limit_is_shared_and_refusals_are_visible(toolbridge_factory: Any) -> None:
+    server = toolbridge_factory(
+        sampling={"rate_per_minute": 1, "default_model": "scripted-a"}, redis_prefix="tb-rate-test:"
+    )
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    first = first_call(run(client, summarize()))
+    assert first["error"] is None
+    second = first_call(run(client, summarize()))
+    assert second["error"] is not None
+    assert second["notes"] == [
+        {
+            "kind": "sampling_refused",
+            "reason": ("sampling rate limit reached: 1 requests per minute for this server"),
+        }
+    ]
+
+
+def test_per_call_limit(toolbridge_factory: Any) -> None:
+    server = toolbridge_factory(sampling={"max_per_tool_call": 0})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    call = first_call(run(client, summarize()))
+    assert call["notes"][0]["reason"] == "sampling limit reached: 0 requests per tool call"
