@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -80,6 +80,28 @@ class RegisteredServer(BaseModel):
         }
 
 
+class KeyBudget(BaseModel):
+    """A key's spend limits in USD; every model call of its runs counts, sampling included."""
+
+    model_config = ConfigDict(extra="forbid")
+    total_usd: float | None = Field(default=None, ge=0)
+    daily_usd: float | None = Field(default=None, ge=0)
+    """Per UTC day."""
+    monthly_usd: float | None = Field(default=None, ge=0)
+    """Per UTC calendar month."""
+    per_run_usd: float | None = Field(default=None, ge=0)
+    """One request's spend: its model turns and its servers' sampling together."""
+
+
+class BudgetSettings(BaseModel):
+    hold_ttl_s: float = Field(default=900.0, gt=0)
+    """A hold left by a replica that died lapses after this long."""
+    default_max_tokens: int = Field(default=4096, ge=1)
+    """Output tokens assumed for the worst case when a call states no limit."""
+    fail_open: bool = False
+    """Without Redis: refuse budgeted work with 503 (default), or run it uncounted."""
+
+
 class ApiKeyConfig(BaseModel):
     """A caller's key and what it may use."""
 
@@ -97,8 +119,8 @@ class ApiKeyConfig(BaseModel):
     """Glob patterns the ``server_url``s this key names must match."""
     allow_sampling: bool = False
     """Whether servers named by URL may sample our models, charged to this key."""
-    budget: dict[str, Any] = Field(default_factory=dict)
-    """Budget settings (enforced by the budget ledger)."""
+    budget: KeyBudget = Field(default_factory=lambda: KeyBudget())
+    """Spend limits in USD (none: unlimited, still counted)."""
 
     def secret(self) -> str | None:
         if self.key is not None:
@@ -203,6 +225,7 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     request_limits: RequestLimits = Field(default_factory=RequestLimits)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    budget: BudgetSettings = Field(default_factory=BudgetSettings)
     model_list: list[ModelEntry] = Field(default_factory=list)
     mcp_servers: list[RegisteredServer] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)

@@ -61,5 +61,14 @@ class UpstreamModelError(ToolbridgeError):
         self.status = status
 
 
+class BudgetExceeded(ToolbridgeError):
+    """A spend limit would be passed (OpenAI answers 429 ``insufficient_quota``)."""
+
+    def __init__(self, scope: str, limit_usd: float) -> None:
+        super().__init__(f"Budget exceeded: scope '{scope}' has a limit of ${limit_usd:g}.")
+        self.scope = scope
+        self.limit_usd = limit_usd
+
+
 class StoreUnavailable(ToolbridgeError):
     """Redis could not be reached for state this request needs."""

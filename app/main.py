@@ -16,6 +16,7 @@ from app.api.auth import KeyRing
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.budget.ledger import Ledger
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
 from app.demo.scripted_model import create_scripted_model_app
@@ -55,6 +56,13 @@ def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTran
         hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s),
         rates=RateLimiter(redis, prefix),
         sampling=settings.sampling,
+        ledger=Ledger(
+            redis,
+            prefix,
+            hold_ttl_s=settings.budget.hold_ttl_s,
+            fail_open=settings.budget.fail_open,
+        ),
+        budget=settings.budget,
     )
     keys = KeyRing(settings.api_keys, allow_anonymous=settings.allow_anonymous)
     return Services(

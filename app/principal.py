@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from app.config import KeyBudget
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -22,6 +24,7 @@ class Principal:
     """Glob patterns for the URLs this caller may name."""
     allow_sampling: bool = False
     """Whether servers this caller names by URL may sample our models on its budget."""
+    budget: KeyBudget = field(default_factory=KeyBudget)
 
     def may_use_model(self, name: str) -> bool:
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.models)

@@ -32,6 +32,7 @@ class KeyRing:
                         allow_server_urls=key.allow_server_urls,
                         server_urls=tuple(key.server_urls),
                         allow_sampling=key.allow_sampling,
+                        budget=key.budget,
                     )
         if self._allow_anonymous:
             return ANONYMOUS

@@ -40,7 +40,7 @@ from app.principal import Principal
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
-_LIMIT_REASONS = ("max_turns", "max_tool_calls")
+_LIMIT_REASONS = ("max_turns", "max_tool_calls", "budget_exceeded")
 
 
 async def parse_chat(

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
+    BudgetExceeded,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -37,6 +38,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     NotFound: (404, "invalid_request_error", "not_found"),
     ServerUnreachable: (424, "external_connector_error", "external_connector_error"),
     StoreUnavailable: (503, "server_error", "store_unavailable"),
+    BudgetExceeded: (429, "insufficient_quota", "insufficient_quota"),
     ToolbridgeError: (500, "server_error", None),
 }
 

@@ -119,6 +119,8 @@ async def parse_responses(
         history = stored.conversation
     input_items = _input_items(body.input)
     conversation = fold(history, input_items, instructions=body.instructions)
+    if not conversation.messages:
+        raise InvalidRequest("input is empty: give a message, or instructions.", param="input")
     mcp_tools: list[tuple[int, McpToolParam]] = []
     client_tools = []
     for index, tool in enumerate(body.tools or []):

@@ -32,6 +32,7 @@ _INCOMPLETE = {
     "content_filter": "content_filter",
     "max_turns": "max_turns",
     "max_tool_calls": "max_tool_calls",
+    "budget_exceeded": "budget_exceeded",
 }
 
 

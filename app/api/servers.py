@@ -131,6 +131,8 @@ def _registered(
         registered=True,
         elicitation=server.elicitation,
         sampling=server.sampling,
+        sampling_rate_per_minute=server.sampling_rate_per_minute,
+        sampling_budget_usd=server.sampling_budget_usd,
     )
 
 

@@ -106,7 +106,14 @@ class TurnUsage:
 
 
 FinishReason = Literal[
-    "stop", "length", "content_filter", "tool_calls", "max_turns", "max_tool_calls"
+    "stop",
+    "length",
+    "content_filter",
+    "tool_calls",
+    "max_turns",
+    "max_tool_calls",
+    "approval_required",
+    "budget_exceeded",
 ]
 
 

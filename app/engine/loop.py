@@ -8,13 +8,16 @@ decision; the run ends with exactly one ``RunFinished``.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 
-from app.config import SamplingSettings
+from app.budget.ledger import Hold, Ledger, Scope
+from app.budget.scopes import key_scopes, run_scope, worst_case_usd
+from app.config import BudgetSettings, SamplingSettings
 from app.engine.events import (
     ApprovalRequired,
     FinishReason,
@@ -29,6 +32,7 @@ from app.engine.events import (
 )
 from app.engine.request import RunRequest
 from app.engine.turn import TurnAssembler
+from app.errors import BudgetExceeded
 from app.llm.client import Message, ModelCall, ModelClient
 from app.mcp.connection import McpConnector, RunConnections, ToolOutcome
 from app.mcp.tools import Toolset
@@ -49,6 +53,8 @@ class EngineDeps:
     hidden: HiddenTurns
     rates: RateLimiter
     sampling: SamplingSettings
+    ledger: Ledger
+    budget: BudgetSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +89,8 @@ class _RunState:
     """The conversation as the model sees it, growing as the run goes."""
     first_new: int
     """Index of the first message this run produced."""
+    scopes: list[Scope] = dataclasses.field(default_factory=list)
+    """The budgets every model call of this run is charged to."""
     tool_calls_made: int = 0
 
 
@@ -114,9 +122,19 @@ def decide(
 async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
-    state = _RunState(messages=list(request.messages), first_new=len(request.messages))
+    run_id = uuid.uuid4().hex
+    scopes = key_scopes(request.principal) + run_scope(request.principal, run_id)
+    state = _RunState(
+        messages=list(request.messages), first_new=len(request.messages), scopes=scopes
+    )
     sampling = RunSampling(
-        principal=request.principal, models=deps.models, settings=deps.sampling, rates=deps.rates
+        principal=request.principal,
+        models=deps.models,
+        settings=deps.sampling,
+        rates=deps.rates,
+        ledger=deps.ledger,
+        scopes=scopes,
+        default_max_tokens=deps.budget.default_max_tokens,
     )
     async with RunConnections(
         deps.mcp, list_timeout_s=request.limits.list_timeout_s, callbacks=sampling.callbacks_for
@@ -151,8 +169,12 @@ async def _turns(
     for index, turns_left in enumerate(reversed(range(request.limits.max_turns))):
         yield TurnStarted(index=index)
         turn = TurnAssembler(request.client_tool_names())
-        async for event in _model_turn(request, deps, state, tools, turn):
-            yield event
+        try:
+            async for event in _model_turn(request, deps, state, tools, turn):
+                yield event
+        except BudgetExceeded as exc:
+            yield RunFinished(reason="budget_exceeded", detail=exc.message)
+            return
         match decide(turn, state, request, turns_left=turns_left):
             case Answered(reason=reason):
                 yield RunFinished(reason=_model_reason(reason))
@@ -237,11 +259,26 @@ async def _model_turn(
     call = ModelCall(
         model=request.model, messages=state.messages, tools=tools, params=request.params
     )
+    max_tokens = (
+        request.params.get("max_tokens")
+        or request.params.get("max_completion_tokens")
+        or deps.budget.default_max_tokens
+    )
+    worst = worst_case_usd(deps.models.prices(request.model), call.messages, tools, max_tokens)
+    async with deps.ledger.hold(state.scopes, worst) as hold:
+        async for event in _stream_turn(call, request, deps, turn, hold):
+            yield event
+
+
+async def _stream_turn(
+    call: ModelCall, request: RunRequest, deps: EngineDeps, turn: TurnAssembler, hold: Hold
+) -> AsyncIterator[RunEvent]:
     async for chunk in deps.models.complete(call, stream=request.stream_model):
         for event in turn.add(chunk):
             yield event
         if chunk.usage is not None:
             usage = chunk.usage
+            hold.cost_usd = deps.models.cost_usd(request.model, usage)
             yield TurnUsage(
                 model=request.model,
                 prompt_tokens=usage.prompt_tokens,

@@ -76,6 +76,10 @@ class ServerSpec:
     """Declare elicitation (and decline every request); False: do not declare it."""
     sampling: bool = False
     """Answer ``sampling/createMessage`` for this server (registered opt-in, or key policy)."""
+    sampling_rate_per_minute: int | None = None
+    """This server's own rate limit (registered servers); None: the default."""
+    sampling_budget_usd: float | None = None
+    """This server's own sampling budget (registered servers)."""
     pinned_address: str | None = None
     """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
 

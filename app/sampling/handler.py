@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import anyio
 import mcp_types as types
 
+from app.budget.ledger import Ledger, Scope
+from app.budget.scopes import server_scope, worst_case_usd
 from app.config import SamplingSettings
+from app.errors import BudgetExceeded
 from app.llm.client import ModelCall, ModelClient, Usage
 from app.mcp.callbacks import Note, ServerCallbacks
 from app.mcp.servers import ServerSpec
@@ -54,6 +57,10 @@ class RunSampling:
     models: ModelClient
     settings: SamplingSettings
     rates: RateLimiter
+    ledger: Ledger
+    scopes: list[Scope]
+    """The run's budgets (the caller's key, the run); a server's own is added per server."""
+    default_max_tokens: int
     usage: SamplingUsage = field(default_factory=SamplingUsage)
 
     def callbacks_for(self, spec: ServerSpec) -> ServerCallbacks:
@@ -122,7 +129,7 @@ class _ServerSampler:
                 f"sampling limit reached: {settings.max_per_run} requests per run"
             )
         usage.requests += 1
-        limit = settings.rate_per_minute
+        limit = self.spec.sampling_rate_per_minute or settings.rate_per_minute
         if not await self.run.rates.allow(f"sampling:{self.spec.target()}", limit):
             raise SamplingRefused(
                 f"sampling rate limit reached: {limit} requests per minute for this server"
@@ -143,9 +150,16 @@ class _ServerSampler:
         max_tokens = min(params.max_tokens, self.run.settings.max_tokens_cap)
         messages, tools, extra = to_chat(params, max_tokens)
         call = ModelCall(model=candidate.name, messages=messages, tools=tools, params=extra)
+        models = self.run.models
+        scopes = self.run.scopes + server_scope(self.spec.label, self.spec.sampling_budget_usd)
+        worst = worst_case_usd(models.prices(candidate.name), messages, tools, max_tokens)
         try:
-            with anyio.fail_after(self.run.settings.timeout_s):
-                chunks = [c async for c in self.run.models.complete(call, stream=False)]
+            async with self.run.ledger.hold(scopes, worst) as hold:
+                with anyio.fail_after(self.run.settings.timeout_s):
+                    chunks = [c async for c in models.complete(call, stream=False)]
+                hold.cost_usd = models.cost_usd(candidate.name, chunks[0].usage or Usage())
+        except BudgetExceeded as exc:
+            raise SamplingRefused(f"over budget: {exc.message}") from None
         except TimeoutError:
             raise SamplingRefused(
                 f"sampling timed out after {self.run.settings.timeout_s:g}s"

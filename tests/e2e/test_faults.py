@@ -182,6 +182,8 @@ def test_redis_outage_fails_clearly_and_recovers(
     redis_server = start_embedded_redis(tmp_path / "r", port=port, persist=False)
     server = toolbridge_factory(redis_url=redis_server.url)
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    fail_open = toolbridge_factory(redis_url=redis_server.url, budget={"fail_open": True})
+    open_client = openai.OpenAI(base_url=f"{fail_open.url}/v1", api_key=TEST_KEY, max_retries=0)
     stored = client.responses.create(model="scripted-a", input="say kept")
     redis_server.stop()
     try:
@@ -190,12 +192,17 @@ def test_redis_outage_fails_clearly_and_recovers(
             client.responses.create(model="scripted-a", input="say lost?")
         assert caught.value.status_code == 503
         assert caught.value.code == "store_unavailable"
-        # Work that needs no stored state still runs; the caches just miss.
-        completion = client.chat.completions.create(
-            model="scripted-a",
-            tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
-            messages=[{"role": "user", "content": 'call calc__echo {"text": "up"}'}],
-        )
+        # Model calls are budgeted: they fail closed...
+        chat: dict[str, Any] = {
+            "model": "scripted-a",
+            "tools": [mcp_tool(mcp_server)],
+            "messages": [{"role": "user", "content": 'call calc__echo {"text": "up"}'}],
+        }
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(**chat)
+        assert caught.value.status_code == 503
+        # ...unless the operator chose to fail open: then they run, and the caches just miss.
+        completion = open_client.chat.completions.create(**chat)
         assert completion.choices[0].message.content == 'done: calc__echo={"result": "up"}'
     finally:
         redis_server = start_embedded_redis(tmp_path / "r", port=port, persist=False)

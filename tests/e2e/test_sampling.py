@@ -31,7 +31,7 @@ def summarize(
 def run(client: openai.OpenAI, script: str, label: str = "sampler") -> Any:
     return client.chat.completions.create(
         model="scripted-a",
-        tools=[{"type": "mcp", "server_label": label}],  # type: ignore
+        tools=[{"type": "mcp", "server_label": label}],  # type: ignore[list-item]
         messages=[{"role": "user", "content": script.replace("{label}", label)}],
     )
 
@@ -75,12 +75,13 @@ def test_max_tokens_is_respected_and_capped(
     client: openai.OpenAI, scripted_model: ServerThread
 ) -> None:
     calls = scripted_model.server.config.app.state.calls
-    run(client, summarize(max_tokens=30))
-    sampled = [c for c in calls if c["messages"][0].get("content") == "Be brief."]
-    assert sampled[-1]["max_tokens"] == 30
-    run(client, summarize(max_tokens=5000))
-    sampled = [c for c in calls if c["messages"][0].get("content") == "Be brief."]
-    assert sampled[-1]["max_tokens"] == 100  # the configured cap
+    for asked, sent in ((30, 30), (5000, 100)):  # respected, and capped by config
+        call = first_call(run(client, summarize(max_tokens=asked)))
+        assert call["notes"][0]["kind"] == "sampling", call
+        sampled = [
+            c for c in calls if c["messages"] and c["messages"][0].get("content") == ("Be brief.")
+        ]
+        assert sampled[-1]["max_tokens"] == sent
 
 
 def test_sampling_with_tools(client: openai.OpenAI) -> None:

@@ -1,0 +1,192 @@
+"""The budget ledger: reserve before a model call, settle after, release on failure.
+
+Every model call, the run's own turns and MCP servers' sampling alike, first reserves its
+worst-case cost in every scope that applies (the caller's key in total, per day and per month,
+a registered server's sampling, the run itself) in one atomic step, a Lua script, so replicas
+racing for the last dollar cannot both win. After the call the hold is settled to the real
+cost; on error or cancellation it is released. Every hold carries its own expiry, so the hold
+of a replica that dies mid-call lapses by itself and the money comes back.
+
+Redis layout per scope: ``spent`` (a float), ``holds`` (hash: hold id -> amount) and ``exp``
+(sorted set: hold id -> expiry time).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+from redis.asyncio import Redis
+
+from app.errors import BudgetExceeded, StoreUnavailable
+from app.store.errors import store_errors
+
+logger = logging.getLogger(__name__)
+
+UNLIMITED = math.inf
+_LUA_UNLIMITED = 1e300
+"""Lua's ``tonumber`` knows no "inf"."""
+
+_PURGE_AND_SUM = """
+local function held(holds, exp, now)
+  local dead = redis.call('ZRANGEBYSCORE', exp, '-inf', now)
+  for _, id in ipairs(dead) do redis.call('HDEL', holds, id) end
+  redis.call('ZREMRANGEBYSCORE', exp, '-inf', now)
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', holds)) do sum = sum + tonumber(v) end
+  return sum
+end
+"""
+
+RESERVE = (
+    _PURGE_AND_SUM
+    + """
+-- KEYS: spent, holds, exp per scope. ARGV: now, id, amount, expires_at, then limit and ttl
+-- per scope (ttl 0: keep). Returns 0, or the 1-based index of the first scope that refuses.
+local now, id, amount, expires = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local n = #KEYS / 3
+for i = 1, n do
+  local limit = tonumber(ARGV[3 + 2 * i])
+  local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
+  if spent + held(KEYS[3 * i - 1], KEYS[3 * i], now) + amount > limit then return i end
+end
+for i = 1, n do
+  redis.call('HSET', KEYS[3 * i - 1], id, amount)
+  redis.call('ZADD', KEYS[3 * i], expires, id)
+  local ttl = tonumber(ARGV[4 + 2 * i])
+  if ttl > 0 then
+    for k = 3 * i - 2, 3 * i do redis.call('EXPIRE', KEYS[k], ttl) end
+  end
+end
+return 0
+"""
+)
+
+SETTLE = """
+-- KEYS: spent, holds, exp per scope. ARGV: id, cost (0 and release: drop the hold only).
+local id, cost = ARGV[1], ARGV[2]
+for i = 1, #KEYS / 3 do
+  redis.call('HDEL', KEYS[3 * i - 1], id)
+  redis.call('ZREM', KEYS[3 * i], id)
+  if tonumber(cost) > 0 then redis.call('INCRBYFLOAT', KEYS[3 * i - 2], cost) end
+end
+return 0
+"""
+
+STATUS = (
+    _PURGE_AND_SUM
+    + """
+-- KEYS: spent, holds, exp per scope. ARGV: now. Returns spent and held per scope, as strings.
+local out = {}
+for i = 1, #KEYS / 3 do
+  table.insert(out, redis.call('GET', KEYS[3 * i - 2]) or '0')
+  table.insert(out, tostring(held(KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[1]))))
+end
+return out
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """One budget: a name, a limit in USD and how long its record lives."""
+
+    name: str
+    """e.g. ``key:team-a:day:2026-11-23``, ``server:docs``, ``run:…``."""
+    limit_usd: float = UNLIMITED
+    ttl_s: int = 0
+    """0: kept; a period's or a run's record expires after it is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStatus:
+    scope: Scope
+    spent_usd: float
+    held_usd: float
+
+    @property
+    def remaining_usd(self) -> float:
+        return max(0.0, self.scope.limit_usd - self.spent_usd - self.held_usd)
+
+
+@dataclass
+class Hold:
+    """A reservation; set ``cost_usd`` to the real cost before it is settled."""
+
+    id: str
+    scopes: tuple[Scope, ...]
+    amount_usd: float
+    cost_usd: float | None = field(default=None)
+
+
+class Ledger:
+    def __init__(
+        self, redis: Redis, prefix: str, *, hold_ttl_s: float, fail_open: bool = False
+    ) -> None:
+        self._redis = redis
+        self._fail_open = fail_open
+        self._prefix = f"{prefix}budget:"
+        self._hold_ttl_s = hold_ttl_s
+        self._reserve = redis.register_script(RESERVE)
+        self._settle = redis.register_script(SETTLE)
+        self._status = redis.register_script(STATUS)
+
+    def _keys(self, scopes: Sequence[Scope]) -> list[str]:
+        return [
+            f"{self._prefix}{s.name}:{part}" for s in scopes for part in ("spent", "holds", "exp")
+        ]
+
+    async def reserve(self, scopes: Sequence[Scope], amount_usd: float) -> Hold:
+        """Hold ``amount_usd`` in every scope, or raise ``BudgetExceeded`` naming the scope."""
+        hold = Hold(uuid.uuid4().hex, tuple(scopes), amount_usd)
+        if not scopes:
+            return hold
+        now = time.time()
+        args: list[str | float] = [now, hold.id, amount_usd, now + self._hold_ttl_s]
+        for scope in scopes:
+            args += [min(scope.limit_usd, _LUA_UNLIMITED), scope.ttl_s]
+        try:
+            with store_errors("Budgets"):
+                refused = int(await self._reserve(keys=self._keys(scopes), args=args))
+        except StoreUnavailable:
+            if not self._fail_open:
+                raise  # fail closed: no spend we cannot count
+            logger.warning("budgets unavailable (Redis): running uncounted (fail_open)")
+            return Hold(hold.id, (), amount_usd)
+        if refused:
+            scope = scopes[refused - 1]
+            raise BudgetExceeded(scope.name, scope.limit_usd)
+        return hold
+
+    async def finish(self, hold: Hold) -> None:
+        """Settle to ``hold.cost_usd`` when it is set, else release (must complete: shielded)."""
+        if not hold.scopes:
+            return
+        cost = hold.cost_usd if hold.cost_usd is not None else 0.0
+        with anyio.CancelScope(shield=True), store_errors("Budgets"):
+            await self._settle(keys=self._keys(hold.scopes), args=[hold.id, cost])
+
+    @asynccontextmanager
+    async def hold(self, scopes: Sequence[Scope], amount_usd: float) -> AsyncIterator[Hold]:
+        """Reserve on enter; settle (or, on any failure, release) on exit."""
+        hold = await self.reserve(scopes, amount_usd)
+        try:
+            yield hold
+        except BaseException:
+            await self.finish(hold)  # the real cost if it is known by now, else a release
+            raise
+        await self.finish(hold)
+
+    async def status(self, scopes: Sequence[Scope]) -> list[ScopeStatus]:
+        with store_errors("Budgets"):
+            raw = await self._status(keys=self._keys(scopes), args=[time.time()])
+        values = [float(v) for v in raw]
+        return [
+            ScopeStatus(scope, values[2 * i], values[2 * i + 1]) for i, scope in enumerate(scopes)
+        ]
