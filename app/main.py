@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from app.api import chat, responses, system
+from app.api import budget, chat, responses, system
 from app.api.auth import KeyRing
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(responses.router)
+    app.include_router(budget.router)
     app.include_router(system.router)
     if settings.demo_enabled:
         demo_mcp = build_demo_server().streamable_http_app(host=settings.host)

@@ -48,6 +48,7 @@ async def parse_chat(
 ) -> RunRequest:
     """The internal request for a chat completion."""
     services.authorize_model(principal, body.model)
+    await services.check_budget(principal)
     mcp_tools: list[tuple[int, McpToolParam]] = []
     client_tools: list[dict[str, Any]] = []
     for index, tool in enumerate(body.tools or []):

@@ -8,6 +8,7 @@ from fastapi import Request
 from redis.asyncio import Redis
 
 from app.api.auth import KeyRing
+from app.budget.scopes import key_scopes
 from app.config import RegisteredServer, Settings
 from app.engine.loop import EngineDeps
 from app.errors import PermissionDenied
@@ -28,6 +29,10 @@ class Services:
     responses: ResponseStore
     address_policy: AddressPolicy
     """Where caller-supplied MCP server URLs may go (SSRF)."""
+
+    async def check_budget(self, principal: Principal) -> None:
+        """429 ``insufficient_quota`` before a run starts when the key has nothing left."""
+        await self.engine.ledger.ensure_available(key_scopes(principal))
 
     def authorize_model(self, principal: Principal, model: str) -> None:
         """Unknown model: 404; a model this key may not use: 403."""

@@ -113,6 +113,7 @@ async def parse_responses(
                 f"{what.capitalize()} are not supported by this server.", param=name
             )
     services.authorize_model(principal, body.model)
+    await services.check_budget(principal)
     history: list[dict[str, Any]] = []
     if body.previous_response_id:
         stored = await services.responses.load(body.previous_response_id, principal.key_id)

@@ -183,6 +183,18 @@ class Ledger:
             raise
         await self.finish(hold)
 
+    async def ensure_available(self, scopes: Sequence[Scope]) -> None:
+        """Raise ``BudgetExceeded`` if a limited scope has nothing left (before a run starts)."""
+        try:
+            statuses = await self.status(scopes)
+        except StoreUnavailable:
+            if self._fail_open:
+                return
+            raise
+        for status in statuses:
+            if status.scope.limit_usd != UNLIMITED and status.remaining_usd <= 0:
+                raise BudgetExceeded(status.scope.name, status.scope.limit_usd)
+
     async def status(self, scopes: Sequence[Scope]) -> list[ScopeStatus]:
         with store_errors("Budgets"):
             raw = await self._status(keys=self._keys(scopes), args=[time.time()])

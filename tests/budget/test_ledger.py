@@ -1,0 +1,111 @@
+"""The Redis budget ledger: atomic holds, settlement, release, expiry (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+from redis.asyncio import Redis
+
+from app.budget.ledger import Ledger, Scope
+from app.errors import BudgetExceeded
+
+
+def ledger_for(redis_url: str, hold_ttl_s: float = 60.0) -> tuple[Ledger, Redis, str]:
+    redis = Redis.from_url(redis_url)
+    prefix = f"tb-ledger-{uuid.uuid4().hex[:8]}:"
+    return Ledger(redis, prefix, hold_ttl_s=hold_ttl_s), redis, prefix
+
+
+def test_reserve_settle_release(redis_url: str) -> None:
+    async def scenario() -> None:
+        ledger, redis, _ = ledger_for(redis_url)
+        scopes = [Scope("key:k:total", 2.0), Scope("run:r", 0.7)]
+        first = await ledger.reserve(scopes, 0.6)
+        with pytest.raises(BudgetExceeded) as caught:
+            await ledger.reserve(scopes, 0.6)  # 0.6 is held: no room for another
+        assert caught.value.scope == "run:r"
+        first.cost_usd = 0.1
+        await ledger.finish(first)
+        (total, run) = await ledger.status(scopes)
+        assert (total.spent_usd, total.held_usd, run.remaining_usd) == (0.1, 0.0, 0.6)
+        with pytest.raises(RuntimeError):
+            async with ledger.hold(scopes, 0.5):
+                raise RuntimeError("the model call failed")
+        assert (await ledger.status(scopes))[0].held_usd == 0.0  # released, not spent
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_runs_never_overspend(redis_url: str) -> None:
+    """50 runs race for a $1 budget, each holding $0.05 and spending up to that."""
+
+    async def scenario() -> None:
+        ledger, redis, _ = ledger_for(redis_url)
+        scopes = [Scope("key:k:total", 1.0)]
+        refused = 0
+
+        async def one_run() -> None:
+            nonlocal refused
+            for _ in range(3):
+                try:
+                    async with ledger.hold(scopes, 0.05) as hold:
+                        await asyncio.sleep(random.uniform(0, 0.02))
+                        hold.cost_usd = random.uniform(0.01, 0.05)
+                except BudgetExceeded:
+                    refused += 1
+
+        await asyncio.gather(*(one_run() for _ in range(50)))
+        (status,) = await ledger.status(scopes)
+        assert status.spent_usd <= 1.0 + 1e-9
+        assert status.held_usd == 0.0
+        assert refused > 0  # the budget really was contended
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+HOLDER = """
+import asyncio, sys, time
+from redis.asyncio import Redis
+from app.budget.ledger import Ledger, Scope
+async def main():
+    ledger = Ledger(Redis.from_url(sys.argv[1]), sys.argv[2], hold_ttl_s=1.5)
+    await ledger.reserve([Scope("key:k:total", 1.0)], 0.9)
+    print("held", flush=True)
+    await asyncio.sleep(60)
+asyncio.run(main())
+"""
+
+
+def test_hold_of_a_killed_process_expires(redis_url: str) -> None:
+    prefix = f"tb-ledger-{uuid.uuid4().hex[:8]}:"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, redis_url, prefix], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    scopes = [Scope("key:k:total", 1.0)]
+
+    async def check(expect_room: bool) -> None:
+        redis = Redis.from_url(redis_url)
+        ledger = Ledger(redis, prefix, hold_ttl_s=60)
+        try:
+            await ledger.finish(await ledger.reserve(scopes, 0.5))
+            assert expect_room
+        except BudgetExceeded:
+            assert not expect_room
+        finally:
+            await redis.aclose()
+
+    asyncio.run(check(expect_room=False))  # the dead process's hold still counts...
+    time.sleep(1.6)
+    asyncio.run(check(expect_room=True))  # ...until it expires: the money is back
