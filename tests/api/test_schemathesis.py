@@ -6,6 +6,8 @@ Schemathesis drives hypothesis directly here: its pytest plugin does not run on 
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -15,7 +17,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from tests.conftest import TEST_KEY
 from tests.fixtures.servers import ServerThread
 
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = int(os.environ.get("SCHEMATHESIS_EXAMPLES", "40"))
 
 
 def operations(toolbridge: ServerThread) -> list[schemathesis.APIOperation]:
@@ -33,6 +35,7 @@ def test_api_never_fails_on_any_input(toolbridge: ServerThread) -> None:
             max_examples=EXAMPLES_PER_OPERATION,
             deadline=None,
             database=None,
+            derandomize=True,  # the same examples on every run: CI cannot flake
             suppress_health_check=list(HealthCheck),
         )
         def check(case: schemathesis.Case) -> None:
