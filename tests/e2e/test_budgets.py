@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -92,3 +93,36 @@ def test_spend_is_visible_per_scope(budgeted: ServerThread) -> None:
     assert day["limit_usd"] == 5 and month["limit_usd"] == 50
     assert total["held_usd"] == 0 and total["spent_usd"] > sampling["cost_usd"]  # + two turns
     assert day["remaining_usd"] == pytest.approx(5 - day["spent_usd"])
+
+
+def test_fifty_concurrent_runs_never_overspend_the_key(
+    toolbridge_factory: Any, mcp_servers: dict[str, RunningMcpServer]
+) -> None:
+    """Each run holds about $0.008 per model turn; together they would overspend $0.1."""
+    keys = [{"id": "shared", "key": "sk-shared", "budget": {"total_usd": 0.1}}]
+    servers = [{"label": "sampler", "url": mcp_servers["modern"].url, "sampling": True}]
+    server = toolbridge_factory(api_keys=keys, mcp_servers=servers)
+    args = {"prompt": "p", "hints": [], "priorities": {}, "max_tokens": 20}
+    body = {
+        "model": "scripted-a",
+        "tools": [{"type": "mcp", "server_label": "sampler"}],
+        "messages": [{"role": "user", "content": f"call sampler__summarize {json.dumps(args)}"}],
+    }
+
+    def one_run(_: int) -> int:
+        return httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json=body,
+            timeout=60,
+            headers={"Authorization": "Bearer sk-shared"},
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(one_run, range(50)))
+    assert set(statuses) <= {200, 429} and 200 in statuses
+    view = httpx.get(
+        f"{server.url}/v1/budget", timeout=30, headers={"Authorization": "Bearer sk-shared"}
+    ).json()
+    total = view["scopes"][0]
+    assert 0 < total["spent_usd"] <= 0.1
+    assert total["held_usd"] == 0  # every hold settled or released
