@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -27,10 +28,13 @@ def function_schema(tool: types.Tool) -> dict[str, Any]:
     return schema
 
 
-def _validator(tool: types.Tool) -> jsonschema.protocols.Validator:
-    """A validator for the tool's input schema; a schema that is itself broken checks nothing
-    (the server remains the judge of its own input)."""
-    schema = tool.input_schema or {}
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> jsonschema.protocols.Validator:
+    """A validator for a tool's input schema; a schema that is itself broken checks nothing
+    (the server remains the judge of its own input). Cached by the schema's text: checking a
+    schema against its metaschema costs milliseconds, and the same tools come back run after
+    run."""
+    schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -47,8 +51,6 @@ class BoundTool:
     """The model-facing name."""
     connection: ServerConnection
     tool: types.Tool
-    validator: jsonschema.protocols.Validator
-    """Built once per run: arguments are checked before they reach the server."""
 
     @property
     def server_label(self) -> str:
@@ -68,7 +70,8 @@ class BoundTool:
             return f"The arguments are not valid JSON: {exc}"
         if not isinstance(arguments, dict):
             return "The arguments must be a JSON object."
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(arguments))
+        validator = _validator(json.dumps(self.tool.input_schema or {}, sort_keys=True))
+        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             return f"The arguments do not match the tool's input schema at {where}: {error.message}"
@@ -87,10 +90,7 @@ class Toolset:
     def __init__(self, connections: Iterable[ServerConnection], reserved: Iterable[str]) -> None:
         by_key = {(c.spec.label, t.name): (c, t) for c in connections for t in c.tools}
         names = build_name_map(by_key, reserved)
-        self._tools = {
-            name: BoundTool(name, *by_key[key], _validator(by_key[key][1]))
-            for name, key in names.items()
-        }
+        self._tools = {name: BoundTool(name, *by_key[key]) for name, key in names.items()}
 
     def get(self, name: str) -> BoundTool | None:
         return self._tools.get(name)
