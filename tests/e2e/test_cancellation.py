@@ -7,6 +7,7 @@ import socket
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import TEST_KEY, mcp_tool
@@ -73,3 +74,28 @@ def test_disconnect_cancels_a_responses_run(
         },
     )
     assert wait_for(lambda: mcp_server.log.cancelled == 1)
+
+
+def test_disconnect_during_a_model_call_releases_its_budget_hold(
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    def held() -> float:
+        view = httpx.get(
+            f"{toolbridge.url}/v1/budget",
+            timeout=30,
+            headers={"Authorization": f"Bearer {TEST_KEY}"},
+        ).json()
+        return float(view["scopes"][0]["held_usd"])
+
+    payload = json.dumps(
+        {"model": "scripted-a", "messages": [{"role": "user", "content": "sleep 30"}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", toolbridge.port)) as conn:
+        conn.sendall(head.encode() + payload)
+        assert wait_for(lambda: held() > 0), "the model call never held budget"
+    assert wait_for(lambda: held() == 0), "the hold outlived the cancelled run"
