@@ -125,3 +125,35 @@ def test_per_call_limit(toolbridge_factory: Any) -> None:
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
     call = first_call(run(client, summarize()))
     assert call["notes"][0]["reason"] == "sampling limit reached: 0 requests per tool call"
+
+
+def test_per_run_limit(toolbridge_factory: Any) -> None:
+    server = toolbridge_factory(sampling={"max_per_run": 1, "default_model": "scripted-a"})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    script = summarize().replace("{label}", "sampler")
+    completion = run(client, f"{script}\n{script}")
+    calls = completion.model_extra["toolbridge"]["mcp_calls"]
+    # Two parallel calls to one server: each carries the notes of both (see README).
+    kinds = {note["kind"] for call in calls for note in call["notes"]}
+    assert kinds == {"sampling", "sampling_refused"}
+    assert [call["error"] is None for call in calls].count(True) == 1
+
+
+def test_sampling_timeout_is_an_error_answer(toolbridge_factory: Any) -> None:
+    server = toolbridge_factory(sampling={"timeout_s": 0.5, "default_model": "scripted-a"})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    call = first_call(run(client, summarize(prompt="sleep 3")))
+    assert call["notes"] == [
+        {"kind": "sampling_refused", "reason": "sampling timed out after 0.5s"}
+    ]
+
+
+def test_registered_server_can_opt_out_of_elicitation(
+    toolbridge_factory: Any, mcp_servers: dict[str, RunningMcpServer]
+) -> None:
+    servers = [{"label": "quiet", "url": mcp_servers["modern"].url, "elicitation": False}]
+    server = toolbridge_factory(mcp_servers=servers)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    call = first_call(run(client, "call {label}__greet {}", "quiet"))
+    assert call["error"] is not None  # the server cannot elicit: the capability is absent
+    assert call["notes"] == []
