@@ -134,7 +134,6 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
         rates=deps.rates,
         ledger=deps.ledger,
         scopes=scopes,
-        default_max_tokens=deps.budget.default_max_tokens,
     )
     async with RunConnections(
         deps.mcp, list_timeout_s=request.limits.list_timeout_s, callbacks=sampling.callbacks_for

@@ -60,7 +60,6 @@ class RunSampling:
     ledger: Ledger
     scopes: list[Scope]
     """The run's budgets (the caller's key, the run); a server's own is added per server."""
-    default_max_tokens: int
     usage: SamplingUsage = field(default_factory=SamplingUsage)
 
     def callbacks_for(self, spec: ServerSpec) -> ServerCallbacks:
