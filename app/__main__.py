@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import sys
 
 import uvicorn
 
@@ -30,6 +32,9 @@ def main() -> None:
             embedded.url,
             settings.data_dir / "redis",
         )
+    # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler it
+    # found: make that a normal exit, so the embedded Redis below is stopped, not orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
             "app.main:create_app",

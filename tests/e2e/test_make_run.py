@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -18,8 +20,15 @@ import redis
 from app.store.embedded import free_port
 
 
+@dataclass
+class Launched:
+    url: str
+    log_path: Path
+    process: subprocess.Popen[bytes]
+
+
 @pytest.fixture(scope="module")
-def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launched]:
     port = free_port()
     log_path = tmp_path_factory.mktemp("run") / "toolbridge.log"
     env = {
@@ -52,13 +61,14 @@ def launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Pa
             process.kill()
             pytest.fail(f"python -m app did not become ready:\n{log_path.read_text()}")
         time.sleep(0.3)
-    yield url, log_path
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=30)
+    yield Launched(url, log_path, process)
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
 
 
-def test_readme_example_works_offline_with_the_demo(launched: tuple[str, Path]) -> None:
-    url, _ = launched
+def test_readme_example_works_offline_with_the_demo(launched: Launched) -> None:
+    url = launched.url
     client = openai.OpenAI(base_url=f"{url}/v1", api_key="anything")
     assert [m.id for m in client.models.list()] == ["toolbridge-demo"]
     completion = client.chat.completions.create(
@@ -69,8 +79,8 @@ def test_readme_example_works_offline_with_the_demo(launched: tuple[str, Path]) 
     assert completion.choices[0].message.content == 'done: demo__add={"result": 5.0}'
 
 
-def test_embedded_redis_is_started_announced_and_stopped(launched: tuple[str, Path]) -> None:
-    _, log_path = launched
+def test_embedded_redis_is_started_and_announced(launched: Launched) -> None:
+    log_path = launched.log_path
     log = log_path.read_text()
     assert "started an embedded redis-server" in log
     assert "OPEN MODE" in log
@@ -78,3 +88,29 @@ def test_embedded_redis_is_started_announced_and_stopped(launched: tuple[str, Pa
     redis_url = log.split("embedded redis-server at ")[1].split(" ")[0]
     assert redis.Redis.from_url(redis_url).ping()
     assert (log_path.parent / "data" / "redis").is_dir()
+
+
+def test_sigterm_finishes_in_flight_work_then_exits_cleanly(launched: Launched) -> None:
+    """Runs last in this module: it stops the process."""
+    log = launched.log_path.read_text()
+    redis_url = log.split("embedded redis-server at ")[1].split(" ")[0]
+    body = {"model": "toolbridge-demo", "messages": [{"role": "user", "content": "sleep 2"}]}
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(
+            httpx.post,
+            f"{launched.url}/v1/chat/completions",
+            json=body,
+            timeout=60,
+            headers={"Authorization": "Bearer x"},
+        )
+        time.sleep(0.7)  # the run is in flight
+        launched.process.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        with pytest.raises(httpx.HTTPError):  # no longer ready: new connections are refused
+            httpx.get(f"{launched.url}/readyz", timeout=2)
+        response = pending.result()
+    assert response.status_code == 200  # the in-flight run finished
+    assert response.json()["choices"][0]["message"]["content"].startswith("echo(")
+    assert launched.process.wait(timeout=30) == 0
+    with pytest.raises(redis.ConnectionError):  # and the embedded Redis stopped with it
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
