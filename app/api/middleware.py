@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import envelope
 from app.logs import request_id
+from app.metrics import REQUESTS
 
 logger = logging.getLogger("toolbridge.http")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -45,6 +46,8 @@ class RequestIdMiddleware:
             # The path only: a query string could carry something a caller considers secret.
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
+            route = scope.get("route")  # the path template, so ids do not explode the labels
+            REQUESTS.labels(getattr(route, "path", "unmatched"), str(status)).inc()
             request_id.reset(token)
 
 

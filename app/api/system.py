@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES
@@ -26,6 +27,12 @@ async def list_models(
             for name in names
         ],
     }
+
+
+@router.get("/metrics", response_model=None)
+async def metrics() -> Response:
+    """Prometheus metrics (see ``app/metrics.py`` and the README for their meaning)."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz")

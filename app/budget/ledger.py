@@ -25,6 +25,7 @@ import anyio
 from redis.asyncio import Redis
 
 from app.errors import BudgetExceeded, StoreUnavailable
+from app.metrics import HOLDS, SPEND
 from app.store.errors import store_errors
 
 logger = logging.getLogger(__name__)
@@ -160,8 +161,10 @@ class Ledger:
             logger.warning("budgets unavailable (Redis): running uncounted (fail_open)")
             return Hold(hold.id, (), amount_usd)
         if refused:
+            HOLDS.labels("refused").inc()
             scope = scopes[refused - 1]
             raise BudgetExceeded(scope.name, scope.limit_usd)
+        HOLDS.labels("reserved").inc()
         return hold
 
     async def finish(self, hold: Hold) -> None:
@@ -171,6 +174,8 @@ class Ledger:
         cost = hold.cost_usd if hold.cost_usd is not None else 0.0
         with anyio.CancelScope(shield=True), store_errors("Budgets"):
             await self._settle(keys=self._keys(hold.scopes), args=[hold.id, cost])
+        HOLDS.labels("settled" if hold.cost_usd is not None else "released").inc()
+        SPEND.inc(cost)
 
     @asynccontextmanager
     async def hold(self, scopes: Sequence[Scope], amount_usd: float) -> AsyncIterator[Hold]:

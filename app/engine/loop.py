@@ -8,6 +8,7 @@ decision; the run ends with exactly one ``RunFinished``.
 from __future__ import annotations
 
 import dataclasses
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from app.errors import BudgetExceeded
 from app.llm.client import Message, ModelCall, ModelClient
 from app.mcp.connection import McpConnector, RunConnections, ToolOutcome
 from app.mcp.tools import Toolset
+from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS, TOOL_CALLS, TOOL_SECONDS
 from app.sampling.handler import RunSampling
 from app.store.hidden_turns import HiddenTurns
 from app.store.rate import RateLimiter
@@ -122,7 +124,7 @@ def decide(
 async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
-    run_id = uuid.uuid4().hex
+    run_id, started, turns = uuid.uuid4().hex, time.monotonic(), 0
     scopes = key_scopes(request.principal) + run_scope(request.principal, run_id)
     state = _RunState(
         messages=list(request.messages), first_new=len(request.messages), scopes=scopes
@@ -146,7 +148,12 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
         async for event in _answer_approvals(request, toolset, state):
             yield event
         async for event in _turns(request, deps, toolset, state):
+            if isinstance(event, TurnStarted):
+                turns = event.index + 1
             if isinstance(event, RunFinished):
+                RUNS.labels(event.reason).inc()
+                RUN_TURNS.observe(turns)
+                RUN_SECONDS.observe(time.monotonic() - started)
                 usage = sampling.usage
                 event = dataclasses.replace(
                     event,
@@ -322,6 +329,8 @@ async def _run_server_calls(
         assert outcome is not None
         prefix = TOOL_ERROR_PREFIX if outcome.is_error else ""
         target.append(_tool_message(call["id"], prefix + outcome.text))
+        TOOL_CALLS.labels(label or "(none)", "error" if outcome.is_error else "ok").inc()
+        TOOL_SECONDS.labels(label or "(none)").observe(outcome.duration_s)
         yield McpCallFinished(
             call_id=call["id"],
             server_label=label,

@@ -22,6 +22,7 @@ from app.errors import BudgetExceeded
 from app.llm.client import ModelCall, ModelClient, Usage
 from app.mcp.callbacks import Note, ServerCallbacks
 from app.mcp.servers import ServerSpec
+from app.metrics import SAMPLING
 from app.principal import Principal
 from app.sampling.convert import to_chat, to_result
 from app.sampling.selection import Candidate, select_model
@@ -99,11 +100,13 @@ class _ServerSampler:
             candidate = await self._admit(params, nth_in_call)
             result, usage = await self._call(candidate, params)
         except SamplingRefused as refused:
+            SAMPLING.labels(self.spec.label, "-", "refused").inc()
             logger.warning(
                 "sampling request refused: server=%s reason=%s", self.spec.label, refused
             )
             notes.append({"kind": "sampling_refused", "reason": str(refused)})
             return types.ErrorData(code=types.INVALID_REQUEST, message=str(refused))
+        SAMPLING.labels(self.spec.label, candidate.name, "ok").inc()
         cost = self.run.models.cost_usd(candidate.name, usage)
         self.run.usage.add(usage.prompt_tokens, usage.completion_tokens, cost)
         notes.append(

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from app.metrics import TOOL_LISTS
+
 logger = logging.getLogger(__name__)
 
 _RESULT_MODELS: dict[str, type[BaseModel]] = {
@@ -51,6 +53,8 @@ class RedisResponseCacheStore:
     async def get(self, key: CacheKey) -> CacheEntry | None:
         raw = await self._redis.get(self._key(key))
         model = _RESULT_MODELS.get(key.method)
+        if key.method == "tools/list":
+            TOOL_LISTS.labels("miss" if raw is None else "hit").inc()
         if raw is None or model is None:
             return None
         try:

@@ -1,0 +1,39 @@
+"""Prometheus metrics: every one defined here, so their names and meanings live in one place.
+
+Served at ``GET /metrics``. With several uvicorn workers each process has its own registry;
+run one worker per pod (scale with replicas) for exact figures.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+REQUESTS = Counter(
+    "toolbridge_http_requests", "HTTP requests by route and status", ["route", "status"]
+)
+RUN_SECONDS = Histogram(
+    "toolbridge_run_duration_seconds",
+    "One run, first event to last",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+RUN_TURNS = Histogram(
+    "toolbridge_run_model_turns", "Model turns per run", buckets=(1, 2, 3, 4, 5, 7, 10, 15, 20)
+)
+RUNS = Counter("toolbridge_runs", "Finished runs by reason", ["reason"])
+TOOL_CALLS = Counter(
+    "toolbridge_mcp_tool_calls", "MCP tool calls by server and outcome", ["server", "outcome"]
+)
+TOOL_SECONDS = Histogram(
+    "toolbridge_mcp_tool_call_seconds",
+    "MCP tool call latency",
+    ["server"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TOOL_LISTS = Counter("toolbridge_mcp_tool_list_cache", "Tool-list cache look-ups", ["result"])
+SAMPLING = Counter(
+    "toolbridge_sampling_requests",
+    "Sampling requests by server, model, outcome",
+    ["server", "model", "outcome"],
+)
+SPEND = Counter("toolbridge_budget_spend_usd", "Settled spend in USD")
+HOLDS = Counter("toolbridge_budget_holds", "Budget holds by outcome", ["outcome"])
