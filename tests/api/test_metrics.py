@@ -13,8 +13,11 @@ from tests.fixtures.servers import ServerThread
 
 def scrape(toolbridge: ServerThread) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = httpx.get(f"{toolbridge.url}/metrics", timeout=30).text
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_metrics_count_requests_runs_and_tool_calls(
@@ -22,16 +25,17 @@ def test_metrics_count_requests_runs_and_tool_calls(
 ) -> None:
     before = scrape(toolbridge)
     client.chat.completions.create(
-        model="scripted-a", tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
-        messages=[{"role": "user", "content": 'call calc__echo {"text": "m"}'}])
+        model="scripted-a",
+        tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": 'call calc__echo {"text": "m"}'}],
+    )
     after = scrape(toolbridge)
 
     def grew(name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    assert grew("toolbridge_http_requests_total", route="/v1/chat/completions",
-                status="200") == 1
+    assert grew("toolbridge_http_requests_total", route="/v1/chat/completions", status="200") == 1
     assert grew("toolbridge_runs_total", reason="stop") == 1
     assert grew("toolbridge_mcp_tool_calls_total", server="calc", outcome="ok") == 1
     assert grew("toolbridge_run_model_turns_sum") == 2

@@ -1,0 +1,162 @@
+"""Three toolbridge processes sharing one Redis, as replicas in a cluster do."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from app.store.embedded import free_port
+from tests.fixtures.mcp_servers import RunningMcpServer
+from tests.fixtures.servers import ServerThread
+
+KEY = "sk-replica"
+HOLD_TTL_S = 3.0
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "a replica died while starting"
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not become ready")
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    tmp_path_factory: pytest.TempPathFactory,
+    redis_url: str,
+    scripted_model: ServerThread,
+    mcp_servers: dict[str, RunningMcpServer],
+) -> Iterator[list[tuple[str, Any]]]:
+    workdir = tmp_path_factory.mktemp("replicas")
+    config = {
+        "model_list": [
+            {
+                "model_name": "scripted-a",
+                "litellm_params": {
+                    "model": "openai/scripted-a",
+                    "api_base": f"{scripted_model.url}/v1",
+                    "api_key": "x",
+                },
+                "model_info": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
+            }
+        ],
+        "mcp_servers": [{"label": "calc", "url": mcp_servers["modern"].url}],
+        "api_keys": [{"id": "replica", "key": KEY, "budget": {"total_usd": 5}}],
+        "budget": {"hold_ttl_s": HOLD_TTL_S},
+    }
+    path = workdir / "toolbridge.json"
+    path.write_text(json.dumps(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOOLBRIDGE_")}
+    env.update(
+        TOOLBRIDGE_CONFIG_FILE=str(path),
+        TOOLBRIDGE_REDIS_URL=redis_url,
+        TOOLBRIDGE_REDIS_PREFIX=f"tb-replicas-{uuid.uuid4().hex[:6]}:",
+        TOOLBRIDGE_LOG_LEVEL="WARNING",
+    )
+    started = []
+    for _ in range(3):
+        port = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app"],
+            cwd=workdir,
+            env={**env, "TOOLBRIDGE_PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        started.append((f"http://127.0.0.1:{port}", process))
+    for url, process in started:
+        wait_ready(url, process)
+    yield started
+    for _, process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+
+
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
+
+
+def budget(url: str) -> dict[str, Any]:
+    view = httpx.get(
+        f"{url}/v1/budget", headers={"Authorization": f"Bearer {KEY}"}, timeout=30
+    ).json()
+    return dict(view["scopes"][0])
+
+
+def test_state_is_shared_across_replicas(
+    replicas: list[tuple[str, Any]], mcp_servers: dict[str, RunningMcpServer]
+) -> None:
+    (a, _), (b, _), (c, _) = replicas
+    server = mcp_servers["modern"]
+    server.log.reset()
+    first = client(a).responses.create(
+        model="scripted-a",
+        input='call calc__echo {"text": "one"}',
+        tools=[{"type": "mcp", "server_label": "calc", "require_approval": "never"}],
+    )
+    # Retrieved and continued on other replicas.
+    assert client(b).responses.retrieve(first.id).output_text == first.output_text
+    follow = client(c).responses.create(
+        model="scripted-a", input="say again", previous_response_id=first.id
+    )
+    assert follow.output_text == "again"
+    # A tool list fetched by one replica is a cache hit on another.
+    client(b).chat.completions.create(
+        model="scripted-a",
+        tools=[{"type": "mcp", "server_label": "calc"}],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": 'call calc__echo {"text": "two"}'}],
+    )
+    assert server.log.methods["tools/list"] == 1
+    # One budget: spend made anywhere shows everywhere.
+    assert budget(a)["spent_usd"] == budget(b)["spent_usd"] == budget(c)["spent_usd"] > 0
+
+
+def test_killed_replica_leaks_no_budget(replicas: list[tuple[str, Any]]) -> None:
+    (a, _), (b, _), (c, victim) = replicas
+    spent_before = budget(a)["spent_usd"]
+    body = {"model": "scripted-a", "messages": [{"role": "user", "content": "sleep 30"}]}
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(
+            lambda: httpx.post(
+                f"{c}/v1/chat/completions",
+                json=body,
+                timeout=60,
+                headers={"Authorization": f"Bearer {KEY}"},
+            )
+        )
+        deadline = time.monotonic() + 20
+        while budget(a)["held_usd"] == 0:
+            assert time.monotonic() < deadline, "the run on the victim never held budget"
+            time.sleep(0.1)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+    # The others keep serving...
+    answer = client(b).chat.completions.create(
+        model="scripted-a", messages=[{"role": "user", "content": "say still here"}]
+    )
+    assert answer.choices[0].message.content == "still here"
+    # ...and the dead replica's hold lapses on its own: nothing held, nothing lost.
+    time.sleep(HOLD_TTL_S + 0.5)
+    after = budget(a)
+    assert after["held_usd"] == 0
+    assert after["spent_usd"] > spent_before  # the run on b was charged; the dead one was not
+    assert after["remaining_usd"] == pytest.approx(5 - after["spent_usd"])
