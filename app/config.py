@@ -193,6 +193,8 @@ class Settings(BaseSettings):
     public_base_url: str | None = None
     """How this process reaches itself (the demo model and MCP server live on it)."""
     log_level: str = "INFO"
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); unset: no tracing."""
 
     redis_url: str | None = None
     """Unset: an embedded redis-server is started with data under ``data_dir``."""

@@ -29,6 +29,7 @@ from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 from app.store.rate import RateLimiter
 from app.store.responses import ResponseStore
+from app.tracing import configure_tracing
 
 logger = logging.getLogger("toolbridge")
 
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     if not logging.getLogger().handlers:  # a uvicorn worker process: configure it too
         configure_logging(settings.log_level)
+    configure_tracing(settings.otlp_endpoint)
     demo_mcp: Starlette | None = None
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+from opentelemetry.trace import Span, Status, StatusCode
 
 from app.budget.ledger import Hold, Ledger, Scope
 from app.budget.scopes import key_scopes, run_scope, worst_case_usd
@@ -41,6 +42,7 @@ from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS, TOOL_CALLS, TOOL_SECONDS
 from app.sampling.handler import RunSampling
 from app.store.hidden_turns import HiddenTurns
 from app.store.rate import RateLimiter
+from app.tracing import span
 
 TOOL_ERROR_PREFIX = "[tool error] "
 """Chat tool messages have no error flag; the model reads failures behind this prefix."""
@@ -93,6 +95,8 @@ class _RunState:
     """Index of the first message this run produced."""
     scopes: list[Scope] = dataclasses.field(default_factory=list)
     """The budgets every model call of this run is charged to."""
+    span: Span | None = None
+    """The run's trace span, parent of its model, tool and sampling spans."""
     tool_calls_made: int = 0
 
 
@@ -126,45 +130,65 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
     deps.models.check(request.model)
     run_id, started, turns = uuid.uuid4().hex, time.monotonic(), 0
     scopes = key_scopes(request.principal) + run_scope(request.principal, run_id)
-    state = _RunState(
-        messages=list(request.messages), first_new=len(request.messages), scopes=scopes
+    attributes = {
+        "gen_ai.operation.name": "invoke_agent",
+        "gen_ai.agent.name": "toolbridge",
+        "gen_ai.request.model": request.model,
+    }
+    with span("invoke_agent toolbridge", attributes) as run_span:
+        state = _RunState(
+            messages=list(request.messages),
+            first_new=len(request.messages),
+            scopes=scopes,
+            span=run_span,
+        )
+        sampling = RunSampling(
+            principal=request.principal,
+            models=deps.models,
+            settings=deps.sampling,
+            rates=deps.rates,
+            ledger=deps.ledger,
+            scopes=scopes,
+            parent_span=run_span,
+        )
+        async with RunConnections(
+            deps.mcp, list_timeout_s=request.limits.list_timeout_s, callbacks=sampling.callbacks_for
+        ) as conns:
+            connections = await conns.open_all(request.servers)
+            for connection in connections:
+                if connection.listed:
+                    yield ToolsListed(
+                        server_label=connection.spec.label, tools=tuple(connection.tools)
+                    )
+            toolset = Toolset(connections, reserved=request.client_tool_names())
+            async for event in _answer_approvals(request, toolset, state):
+                yield event
+            async for event in _turns(request, deps, toolset, state):
+                if isinstance(event, TurnStarted):
+                    turns = event.index + 1
+                if isinstance(event, RunFinished):
+                    event = _finished(event, sampling, time.monotonic() - started, turns)
+                    run_span.set_attribute("toolbridge.finish_reason", event.reason)
+                yield event
+
+
+def _finished(
+    event: RunFinished, sampling: RunSampling, duration_s: float, turns: int
+) -> RunFinished:
+    """The run's last event, with its sampling totals; the run's metrics are recorded."""
+    RUNS.labels(event.reason).inc()
+    RUN_TURNS.observe(turns)
+    RUN_SECONDS.observe(duration_s)
+    usage = sampling.usage
+    return dataclasses.replace(
+        event,
+        sampling=SamplingTotals(
+            requests=usage.requests,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cost_usd=usage.cost_usd,
+        ),
     )
-    sampling = RunSampling(
-        principal=request.principal,
-        models=deps.models,
-        settings=deps.sampling,
-        rates=deps.rates,
-        ledger=deps.ledger,
-        scopes=scopes,
-    )
-    async with RunConnections(
-        deps.mcp, list_timeout_s=request.limits.list_timeout_s, callbacks=sampling.callbacks_for
-    ) as conns:
-        connections = await conns.open_all(request.servers)
-        for connection in connections:
-            if connection.listed:
-                yield ToolsListed(server_label=connection.spec.label, tools=tuple(connection.tools))
-        toolset = Toolset(connections, reserved=request.client_tool_names())
-        async for event in _answer_approvals(request, toolset, state):
-            yield event
-        async for event in _turns(request, deps, toolset, state):
-            if isinstance(event, TurnStarted):
-                turns = event.index + 1
-            if isinstance(event, RunFinished):
-                RUNS.labels(event.reason).inc()
-                RUN_TURNS.observe(turns)
-                RUN_SECONDS.observe(time.monotonic() - started)
-                usage = sampling.usage
-                event = dataclasses.replace(
-                    event,
-                    sampling=SamplingTotals(
-                        requests=usage.requests,
-                        prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens,
-                        cost_usd=usage.cost_usd,
-                    ),
-                )
-            yield event
 
 
 async def _turns(
@@ -271,9 +295,15 @@ async def _model_turn(
         or deps.budget.default_max_tokens
     )
     worst = worst_case_usd(deps.models.prices(request.model), call.messages, tools, max_tokens)
-    async with deps.ledger.hold(state.scopes, worst) as hold:
-        async for event in _stream_turn(call, request, deps, turn, hold):
-            yield event
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
+    with span(f"chat {request.model}", attributes, parent=state.span) as turn_span:
+        async with deps.ledger.hold(state.scopes, worst) as hold:
+            async for event in _stream_turn(call, request, deps, turn, hold):
+                if isinstance(event, TurnUsage):
+                    turn_span.set_attribute("gen_ai.usage.input_tokens", event.prompt_tokens)
+                    turn_span.set_attribute("gen_ai.usage.output_tokens", event.completion_tokens)
+                yield event
+        turn_span.set_attribute("gen_ai.response.finish_reasons", [turn.finish_reason or ""])
 
 
 async def _stream_turn(
@@ -318,7 +348,17 @@ async def _run_server_calls(
     outcomes: list[ToolOutcome | None] = [None] * len(calls)
 
     async def run_one(index: int, call: dict[str, Any]) -> None:
-        outcomes[index] = await _call_tool(call, toolset, request)
+        label, tool = _describe(call, toolset)
+        attributes = {
+            "gen_ai.operation.name": "execute_tool",
+            "gen_ai.tool.name": tool,
+            "gen_ai.tool.call.id": call["id"],
+            "toolbridge.mcp.server_label": label,
+        }
+        with span(f"execute_tool {tool}", attributes, parent=state.span) as tool_span:
+            outcomes[index] = outcome = await _call_tool(call, toolset, request)
+            if outcome.is_error:
+                tool_span.set_status(Status(StatusCode.ERROR, "tool error"))
 
     async with anyio.create_task_group() as tg:
         for index, call in enumerate(calls):

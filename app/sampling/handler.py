@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import anyio
 import mcp_types as types
+from opentelemetry.trace import Span
 
 from app.budget.ledger import Ledger, Scope
 from app.budget.scopes import server_scope, worst_case_usd
@@ -27,6 +28,7 @@ from app.principal import Principal
 from app.sampling.convert import to_chat, to_result
 from app.sampling.selection import Candidate, select_model
 from app.store.rate import RateLimiter
+from app.tracing import span
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ class RunSampling:
     ledger: Ledger
     scopes: list[Scope]
     """The run's budgets (the caller's key, the run); a server's own is added per server."""
+    parent_span: Span | None = None
+    """The run's trace span."""
     usage: SamplingUsage = field(default_factory=SamplingUsage)
 
     def callbacks_for(self, spec: ServerSpec) -> ServerCallbacks:
@@ -155,11 +159,20 @@ class _ServerSampler:
         models = self.run.models
         scopes = self.run.scopes + server_scope(self.spec.label, self.spec.sampling_budget_usd)
         worst = worst_case_usd(models.prices(candidate.name), messages, tools, max_tokens)
+        attributes = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": candidate.name,
+            "toolbridge.sampling.server_label": self.spec.label,
+        }
         try:
-            async with self.run.ledger.hold(scopes, worst) as hold:
-                with anyio.fail_after(self.run.settings.timeout_s):
-                    chunks = [c async for c in models.complete(call, stream=False)]
-                hold.cost_usd = models.cost_usd(candidate.name, chunks[0].usage or Usage())
+            with span(f"chat {candidate.name}", attributes, parent=self.run.parent_span) as s:
+                async with self.run.ledger.hold(scopes, worst) as hold:
+                    with anyio.fail_after(self.run.settings.timeout_s):
+                        chunks = [c async for c in models.complete(call, stream=False)]
+                    usage = chunks[0].usage or Usage()
+                    hold.cost_usd = models.cost_usd(candidate.name, usage)
+                s.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
+                s.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
         except BudgetExceeded as exc:
             raise SamplingRefused(f"over budget: {exc.message}") from None
         except TimeoutError:
