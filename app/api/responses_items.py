@@ -18,6 +18,7 @@ from typing import Any
 import mcp_types as types
 from pydantic import ValidationError
 
+from app.engine.loop import TOOL_ERROR_PREFIX, denied_result
 from app.engine.request import ApprovalDecision
 from app.errors import InvalidRequest
 from app.llm.client import Message
@@ -127,20 +128,14 @@ class Conversation:
             return
         why = earlier.get("reason") if earlier else "no approval response was given"
         self._results.append(
-            {
-                "role": "tool",
-                "tool_call_id": call["id"],
-                "content": (
-                    f"The user did not approve this tool call, so it was not run. Reason: {why}"
-                ),
-            }
+            {"role": "tool", "tool_call_id": call["id"], "content": denied_result(why)}
         )
 
     def _mcp_call(self, item: dict[str, Any], param: str) -> None:
         call = self._mcp_tool_call(item, param)
         self._call(call)
         error = item.get("error")
-        text = f"[tool error] {error}" if error else str(item.get("output") or "")
+        text = f"{TOOL_ERROR_PREFIX}{error}" if error else str(item.get("output") or "")
         self._results.append({"role": "tool", "tool_call_id": call["id"], "content": text})
 
     def _answer(self, item: dict[str, Any], param: str) -> None:

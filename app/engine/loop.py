@@ -48,6 +48,12 @@ TOOL_ERROR_PREFIX = "[tool error] "
 """Chat tool messages have no error flag; the model reads failures behind this prefix."""
 
 
+def denied_result(reason: str | None) -> str:
+    """What the model reads for a call the caller did not approve."""
+    why = f" Reason: {reason}" if reason else ""
+    return f"The user did not approve this tool call, so it was not run.{why}"
+
+
 @dataclass(frozen=True, slots=True)
 class EngineDeps:
     """What the loop needs from the process."""
@@ -247,13 +253,7 @@ async def _answer_approvals(
         yield event
     for decision in request.approvals:
         if not decision.approve:
-            why = f" Reason: {decision.reason}" if decision.reason else ""
-            results.append(
-                _tool_message(
-                    decision.call["id"],
-                    f"The user did not approve this tool call, so it was not run.{why}",
-                )
-            )
+            results.append(_tool_message(decision.call["id"], denied_result(decision.reason)))
     at = len(state.messages) if request.approvals_at is None else request.approvals_at
     state.messages[at:at] = results
 

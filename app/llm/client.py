@@ -141,6 +141,7 @@ class ModelClient:
     def __init__(self, models: list[ModelEntry], *, num_retries: int, timeout_s: float) -> None:
         self._names = list(dict.fromkeys(m.model_name for m in models))
         self._entries = {m.model_name: m for m in reversed(models)}  # the first one wins
+        self._prices: dict[str, Prices | None] = {}
         self._router = (
             litellm.Router(
                 model_list=[m.model_dump() for m in models],
@@ -159,7 +160,14 @@ class ModelClient:
         return [self._entries[name] for name in self._names]
 
     def prices(self, model: str) -> Prices | None:
-        """USD per token: ``model_info`` first, then litellm's price map; None if unknown."""
+        """USD per token: ``model_info`` first, then litellm's price map; None if unknown.
+
+        Looked up once per model: the configuration is fixed and every model call asks."""
+        if model not in self._prices:
+            self._prices[model] = self._look_up_prices(model)
+        return self._prices[model]
+
+    def _look_up_prices(self, model: str) -> Prices | None:
         entry = self._entries.get(model)
         if entry is None:
             return None

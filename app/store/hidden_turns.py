@@ -38,7 +38,10 @@ class HiddenTurns:
                     pipe.set(self._key(key_id, call_id), payload, ex=self._ttl_s)
                 await pipe.execute()
 
-    async def load(self, key_id: str, call_id: str) -> list[Message] | None:
+    async def load_many(self, key_id: str, call_ids: list[str]) -> list[list[Message] | None]:
+        """The stored turns for each call id (None where nothing is stored), in one round trip."""
+        if not call_ids:
+            return []
         with store_errors("Hidden MCP turns"):
-            raw = await self._redis.get(self._key(key_id, call_id))
-        return None if raw is None else list(json.loads(raw))
+            raws = await self._redis.mget([self._key(key_id, c) for c in call_ids])
+        return [None if raw is None else list(json.loads(raw)) for raw in raws]
