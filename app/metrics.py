@@ -37,3 +37,8 @@ SAMPLING = Counter(
 )
 SPEND = Counter("toolbridge_budget_spend_usd", "Settled spend in USD")
 HOLDS = Counter("toolbridge_budget_holds", "Budget holds by outcome", ["outcome"])
+OVERRUNS = Counter(
+    "toolbridge_budget_output_overruns",
+    "Model calls that produced more output tokens than their max_tokens (charged in full)",
+    ["model"],
+)

@@ -48,7 +48,6 @@ async def parse_chat(
 ) -> RunRequest:
     """The internal request for a chat completion."""
     services.authorize_model(principal, body.model)
-    await services.check_budget(principal)
     mcp_tools: list[tuple[int, McpToolParam]] = []
     client_tools: list[dict[str, Any]] = []
     for index, tool in enumerate(body.tools or []):
@@ -70,6 +69,7 @@ async def parse_chat(
     )
     fields = body.model_dump(include=set(MODEL_PARAMS), exclude_none=True)
     messages = [m.model_dump(exclude_none=True) for m in body.messages]
+    await services.check_budget(principal, body.model, messages, client_tools)
     return RunRequest(
         principal=principal,
         model=body.model,

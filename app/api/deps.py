@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 from redis.asyncio import Redis
 
 from app.api.auth import KeyRing
-from app.budget.scopes import key_scopes
+from app.budget.scopes import estimate, key_scopes
 from app.config import RegisteredServer, Settings
 from app.engine.loop import EngineDeps
 from app.errors import PermissionDenied
@@ -30,9 +31,20 @@ class Services:
     address_policy: AddressPolicy
     """Where caller-supplied MCP server URLs may go (SSRF)."""
 
-    async def check_budget(self, principal: Principal) -> None:
-        """429 ``insufficient_quota`` before a run starts when the key has nothing left."""
-        await self.engine.ledger.ensure_available(key_scopes(principal))
+    async def check_budget(
+        self,
+        principal: Principal,
+        model: str,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+    ) -> None:
+        """429 ``insufficient_quota`` before a run starts when what the key has left cannot pay
+        for the first call's input and the minimum output."""
+        least = self.settings.budget.min_output_tokens
+        cost = estimate(
+            self.engine.models.prices(model), messages, tools, max_tokens=least, min_tokens=least
+        )
+        await self.engine.ledger.ensure_available(key_scopes(principal), cost.worst_usd)
 
     def authorize_model(self, principal: Principal, model: str) -> None:
         """Unknown model: 404; a model this key may not use: 403."""

@@ -113,7 +113,6 @@ async def parse_responses(
                 f"{what.capitalize()} are not supported by this server.", param=name
             )
     services.authorize_model(principal, body.model)
-    await services.check_budget(principal)
     history: list[dict[str, Any]] = []
     if body.previous_response_id:
         stored = await services.responses.load(body.previous_response_id, principal.key_id)
@@ -135,6 +134,7 @@ async def parse_responses(
         tools=len(body.tools or []),
         mcp_servers=len(mcp_tools),
     )
+    await services.check_budget(principal, body.model, conversation.messages, client_tools)
     servers = await resolve_servers(
         mcp_tools,
         services.registered_servers,

@@ -1,11 +1,15 @@
 """The budget ledger: reserve before a model call, settle after, release on failure.
 
-Every model call, the run's own turns and MCP servers' sampling alike, first reserves its
-worst-case cost in every scope that applies (the caller's key in total, per day and per month,
+Every model call, the run's own turns and MCP servers' sampling alike, first reserves what it
+may cost in every scope that applies (the caller's key in total, per day and per month,
 a registered server's sampling, the run itself) in one atomic step, a Lua script, so replicas
-racing for the last dollar cannot both win. After the call the hold is settled to the real
-cost; on error or cancellation it is released. Every hold carries its own expiry, so the hold
-of a replica that dies mid-call lapses by itself and the money comes back.
+racing for the last dollar cannot both win. The reservation also decides how many output
+tokens the call may produce: as many as every scope can pay for, up to what was asked. So a
+call is cut short rather than refused while its input and a minimum output can be paid, and it
+is sent with that limit; a provider that ignores the limit is the one way spend can pass it.
+After the call the hold is settled to the real cost; on error or cancellation it is released.
+Every hold carries its own expiry, so the hold of a replica that dies mid-call lapses by
+itself and the money comes back.
 
 Redis layout per scope: ``spent`` (a float), ``holds`` (hash: hold id -> amount) and ``exp``
 (sorted set: hold id -> expiry time).
@@ -25,7 +29,7 @@ import anyio
 from redis.asyncio import Redis
 
 from app.errors import BudgetExceeded, StoreUnavailable
-from app.metrics import HOLDS, SPEND
+from app.metrics import HOLDS, OVERRUNS, SPEND
 from app.store.errors import store_errors
 
 logger = logging.getLogger(__name__)
@@ -48,24 +52,37 @@ end
 RESERVE = (
     _PURGE_AND_SUM
     + """
--- KEYS: spent, holds, exp per scope. ARGV: now, id, amount, expires_at, then limit and ttl
--- per scope (ttl 0: keep). Returns 0, or the 1-based index of the first scope that refuses.
-local now, id, amount, expires = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- KEYS: spent, holds, exp per scope. ARGV: now, id, expires_at, input_usd, usd_per_output_token,
+-- max_tokens, min_tokens, then limit and ttl per scope (ttl 0: keep).
+-- The call gets as many output tokens as every scope can pay for, up to max_tokens; fewer than
+-- min_tokens (or not even the input) is a refusal. Returns {0, tokens, amount as a string}, or
+-- {the 1-based index of the tightest scope, 0, "0"}.
+local now, id, expires = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local input, per_token = tonumber(ARGV[4]), tonumber(ARGV[5])
+local want, least = tonumber(ARGV[6]), tonumber(ARGV[7])
 local n = #KEYS / 3
+local room, tightest = nil, 1
 for i = 1, n do
-  local limit = tonumber(ARGV[3 + 2 * i])
+  local limit = tonumber(ARGV[6 + 2 * i])
   local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
-  if spent + held(KEYS[3 * i - 1], KEYS[3 * i], now) + amount > limit then return i end
+  local left = limit - spent - held(KEYS[3 * i - 1], KEYS[3 * i], now)
+  if room == nil or left < room then room, tightest = left, i end
 end
+local tokens = want
+if per_token > 0 then
+  tokens = math.min(want, math.floor((room - input) / per_token))
+end
+if input > room or tokens < least then return {tightest, 0, '0'} end
+local amount = input + tokens * per_token
 for i = 1, n do
   redis.call('HSET', KEYS[3 * i - 1], id, amount)
   redis.call('ZADD', KEYS[3 * i], expires, id)
-  local ttl = tonumber(ARGV[4 + 2 * i])
+  local ttl = tonumber(ARGV[7 + 2 * i])
   if ttl > 0 then
     for k = 3 * i - 2, 3 * i do redis.call('EXPIRE', KEYS[k], ttl) end
   end
 end
-return 0
+return {0, tokens, tostring(amount)}
 """
 )
 
@@ -116,6 +133,23 @@ class ScopeStatus:
         return max(0.0, self.scope.limit_usd - self.spent_usd - self.held_usd)
 
 
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """What a model call may cost: its input, and each output token it is allowed.
+
+    A reservation grants the call as many output tokens as every scope can pay for, at most
+    ``max_tokens``; a call that would get fewer than ``min_tokens`` is refused."""
+
+    input_usd: float
+    usd_per_output_token: float = 0.0
+    max_tokens: int = 0
+    min_tokens: int = 0
+
+    @property
+    def worst_usd(self) -> float:
+        return self.input_usd + self.max_tokens * self.usd_per_output_token
+
+
 @dataclass
 class Hold:
     """A reservation; set ``cost_usd`` to the real cost before it is settled."""
@@ -123,7 +157,24 @@ class Hold:
     id: str
     scopes: tuple[Scope, ...]
     amount_usd: float
+    max_tokens: int = 0
+    """Output tokens the hold pays for."""
+    capped: bool = False
+    """A limited scope pays for priced output: the call must be sent with ``max_tokens``."""
     cost_usd: float | None = field(default=None)
+
+    def check_output(self, model: str, completion_tokens: int) -> None:
+        """A provider that produced more than it was allowed is charged in full: say so loudly,
+        since it is the one way spend can pass a limit."""
+        if self.capped and completion_tokens > self.max_tokens:
+            OVERRUNS.labels(model).inc()
+            logger.error(
+                "model produced more output than its max_tokens; charged in full, so spend "
+                "may pass a budget limit: model=%s max_tokens=%d completion_tokens=%d",
+                model,
+                self.max_tokens,
+                completion_tokens,
+            )
 
 
 class Ledger:
@@ -143,29 +194,43 @@ class Ledger:
             f"{self._prefix}{s.name}:{part}" for s in scopes for part in ("spent", "holds", "exp")
         ]
 
-    async def reserve(self, scopes: Sequence[Scope], amount_usd: float) -> Hold:
-        """Hold ``amount_usd`` in every scope, or raise ``BudgetExceeded`` naming the scope."""
-        hold = Hold(uuid.uuid4().hex, tuple(scopes), amount_usd)
+    async def reserve(self, scopes: Sequence[Scope], cost: Estimate | float) -> Hold:
+        """Hold what the call may cost in every scope, granting it as many output tokens as
+        they can all pay for; raise ``BudgetExceeded`` naming the tightest scope if that is
+        fewer than ``cost.min_tokens``. A plain amount holds exactly that."""
+        if not isinstance(cost, Estimate):
+            cost = Estimate(input_usd=cost)
+        hold = Hold(uuid.uuid4().hex, tuple(scopes), cost.worst_usd, cost.max_tokens)
         if not scopes:
             return hold
         now = time.time()
-        args: list[str | float] = [now, hold.id, amount_usd, now + self._hold_ttl_s]
+        args: list[str | float] = [
+            now,
+            hold.id,
+            now + self._hold_ttl_s,
+            cost.input_usd,
+            cost.usd_per_output_token,
+            cost.max_tokens,
+            cost.min_tokens,
+        ]
         for scope in scopes:
             args += [min(scope.limit_usd, _LUA_UNLIMITED), scope.ttl_s]
         try:
             with store_errors("Budgets"):
-                refused = int(await self._reserve(keys=self._keys(scopes), args=args))
+                refused, tokens, amount = await self._reserve(keys=self._keys(scopes), args=args)
         except StoreUnavailable:
             if not self._fail_open:
                 raise  # fail closed: no spend we cannot count
             logger.warning("budgets unavailable (Redis): running uncounted (fail_open)")
-            return Hold(hold.id, (), amount_usd)
+            return Hold(hold.id, (), hold.amount_usd, cost.max_tokens)
         if refused:
             HOLDS.labels("refused").inc()
-            scope = scopes[refused - 1]
+            scope = scopes[int(refused) - 1]
             raise BudgetExceeded(scope.name, scope.limit_usd)
         HOLDS.labels("reserved").inc()
-        return hold
+        limited = any(scope.limit_usd != UNLIMITED for scope in scopes)
+        capped = limited and cost.usd_per_output_token > 0
+        return Hold(hold.id, hold.scopes, float(amount), int(tokens), capped)
 
     async def finish(self, hold: Hold) -> None:
         """Settle to ``hold.cost_usd`` when it is set, else release (must complete: shielded)."""
@@ -178,9 +243,9 @@ class Ledger:
         SPEND.inc(cost)
 
     @asynccontextmanager
-    async def hold(self, scopes: Sequence[Scope], amount_usd: float) -> AsyncIterator[Hold]:
+    async def hold(self, scopes: Sequence[Scope], cost: Estimate | float) -> AsyncIterator[Hold]:
         """Reserve on enter; settle (or, on any failure, release) on exit."""
-        hold = await self.reserve(scopes, amount_usd)
+        hold = await self.reserve(scopes, cost)
         try:
             yield hold
         except BaseException:
@@ -188,8 +253,9 @@ class Ledger:
             raise
         await self.finish(hold)
 
-    async def ensure_available(self, scopes: Sequence[Scope]) -> None:
-        """Raise ``BudgetExceeded`` if a limited scope has nothing left (before a run starts)."""
+    async def ensure_available(self, scopes: Sequence[Scope], least_usd: float = 0.0) -> None:
+        """Raise ``BudgetExceeded`` if a limited scope cannot pay ``least_usd`` (before a run:
+        one call's input and its minimum output), or has nothing left at all."""
         try:
             statuses = await self.status(scopes)
         except StoreUnavailable:
@@ -197,7 +263,9 @@ class Ledger:
                 return
             raise
         for status in statuses:
-            if status.scope.limit_usd != UNLIMITED and status.remaining_usd <= 0:
+            if status.scope.limit_usd == UNLIMITED:
+                continue
+            if status.remaining_usd <= 0 or status.remaining_usd < least_usd:
                 raise BudgetExceeded(status.scope.name, status.scope.limit_usd)
 
     async def status(self, scopes: Sequence[Scope]) -> list[ScopeStatus]:

@@ -1,4 +1,4 @@
-"""Which budgets a model call is charged to, and its worst-case cost."""
+"""Which budgets a model call is charged to, and what it may cost."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from app.budget.ledger import UNLIMITED, Scope
+from app.budget.ledger import UNLIMITED, Estimate, Scope
 from app.principal import Principal
 
 _DAY_S, _MONTH_S = 2 * 86_400, 32 * 86_400
 """A period's record outlives the period a little, then expires."""
-CHARS_PER_TOKEN = 3
-"""Pessimistic (real text averages about 4): the worst case should not be an underestimate."""
+CHARS_PER_TOKEN = 1
+"""An upper bound, not an average (about 4): a byte-level tokenizer never makes more tokens
+than the text has bytes, and the JSON below has at least as many characters as the text has
+UTF-8 bytes (non-ASCII is escaped), plus the framing every message costs. Holding the input at
+its bound is what keeps spend within a limit; the hold is settled to the real count after."""
 
 
 def key_scopes(principal: Principal, now: datetime | None = None) -> list[Scope]:
@@ -42,11 +45,22 @@ def server_scope(label: str, limit_usd: float | None) -> list[Scope]:
     return [] if limit_usd is None else [Scope(f"server:{label}", limit_usd)]
 
 
-def worst_case_usd(
-    prices: Any, messages: Sequence[Any], tools: Sequence[Any], max_tokens: int
-) -> float:
-    """Input (estimated from its size) plus ``max_tokens`` of output, at the model's prices."""
+def estimate(
+    prices: Any,
+    messages: Sequence[Any],
+    tools: Sequence[Any],
+    *,
+    max_tokens: int,
+    min_tokens: int,
+) -> Estimate:
+    """A call's input (bounded from its size) and output, at the model's prices (unknown: $0)."""
+    least = min(min_tokens, max_tokens)
     if prices is None:
-        return 0.0
+        return Estimate(input_usd=0.0, max_tokens=max_tokens, min_tokens=least)
     size = len(json.dumps([messages, tools], default=str))
-    return (size / CHARS_PER_TOKEN) * prices.input + max_tokens * prices.output
+    return Estimate(
+        input_usd=(size / CHARS_PER_TOKEN) * prices.input,
+        usd_per_output_token=prices.output,
+        max_tokens=max_tokens,
+        min_tokens=least,
+    )

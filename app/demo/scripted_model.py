@@ -8,8 +8,13 @@ states what the "model" does in plain words inside the user message:
   arguments (several lines = parallel calls in one turn).
 - ``always call NAME {json}``: call it on every turn, even after tool results (for limit tests).
 - ``say TEXT``: answer TEXT.
+- ``words N``: answer N words, ``w0 w1 ...`` (a long answer to a short prompt).
 - ``sleep SECONDS``: wait before answering (for keep-alive and cancellation tests).
 - ``fail STATUS``: answer with that HTTP error status.
+- ``overrun``: ignore ``max_tokens`` (a misbehaving provider, for budget tests).
+
+Like a real provider it honours ``max_tokens`` (or ``max_completion_tokens``): a longer answer
+is cut to that many words with ``finish_reason: "length"``.
 
 Once tool results follow the last user message, the model answers ``done: `` followed by every
 tool result since, as ``name=content`` joined by ``; `` (so a test sees what the model saw).
@@ -41,6 +46,7 @@ class Reply:
     """(name, arguments JSON) pairs."""
     sleep_s: float = 0.0
     fail_status: int | None = None
+    honours_max_tokens: bool = True
 
 
 def _text_of(message: dict[str, Any]) -> str:
@@ -57,38 +63,55 @@ def _parse_call(rest: str) -> tuple[str, str]:
     return name, args
 
 
+@dataclass
+class _Script:
+    """The instructions found in a user message."""
+
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    always: list[tuple[str, str]] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)
+
+
+def _read_script(script: str, reply: Reply) -> _Script:
+    """Parse the instruction lines; settings that need no conversation go on ``reply``."""
+    found = _Script()
+    for line in script.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "call":
+            found.calls.append(_parse_call(rest))
+        elif word == "always" and rest.startswith("call "):
+            found.always.append(_parse_call(rest[5:]))
+        elif word == "say":
+            found.said.append(rest)
+        elif word == "words":
+            found.said.append(" ".join(f"w{i}" for i in range(int(rest))))
+        elif word == "sleep":
+            reply.sleep_s = float(rest)
+        elif word == "fail":
+            reply.fail_status = int(rest)
+        elif word == "overrun":
+            reply.honours_max_tokens = False
+    return found
+
+
 def script_reply(model: str, messages: list[dict[str, Any]]) -> Reply:
     """Decide the reply for a conversation (pure; unit-testable)."""
     last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
     script = _text_of(messages[last_user]) if last_user >= 0 else ""
     after = messages[last_user + 1 :]
     reply = Reply()
-    calls: list[tuple[str, str]] = []
-    always: list[tuple[str, str]] = []
-    said: list[str] = []
-    for line in script.splitlines():
-        word, _, rest = line.strip().partition(" ")
-        if word == "call":
-            calls.append(_parse_call(rest))
-        elif word == "always" and rest.startswith("call "):
-            always.append(_parse_call(rest[5:]))
-        elif word == "say":
-            said.append(rest)
-        elif word == "sleep":
-            reply.sleep_s = float(rest)
-        elif word == "fail":
-            reply.fail_status = int(rest)
+    found = _read_script(script, reply)
     results = [m for m in after if m.get("role") == "tool"]
-    if always:
-        reply.tool_calls = always
-    elif calls and not results:
-        reply.tool_calls = calls
+    if found.always:
+        reply.tool_calls = found.always
+    elif found.calls and not results:
+        reply.tool_calls = found.calls
     elif results:
         names = _call_names(after)
         parts = [f"{names.get(m.get('tool_call_id'), '?')}={_text_of(m)}" for m in results]
         reply.text = "done: " + "; ".join(parts)
-    elif said:
-        reply.text = "\n".join(said)
+    elif found.said:
+        reply.text = "\n".join(found.said)
     else:
         reply.text = f"echo({model}): {script}"
     return reply
@@ -114,7 +137,13 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-def _completion_body(model: str, reply: Reply, prompt_tokens: int) -> dict[str, Any]:
+def _completion_body(
+    model: str, reply: Reply, prompt_tokens: int, max_tokens: int | None = None
+) -> dict[str, Any]:
+    text, finish = reply.text, None
+    words = (text or "").split()
+    if max_tokens is not None and reply.honours_max_tokens and len(words) > max_tokens:
+        text, finish = " ".join(words[:max_tokens]), "length"
     tool_calls = [
         {
             "id": f"call_{uuid.uuid4().hex[:12]}",
@@ -123,10 +152,11 @@ def _completion_body(model: str, reply: Reply, prompt_tokens: int) -> dict[str, 
         }
         for name, args in reply.tool_calls
     ]
-    message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+    message: dict[str, Any] = {"role": "assistant", "content": text}
     if tool_calls:
         message["tool_calls"] = tool_calls
-    completion_tokens = len((reply.text or "").split()) + len(tool_calls)
+    completion_tokens = len((text or "").split()) + len(tool_calls)
+    finish = finish or ("tool_calls" if tool_calls else "stop")
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
@@ -136,7 +166,7 @@ def _completion_body(model: str, reply: Reply, prompt_tokens: int) -> dict[str, 
             {
                 "index": 0,
                 "message": message,
-                "finish_reason": "tool_calls" if tool_calls else "stop",
+                "finish_reason": finish,
             }
         ],
         "usage": _usage(prompt_tokens, completion_tokens),
@@ -189,7 +219,8 @@ async def chat_completions(request: Request) -> Response:
     if reply.fail_status:
         error = {"message": f"scripted failure {reply.fail_status}", "type": "server_error"}
         return JSONResponse({"error": error}, status_code=reply.fail_status)
-    body = _completion_body(model, reply, _count_words(messages))
+    max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
+    body = _completion_body(model, reply, _count_words(messages), max_tokens)
     if payload.get("stream"):
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(

@@ -18,7 +18,7 @@ import anyio
 from opentelemetry.trace import Span, Status, StatusCode
 
 from app.budget.ledger import Hold, Ledger, Scope
-from app.budget.scopes import key_scopes, run_scope, worst_case_usd
+from app.budget.scopes import estimate, key_scopes, run_scope
 from app.config import BudgetSettings, SamplingSettings
 from app.engine.events import (
     ApprovalRequired,
@@ -110,6 +110,11 @@ def decide(
     turn: TurnAssembler, state: _RunState, request: RunRequest, *, turns_left: int
 ) -> Decision:
     """What follows a model turn."""
+    if turn.cut_by_budget and turn.finish_reason == "length":
+        return LimitReached(
+            "budget_exceeded",
+            "The model's answer was cut short: the budget left paid for only part of it.",
+        )
     server_calls = turn.server_calls()
     client_calls = turn.client_calls()
     if not server_calls and not client_calls:
@@ -155,6 +160,7 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
             rates=deps.rates,
             ledger=deps.ledger,
             scopes=scopes,
+            min_output_tokens=deps.budget.min_output_tokens,
             parent_span=run_span,
         )
         async with RunConnections(
@@ -286,18 +292,25 @@ async def _model_turn(
     tools: list[dict[str, Any]],
     turn: TurnAssembler,
 ) -> AsyncIterator[RunEvent]:
-    call = ModelCall(
-        model=request.model, messages=state.messages, tools=tools, params=request.params
+    limit_key = "max_tokens"
+    if "max_completion_tokens" in request.params:
+        limit_key = "max_completion_tokens"
+    asked = request.params.get(limit_key)
+    cost = estimate(
+        deps.models.prices(request.model),
+        state.messages,
+        tools,
+        max_tokens=asked or deps.budget.default_max_tokens,
+        min_tokens=deps.budget.min_output_tokens,
     )
-    max_tokens = (
-        request.params.get("max_tokens")
-        or request.params.get("max_completion_tokens")
-        or deps.budget.default_max_tokens
-    )
-    worst = worst_case_usd(deps.models.prices(request.model), call.messages, tools, max_tokens)
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
     with span(f"chat {request.model}", attributes, parent=state.span) as turn_span:
-        async with deps.ledger.hold(state.scopes, worst) as hold:
+        async with deps.ledger.hold(state.scopes, cost) as hold:
+            params = request.params
+            if hold.capped:  # the call may produce no more than its hold pays for
+                params = {**params, limit_key: hold.max_tokens}
+                turn.cut_by_budget = hold.max_tokens < cost.max_tokens
+            call = ModelCall(request.model, state.messages, tools, params)
             async for event in _stream_turn(call, request, deps, turn, hold):
                 if isinstance(event, TurnUsage):
                     turn_span.set_attribute("gen_ai.usage.input_tokens", event.prompt_tokens)
@@ -315,6 +328,7 @@ async def _stream_turn(
         if chunk.usage is not None:
             usage = chunk.usage
             hold.cost_usd = deps.models.cost_usd(request.model, usage)
+            hold.check_output(request.model, usage.completion_tokens)
             yield TurnUsage(
                 model=request.model,
                 prompt_tokens=usage.prompt_tokens,

@@ -32,6 +32,8 @@ class TurnAssembler:
     client_tool_names: set[str]
     text: str = ""
     finish_reason: str | None = None
+    cut_by_budget: bool = False
+    """The call was allowed fewer output tokens than asked, because of the budget left."""
     _calls: dict[int, _Call] = field(default_factory=dict)
     _client_count: int = 0
 

@@ -17,7 +17,7 @@ import mcp_types as types
 from opentelemetry.trace import Span
 
 from app.budget.ledger import Ledger, Scope
-from app.budget.scopes import server_scope, worst_case_usd
+from app.budget.scopes import estimate, server_scope
 from app.config import SamplingSettings
 from app.errors import BudgetExceeded
 from app.llm.client import ModelCall, ModelClient, Usage
@@ -63,6 +63,8 @@ class RunSampling:
     ledger: Ledger
     scopes: list[Scope]
     """The run's budgets (the caller's key, the run); a server's own is added per server."""
+    min_output_tokens: int = 16
+    """A sampling call the budget left cannot give this many output tokens is refused."""
     parent_span: Span | None = None
     """The run's trace span."""
     usage: SamplingUsage = field(default_factory=SamplingUsage)
@@ -155,10 +157,15 @@ class _ServerSampler:
     ) -> tuple[types.CreateMessageResult | types.CreateMessageResultWithTools, Usage]:
         max_tokens = min(params.max_tokens, self.run.settings.max_tokens_cap)
         messages, tools, extra = to_chat(params, max_tokens)
-        call = ModelCall(model=candidate.name, messages=messages, tools=tools, params=extra)
         models = self.run.models
         scopes = self.run.scopes + server_scope(self.spec.label, self.spec.sampling_budget_usd)
-        worst = worst_case_usd(models.prices(candidate.name), messages, tools, max_tokens)
+        cost = estimate(
+            models.prices(candidate.name),
+            messages,
+            tools,
+            max_tokens=max_tokens,
+            min_tokens=self.run.min_output_tokens,
+        )
         attributes = {
             "gen_ai.operation.name": "chat",
             "gen_ai.request.model": candidate.name,
@@ -166,11 +173,15 @@ class _ServerSampler:
         }
         try:
             with span(f"chat {candidate.name}", attributes, parent=self.run.parent_span) as s:
-                async with self.run.ledger.hold(scopes, worst) as hold:
+                async with self.run.ledger.hold(scopes, cost) as hold:
+                    # maxTokens is always sent; the budget left may lower it further.
+                    extra["max_tokens"] = hold.max_tokens
+                    call = ModelCall(candidate.name, messages, tools, extra)
                     with anyio.fail_after(self.run.settings.timeout_s):
                         chunks = [c async for c in models.complete(call, stream=False)]
                     usage = chunks[0].usage or Usage()
                     hold.cost_usd = models.cost_usd(candidate.name, usage)
+                    hold.check_output(candidate.name, usage.completion_tokens)
                 s.set_attribute("gen_ai.usage.input_tokens", usage.prompt_tokens)
                 s.set_attribute("gen_ai.usage.output_tokens", usage.completion_tokens)
         except BudgetExceeded as exc:

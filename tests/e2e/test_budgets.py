@@ -16,7 +16,7 @@ from tests.fixtures.servers import ServerThread
 
 KEYS = [
     {"id": "tester", "key": TEST_KEY},
-    {"id": "capped", "key": "sk-capped", "budget": {"per_run_usd": 0.005}},
+    {"id": "capped", "key": "sk-capped", "budget": {"per_run_usd": 0.00001}},
     {"id": "broke", "key": "sk-broke", "budget": {"total_usd": 0}},
     {"id": "thrifty", "key": "sk-thrifty", "budget": {"daily_usd": 5, "monthly_usd": 50}},
 ]
@@ -49,8 +49,10 @@ def test_a_key_out_of_budget_gets_429_before_the_run(budgeted: ServerThread) -> 
     assert caught.value.status_code == 429 and caught.value.code == "insufficient_quota"
 
 
-def test_running_out_mid_run_ends_it_incomplete(budgeted: ServerThread) -> None:
-    # The worst case of one turn (4096 output tokens at $2e-6) is over the $0.005 run cap.
+def test_a_run_cap_that_cannot_pay_for_a_turn_ends_the_run_incomplete(
+    budgeted: ServerThread,
+) -> None:
+    # The run cap ($0.00001) cannot pay for the first turn's input (~100 bytes at $1e-6).
     completion = client_for(budgeted, "sk-capped").chat.completions.create(
         model="scripted-a", messages=[{"role": "user", "content": "hi"}]
     )
@@ -126,3 +128,132 @@ def test_fifty_concurrent_runs_never_overspend_the_key(
     total = view["scopes"][0]
     assert 0 < total["spent_usd"] <= 0.1
     assert total["held_usd"] == 0  # every hold settled or released
+
+
+def budget_view(server: ServerThread, key: str) -> dict[str, Any]:
+    """The key's total scope from GET /v1/budget."""
+    view = httpx.get(
+        f"{server.url}/v1/budget", timeout=30, headers={"Authorization": f"Bearer {key}"}
+    ).json()
+    return dict(view["scopes"][0])
+
+
+def run_cost(server: ServerThread, key: str, content: str) -> float:
+    """What one run of ``content`` costs, measured on an unlimited key."""
+    before = budget_view(server, key)["spent_usd"]
+    client_for(server, key).chat.completions.create(
+        model="scripted-a", messages=[{"role": "user", "content": content}]
+    )
+    return budget_view(server, key)["spent_usd"] - before
+
+
+def test_an_answer_costing_ten_times_what_is_left_is_cut_short(toolbridge_factory: Any) -> None:
+    """Output is capped to what the hold pays for, so spend stays within the limit."""
+    keys = [
+        {"id": "meter", "key": "sk-meter"},
+        {"id": "short-chat", "key": "sk-short-chat", "budget": {"total_usd": 0.0}},
+        {"id": "short-resp", "key": "sk-short-resp", "budget": {"total_usd": 0.0}},
+    ]
+    content = "words 1000"
+    server = toolbridge_factory(api_keys=keys)
+    cost = run_cost(server, "sk-meter", content)
+    left = cost / 10
+    server.stop()
+    keys[1]["budget"] = keys[2]["budget"] = {"total_usd": left}
+    server = toolbridge_factory(api_keys=keys)
+
+    completion = client_for(server, "sk-short-chat").chat.completions.create(
+        model="scripted-a", messages=[{"role": "user", "content": content}]
+    )
+    assert completion.choices[0].finish_reason == "length"
+    details = completion.model_extra["toolbridge"]["incomplete_details"]
+    assert details["reason"] == "budget_exceeded"
+    words = completion.choices[0].message.content.split()
+    assert 16 <= len(words) < 1000 and words[0] == "w0"
+    spent = budget_view(server, "sk-short-chat")
+    assert 0 < spent["spent_usd"] <= left and spent["held_usd"] == 0
+
+    response = client_for(server, "sk-short-resp").responses.create(
+        model="scripted-a", input=content
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "budget_exceeded"
+    assert 16 <= len(response.output_text.split()) < 1000
+    assert 0 < budget_view(server, "sk-short-resp")["spent_usd"] <= left
+
+
+def test_runs_one_at_a_time_are_refused_only_when_a_call_cannot_be_paid(
+    toolbridge_factory: Any,
+) -> None:
+    """A budget that pays for 50 runs serves at least 45 of them in full."""
+    keys = [{"id": "meter", "key": "sk-meter"}, {"id": "fifty", "key": "sk-fifty"}]
+    content = "words 20"
+    server = toolbridge_factory(api_keys=keys)
+    cost = run_cost(server, "sk-meter", content)
+    server.stop()
+    keys[1]["budget"] = {"total_usd": 50 * cost}
+    server = toolbridge_factory(api_keys=keys)
+    served = 0
+    for _ in range(55):
+        try:
+            completion = client_for(server, "sk-fifty").chat.completions.create(
+                model="scripted-a", messages=[{"role": "user", "content": content}]
+            )
+        except openai.RateLimitError:
+            break
+        served += completion.choices[0].finish_reason == "stop"
+    total = budget_view(server, "sk-fifty")
+    print(f"runs served in full from a budget for 50: {served}")
+    assert 45 <= served <= 50
+    assert total["spent_usd"] <= 50 * cost + 1e-12 and total["held_usd"] == 0
+
+
+def test_fifty_concurrent_runs_against_a_budget_for_ten(toolbridge_factory: Any) -> None:
+    keys = [{"id": "meter", "key": "sk-meter"}, {"id": "ten", "key": "sk-ten"}]
+    content = "words 20"
+    server = toolbridge_factory(api_keys=keys)
+    cost = run_cost(server, "sk-meter", content)
+    server.stop()
+    keys[1]["budget"] = {"total_usd": 10 * cost}
+    server = toolbridge_factory(api_keys=keys)
+    body = {"model": "scripted-a", "messages": [{"role": "user", "content": content}]}
+
+    def one_run(_: int) -> str:
+        answer = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json=body,
+            timeout=60,
+            headers={"Authorization": "Bearer sk-ten"},
+        )
+        if answer.status_code != 200:
+            return str(answer.status_code)
+        return str(answer.json()["choices"][0]["finish_reason"])
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        outcomes = list(pool.map(one_run, range(50)))
+    print("50 concurrent runs, budget for 10:", {o: outcomes.count(o) for o in set(outcomes)})
+    assert set(outcomes) <= {"stop", "length", "429"} and "stop" in outcomes
+    total = budget_view(server, "sk-ten")
+    assert 0 < total["spent_usd"] <= 10 * cost + 1e-12
+    assert total["held_usd"] == 0
+
+
+def test_a_provider_that_ignores_max_tokens_is_charged_and_reported(
+    toolbridge_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = [{"id": "meter", "key": "sk-meter"}, {"id": "over", "key": "sk-over"}]
+    content = "overrun\n" + "words 1000"
+    server = toolbridge_factory(api_keys=keys)
+    cost = run_cost(server, "sk-meter", content)
+    server.stop()
+    keys[1]["budget"] = {"total_usd": cost / 10}
+    server = toolbridge_factory(api_keys=keys)
+    with caplog.at_level("ERROR", logger="app.budget.ledger"):
+        completion = client_for(server, "sk-over").chat.completions.create(
+            model="scripted-a", messages=[{"role": "user", "content": content}]
+        )
+    assert len(completion.choices[0].message.content.split()) == 1000  # nothing was cut
+    assert budget_view(server, "sk-over")["spent_usd"] > cost / 10  # charged in full
+    assert any("more output than its max_tokens" in r.getMessage() for r in caplog.records)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert 'toolbridge_budget_output_overruns_total{model="scripted-a"}' in metrics
