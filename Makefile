@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install toolbridge with its test tools
 
+# exec: the server replaces the shell, so a signal to make (which passes SIGTERM on) reaches it.
 run: $(STAMP) ## Serve on 127.0.0.1:8000 (embedded Redis and the offline demo unless configured)
-	TOOLBRIDGE_ALLOW_ANONYMOUS=$${TOOLBRIDGE_ALLOW_ANONYMOUS:-true} $(PY) -m app
+	exec $(PY) -m app --anonymous-by-default
 
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,25 +1,52 @@
 """``python -m app`` (what ``make run`` runs): start Redis if needed, then serve.
 
 With ``TOOLBRIDGE_REDIS_URL`` unset, a real redis-server is started as a child process with its
-data under ``TOOLBRIDGE_DATA_DIR`` (``.data/``), and stopped on exit.
+data under ``TOOLBRIDGE_DATA_DIR`` (``.data/``), durable, and stopped (saved) on exit.
+
+``--anonymous-by-default`` (``make run``) makes open mode the default for a laptop: it applies
+only when neither the environment nor ``.env`` sets ``TOOLBRIDGE_ALLOW_ANONYMOUS``.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import signal
 import sys
 
 import uvicorn
+from dotenv import dotenv_values
+from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.logs import configure_logging
 from app.store.embedded import start_embedded_redis
 
+_ANONYMOUS = "TOOLBRIDGE_ALLOW_ANONYMOUS"
 
-def main() -> None:
-    settings = Settings()
+
+def _load_settings(anonymous_by_default: bool) -> Settings:
+    """The settings, or a clear message and exit code 2 when the configuration is broken."""
+    unset = _ANONYMOUS not in os.environ and _ANONYMOUS not in dotenv_values(".env")
+    if anonymous_by_default and unset:
+        os.environ[_ANONYMOUS] = "true"  # inherited by uvicorn's worker processes too
+    try:
+        return Settings()
+    except (ConfigError, ValidationError) as exc:
+        print(f"toolbridge: configuration error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m app", description="Serve toolbridge.")
+    parser.add_argument(
+        "--anonymous-by-default",
+        action="store_true",
+        help="open mode unless TOOLBRIDGE_ALLOW_ANONYMOUS is set (environment or .env)",
+    )
+    args = parser.parse_args(argv)
+    settings = _load_settings(args.anonymous_by_default)
     configure_logging(settings.log_level)
     log = logging.getLogger("toolbridge")
     embedded = None
@@ -41,7 +68,7 @@ def main() -> None:
             factory=True,
             host=settings.host,
             port=settings.port,
-            workers=int(os.environ.get("TOOLBRIDGE_WORKERS", "1")),
+            workers=settings.workers,
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=30,
             log_config=None,  # keep the JSON logging configured above

