@@ -15,7 +15,7 @@ from app.api import budget, chat, responses, system
 from app.api.auth import KeyRing
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
-from app.api.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from app.api.middleware import INTERNAL_PREFIX, BodyLimitMiddleware, RequestIdMiddleware
 from app.budget.ledger import Ledger
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
@@ -23,6 +23,7 @@ from app.demo.scripted_model import create_scripted_model_app
 from app.engine.loop import EngineDeps
 from app.llm.client import ModelClient
 from app.logs import configure_logging
+from app.mcp import sdk_internals
 from app.mcp.connection import McpConnector
 from app.mcp.ssrf import AddressPolicy
 from app.store.hidden_turns import HiddenTurns
@@ -45,6 +46,7 @@ def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTran
         eras=EraStore(redis, prefix, settings.server_era_ttl_s),
         default_ttl_s=settings.tool_list_ttl_s,
         share_public=settings.share_public_tool_lists,
+        stderr_level=logging.getLevelName(settings.stdio_stderr_level),
     )
     models = ModelClient(
         settings.effective_models(),
@@ -95,6 +97,7 @@ def _announce(settings: Settings, services: Services) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The toolbridge app; ``settings`` default to the environment and config file."""
     settings = settings or Settings()
+    sdk_internals.check()  # an SDK that changed under us stops start-up, clearly
     if not logging.getLogger().handlers:  # a uvicorn worker process: configure it too
         configure_logging(settings.log_level)
     configure_tracing(settings.otlp_endpoint)
@@ -129,6 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(system.router)
     if settings.demo_enabled:
         demo_mcp = build_demo_server().streamable_http_app(host=settings.host)
-        app.mount("/demo/model", create_scripted_model_app())
-        app.mount("/demo", demo_mcp)
+        app.mount(f"{INTERNAL_PREFIX}model", create_scripted_model_app())
+        app.mount(INTERNAL_PREFIX.rstrip("/"), demo_mcp)
     return app

@@ -13,12 +13,15 @@ exactly the caller (and run) whose tool call caused it.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
+
+from app.mcp.sdk_internals import InputDispatch, wrap_input_dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -89,29 +92,43 @@ class ServerCallbacks:
             options["elicitation_callback"] = self.elicit
         return options
 
+    def declaration(self) -> str:
+        """What these callbacks make the client declare, as text: a part of every cache key for
+        what the server answers, since a server may answer clients that declare differently
+        differently (e.g. offer a tool only to clients that can sample)."""
+        options = self.client_options()
+        sampling = options.get("sampling_capabilities")
+        declared = {
+            "sampling": None if sampling is None else sampling.model_dump(mode="json"),
+            "elicitation": "elicitation_callback" in options,
+        }
+        return json.dumps(declared, sort_keys=True)
+
     def watch_undeclared(self, session: Any) -> None:
         """Log requests for capabilities we did not declare (the SDK refuses them itself)."""
-        dispatch = session.dispatch_input_request
 
-        async def logged(ctx: ClientRequestContext, request: types.InputRequest) -> Any:
-            method = getattr(request, "method", type(request).__name__)
-            undeclared = (method == "sampling/createMessage" and self.sampler is None) or (
-                method == "elicitation/create" and not self.declare_elicitation
-            )
-            if undeclared:
-                logger.warning(
-                    "MCP server used a capability toolbridge did not declare; "
-                    "refused: server=%s method=%s",
-                    self.server_label,
-                    method,
+        def logging_dispatch(dispatch: InputDispatch) -> InputDispatch:
+            async def logged(ctx: Any, request: types.InputRequest) -> Any:
+                method = getattr(request, "method", type(request).__name__)
+                undeclared = (method == "sampling/createMessage" and self.sampler is None) or (
+                    method == "elicitation/create" and not self.declare_elicitation
                 )
-                self.notes.append(
-                    {
-                        "kind": "refused",
-                        "method": method,
-                        "message": f"{method} is not allowed for this server",
-                    }
-                )
-            return await dispatch(ctx, request)
+                if undeclared:
+                    logger.warning(
+                        "MCP server used a capability toolbridge did not declare; "
+                        "refused: server=%s method=%s",
+                        self.server_label,
+                        method,
+                    )
+                    self.notes.append(
+                        {
+                            "kind": "refused",
+                            "method": method,
+                            "message": f"{method} is not allowed for this server",
+                        }
+                    )
+                return await dispatch(ctx, request)
 
-        session.dispatch_input_request = logged
+            return logged
+
+        wrap_input_dispatch(session, logging_dispatch)

@@ -34,8 +34,10 @@ from pydantic import ValidationError
 from app.errors import ServerUnreachable
 from app.mcp.callbacks import Note, ServerCallbacks
 from app.mcp.results import result_text, truncate
+from app.mcp.sdk_internals import absorb_tool_listing
 from app.mcp.servers import ServerSpec
 from app.mcp.ssrf import PinnedTransport
+from app.mcp.stdio import stdio_transport
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 
 logger = logging.getLogger(__name__)
@@ -176,8 +178,10 @@ class McpConnector:
         eras: EraStore,
         default_ttl_s: int,
         share_public: bool,
+        stderr_level: int = logging.INFO,
     ) -> None:
         self._transport = _SharedTransport(pool)
+        self._stderr_level = stderr_level
         self._cache_store = cache_store
         self.eras = eras
         self._default_ttl_ms = default_ttl_s * 1000
@@ -203,9 +207,8 @@ class McpConnector:
     def client(self, spec: ServerSpec, era: Any, callbacks: ServerCallbacks) -> Client:
         """An unopened SDK client for ``spec``; ``era`` is the remembered one, if any."""
         if spec.transport == "stdio":
-            server: Any = StdioServerParameters(
-                command=spec.command[0], args=list(spec.command[1:])
-            )
+            params = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+            server: Any = stdio_transport(params, spec.label, self._stderr_level)
         elif spec.transport == "sse" or era == "sse":
             assert spec.url is not None
             server = sse_client(
@@ -226,7 +229,8 @@ class McpConnector:
         cache = CacheConfig(
             store=self._cache_store,
             partition=spec.credential_hash(),
-            target_id=spec.target(),
+            # A server may offer other tools to a client that declares other capabilities.
+            target_id=f"{spec.target()}#{callbacks.declaration()}",
             default_ttl_ms=self._default_ttl_ms,
             share_public=self._share_public,
         )
@@ -331,11 +335,8 @@ class RunConnections:
         callbacks.watch_undeclared(client.session)
         if spec.known_tools is not None:
             # The conversation already holds this server's list (OpenAI reuses it too). The SDK
-            # must know the tools to call them on a 2026-07-28 server without re-listing; this
-            # is what it does itself on a cache hit.
-            listing = types.ListToolsResult(tools=list(spec.known_tools))
-            client.session._absorb_tool_listing(listing, complete=True)
-            tools = list(spec.known_tools)
+            # must know the tools to call them on a 2026-07-28 server without re-listing.
+            tools = absorb_tool_listing(client.session, list(spec.known_tools))
         else:
             with anyio.fail_after(self._list_timeout_s):
                 tools = await self._list_tools(client)

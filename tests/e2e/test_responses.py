@@ -265,3 +265,24 @@ def test_bad_input_item_is_400_with_param(toolbridge: ServerThread) -> None:
     )
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "input[0]"
+
+
+def test_a_replayed_list_is_filtered_by_the_sdk_before_the_model_sees_it(
+    client: openai.OpenAI, mcp_server: RunningMcpServer, scripted_model: ServerThread
+) -> None:
+    """A 2026-07-28 client must drop tools with invalid x-mcp-header annotations; a list the
+    caller replays goes through the same filter as one the server sent."""
+    tools = [mcp_tool(mcp_server, require_approval="never")]
+    first = client.responses.create(model="scripted-a", input="hi", tools=tools, store=False)
+    listing = first.output[0].model_dump(exclude_none=True)
+    bad_schema = {
+        "type": "object",
+        "properties": {"region": {"type": "object", "x-mcp-header": "Region"}},
+    }
+    listing["tools"].append({"name": "smuggled", "input_schema": bad_schema})
+    replay = [listing, {"role": "user", "content": "say hi"}]
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
+    client.responses.create(model="scripted-a", input=replay, tools=tools, store=False)
+    offered = [t["function"]["name"] for t in calls[before]["tools"]]
+    assert "calc__echo" in offered and "calc__smuggled" not in offered

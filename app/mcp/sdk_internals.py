@@ -1,0 +1,55 @@
+"""Every use of the ``mcp`` SDK's private or internal API, in one place (pinned: mcp==2.3.0).
+
+``check()`` runs at start-up, so an SDK that changed under us stops toolbridge with a clear
+message instead of failing requests later as if an MCP server were at fault; a test pins each
+use against the installed SDK.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.client.session import ClientSession
+
+
+class SdkIncompatible(RuntimeError):
+    """The installed ``mcp`` SDK lacks an internal toolbridge relies on."""
+
+
+def absorb_tool_listing(session: Any, tools: list[types.Tool]) -> list[types.Tool]:
+    """Make the session know ``tools`` without listing them (as it does on a cache hit), and
+    return the tools it kept: on a 2026-07-28 session it drops tools with invalid x-mcp-header
+    annotations, and the model must never be offered those.
+
+    Private: ``ClientSession._absorb_tool_listing``."""
+    listing = types.ListToolsResult(tools=list(tools))
+    kept: types.ListToolsResult = session._absorb_tool_listing(listing, complete=True)
+    return list(kept.tools)
+
+
+InputDispatch = Callable[[Any, types.InputRequest], Awaitable[Any]]
+
+
+def wrap_input_dispatch(session: Any, wrap: Callable[[InputDispatch], InputDispatch]) -> None:
+    """Route every server-to-client request of ``session`` through ``wrap(original)``.
+
+    Internal: relies on the session calling ``self.dispatch_input_request`` for both eras."""
+    session.dispatch_input_request = wrap(session.dispatch_input_request)
+
+
+def check() -> None:
+    """Raise ``SdkIncompatible`` unless every internal above exists with the expected shape."""
+    absorb = getattr(ClientSession, "_absorb_tool_listing", None)
+    if absorb is None or "complete" not in inspect.signature(absorb).parameters:
+        raise SdkIncompatible(
+            "the installed mcp SDK has no ClientSession._absorb_tool_listing(result, complete=): "
+            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
+        )
+    if not inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)):
+        raise SdkIncompatible(
+            "the installed mcp SDK has no ClientSession.dispatch_input_request: "
+            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
+        )
