@@ -24,6 +24,8 @@ class JsonFormatter(logging.Formatter):
         }
         if (rid := getattr(record, "request_id", None) or request_id.get()) is not None:
             entry["request_id"] = rid
+        if (server := getattr(record, "server", None)) is not None:
+            entry["server"] = server  # an MCP server's label, e.g. on its stderr lines
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -16,6 +16,8 @@ from app.metrics import REQUESTS
 
 logger = logging.getLogger("toolbridge.http")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+INTERNAL_PREFIX = "/demo/"
+"""The demo's model and MCP server, called by this process itself: not client traffic."""
 
 
 class RequestIdMiddleware:
@@ -46,8 +48,9 @@ class RequestIdMiddleware:
             # The path only: a query string could carry something a caller considers secret.
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
-            route = scope.get("route")  # the path template, so ids do not explode the labels
-            REQUESTS.labels(getattr(route, "path", "unmatched"), str(status)).inc()
+            if not scope["path"].startswith(INTERNAL_PREFIX):
+                route = scope.get("route")  # the path template, so ids do not explode labels
+                REQUESTS.labels(getattr(route, "path", "unmatched"), str(status)).inc()
             request_id.reset(token)
 
 

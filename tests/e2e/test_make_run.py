@@ -16,6 +16,7 @@ import httpx
 import openai
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.embedded import free_port
 
@@ -88,6 +89,34 @@ def test_embedded_redis_is_started_and_announced(launched: Launched) -> None:
     redis_url = log.split("embedded redis-server at ")[1].split(" ")[0]
     assert redis.Redis.from_url(redis_url).ping()
     assert (log_path.parent / "data" / "redis").is_dir()
+
+
+def test_metrics_count_client_requests_only(launched: Launched) -> None:
+    """The demo's model and MCP server are called by toolbridge itself: not client traffic."""
+
+    def requests_by_route() -> dict[str, float]:
+        text = httpx.get(f"{launched.url}/metrics", timeout=30).text
+        counts: dict[str, float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "toolbridge_http_requests_total":
+                    route = sample.labels["route"]
+                    counts[route] = counts.get(route, 0) + sample.value
+        return counts
+
+    before = requests_by_route()
+    client = openai.OpenAI(base_url=f"{launched.url}/v1", api_key="anything")
+    for _ in range(3):
+        client.chat.completions.create(
+            model="toolbridge-demo",
+            messages=[{"role": "user", "content": 'call demo__add {"a": 2, "b": 3}'}],
+            tools=[{"type": "mcp", "server_label": "demo"}],  # type: ignore[list-item]
+        )
+    after = requests_by_route()
+    grown = {route: after[route] - before.get(route, 0) for route in after}
+    assert grown.pop("/v1/chat/completions") == 3
+    assert grown.pop("/metrics", 0) <= 1
+    assert not any(grown.values()), grown  # no /demo/... traffic, nothing else
 
 
 def test_sigterm_finishes_in_flight_work_then_exits_cleanly(launched: Launched) -> None:
