@@ -226,6 +226,11 @@ class Settings(BaseSettings):
     redis_prefix: str = "tb:"
     data_dir: Path = Path(".data")
 
+    mcp_ca_file: Path | None = None
+    """A PEM bundle of extra CAs to trust for MCP servers over https (a private CA), on top of
+    the public ones."""
+    metrics_token: SecretStr | None = None
+    """When set, ``GET /metrics`` needs ``Authorization: Bearer <token>``."""
     ssrf_allowlist: list[str] = Field(default_factory=list)
     """CIDRs and hostnames (``*.corp.example``) a caller's server_url may reach although they
     are internal. Registered servers need no entry."""

@@ -7,6 +7,8 @@ import json
 import logging
 import time
 
+from app.redact import redact_urls
+
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 """The current request's id (``X-Request-ID``), set by the API middleware."""
 
@@ -20,14 +22,16 @@ class JsonFormatter(logging.Formatter):
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname,
             "logger": record.name,
-            "message": record.getMessage(),
+            # Libraries log URLs (the mcp SDK logs each server's at DEBUG): their query values
+            # and userinfo can be credentials.
+            "message": redact_urls(record.getMessage()),
         }
         if (rid := getattr(record, "request_id", None) or request_id.get()) is not None:
             entry["request_id"] = rid
         if (server := getattr(record, "server", None)) is not None:
             entry["server"] = server  # an MCP server's label, e.g. on its stderr lines
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact_urls(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 

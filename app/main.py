@@ -24,8 +24,8 @@ from app.engine.loop import EngineDeps
 from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
-from app.mcp.connection import McpConnector
-from app.mcp.ssrf import AddressPolicy
+from app.mcp.connection import McpConnector, tls_context
+from app.mcp.ssrf import AddressPolicy, caller_pool
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 from app.store.rate import RateLimiter
@@ -35,13 +35,19 @@ from app.tracing import configure_tracing
 logger = logging.getLogger("toolbridge")
 
 MCP_POOL_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=128)
-"""One pool for every MCP server this process talks to."""
+"""Per pool: one for registered MCP servers, one for the servers callers name by URL."""
 
 
-def _build_services(settings: Settings, redis: Redis, pool: httpx2.AsyncHTTPTransport) -> Services:
+def _build_services(
+    settings: Settings,
+    redis: Redis,
+    pool: httpx2.AsyncHTTPTransport,
+    caller_pool: httpx2.AsyncHTTPTransport,
+) -> Services:
     prefix = settings.redis_prefix
     connector = McpConnector(
         pool=pool,
+        caller_pool=caller_pool,
         cache_store=RedisResponseCacheStore(redis, prefix),
         eras=EraStore(redis, prefix, settings.server_era_ttl_s),
         default_ttl_s=settings.tool_list_ttl_s,
@@ -113,11 +119,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         async with AsyncExitStack() as stack:
             redis = Redis.from_url(settings.redis_url)
             stack.push_async_callback(redis.aclose)
-            pool = httpx2.AsyncHTTPTransport(limits=MCP_POOL_LIMITS)
+            tls = tls_context(settings.mcp_ca_file)
+            pool = httpx2.AsyncHTTPTransport(verify=tls, limits=MCP_POOL_LIMITS)
             stack.push_async_callback(pool.aclose)
+            caller = caller_pool(verify=tls, limits=MCP_POOL_LIMITS)
+            stack.push_async_callback(caller.aclose)
             if demo_mcp is not None:
                 await stack.enter_async_context(demo_mcp.router.lifespan_context(demo_mcp))
-            services = _build_services(settings, redis, pool)
+            services = _build_services(settings, redis, pool, caller)
             app.state.services = services
             _announce(settings, services)
             yield

@@ -34,6 +34,7 @@ from app.errors import InvalidRequest, ServerUnreachable, ToolbridgeError
 from app.mcp.naming import exposed_name
 from app.mcp.servers import ApprovalPolicy
 from app.principal import Principal
+from app.redact import redact_url
 from app.store.responses import StoredResponse
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -168,6 +169,8 @@ def _echoed_fields(body: ResponsesRequest) -> dict[str, Any]:
         echoed = tool.model_dump(exclude_none=True)
         if isinstance(tool, McpToolParam):
             echoed.update(headers=None, authorization=None)
+            if tool.server_url is not None:
+                echoed["server_url"] = redact_url(tool.server_url)
             echoed.setdefault("require_approval", "always")
         tools.append(echoed)
     return {

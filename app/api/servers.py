@@ -9,6 +9,7 @@ address checked, and credentials go to their server only.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,9 +58,53 @@ def approval_policy(
     return ApprovalPolicy(default=True, always=filters.get("always"), never=filters.get("never"))
 
 
-def _headers(tool: McpToolParam) -> dict[str, str]:
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+"""An RFC 9110 token."""
+_HEADER_VALUE = re.compile(r"^[\t\x20-\x7e\x80-\xff]*$")
+"""Visible latin-1 text, spaces and tabs: what HTTP/1.1 can carry (no CR, LF or NUL)."""
+OWNED_HEADERS = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "mcp-protocol-version",
+        "mcp-session-id",
+    }
+)
+"""Headers the transport and the MCP session set: a caller may not override them."""
+
+
+def _checked_headers(tool: McpToolParam, param: str) -> dict[str, str]:
+    """The headers to send to the caller's server; one that cannot be sent as given, or that
+    toolbridge owns, is the caller's mistake (400 naming it), and nothing is sent."""
     headers = dict(tool.headers or {})
+    for name, value in headers.items():
+        where = f"{param}.headers.{name}"
+        if not _HEADER_NAME.match(name):
+            raise InvalidRequest(
+                "Header names must be HTTP tokens (no spaces, colons or control characters).",
+                param=where,
+            )
+        if name.lower() in OWNED_HEADERS:
+            raise InvalidRequest(
+                f"The header '{name}' is set by toolbridge and cannot be given.", param=where
+            )
+        if not _HEADER_VALUE.match(value):
+            raise InvalidRequest(
+                "Header values must be latin-1 text without CR, LF or other control characters.",
+                param=where,
+            )
     if tool.authorization:
+        if not _HEADER_VALUE.match(tool.authorization):
+            raise InvalidRequest(
+                "authorization must be latin-1 text without CR, LF or other control characters.",
+                param=f"{param}.authorization",
+            )
         headers["Authorization"] = f"Bearer {tool.authorization}"
     return headers
 
@@ -126,7 +171,7 @@ def _registered(
         url=server.url,
         transport=server.transport,
         command=tuple(server.command or ()),
-        headers={**server.headers(), **_headers(tool)},
+        headers={**server.headers(), **_checked_headers(tool, param)},
         allowed_tools=_tool_filter(tool.allowed_tools),
         registered=True,
         elicitation=server.elicitation,
@@ -145,12 +190,13 @@ async def _caller_supplied(
             "matching its patterns).",
             param=f"{param}.server_url",
         )
-    address = await pin_url(url, policy, param=f"{param}.server_url")
+    headers = _checked_headers(tool, param)
+    pinned = await pin_url(url, policy, param=f"{param}.server_url")
     return ServerSpec(
         label=tool.server_label,
         url=url,
-        headers=_headers(tool),
+        headers=headers,
         allowed_tools=_tool_filter(tool.allowed_tools),
-        pinned_address=address,
+        pinned=pinned,
         sampling=principal.allow_sampling,
     )

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES
+from app.errors import Unauthenticated
 from app.principal import Principal
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -30,8 +32,15 @@ async def list_models(
 
 
 @router.get("/metrics", response_model=None)
-async def metrics() -> Response:
-    """Prometheus metrics (see ``app/metrics.py`` and the README for their meaning)."""
+async def metrics(request: Request, services: Services = Depends(get_services)) -> Response:
+    """Prometheus metrics (see ``app/metrics.py`` and the README for their meaning); with
+    ``TOOLBRIDGE_METRICS_TOKEN`` set, only for scrapers that send it as a bearer token."""
+    token = services.settings.metrics_token
+    if token is not None:
+        given = request.headers.get("authorization", "")
+        expected = f"Bearer {token.get_secret_value()}"
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise Unauthenticated("/metrics needs the metrics bearer token.")
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

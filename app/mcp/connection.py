@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio
+import certifi
 import httpx2
 import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
@@ -47,6 +50,15 @@ _LIST_PAGE_CAP = 100
 _CLOSE_TIMEOUT_S = 5.0
 """A server that hangs on session teardown cannot hold a finished run open longer."""
 CLIENT_INFO = types.Implementation(name="toolbridge", version="0.1.0")
+
+
+def tls_context(extra_ca_file: Path | None) -> ssl.SSLContext:
+    """TLS for MCP servers: the public CAs (certifi), plus the operator's CA bundle if given
+    (for servers with certificates from a private CA)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if extra_ca_file is not None:
+        context.load_verify_locations(cafile=str(extra_ca_file))
+    return context
 
 
 class _SharedTransport(httpx2.AsyncBaseTransport):
@@ -174,6 +186,7 @@ class McpConnector:
         self,
         *,
         pool: httpx2.AsyncBaseTransport,
+        caller_pool: httpx2.AsyncBaseTransport,
         cache_store: RedisResponseCacheStore,
         eras: EraStore,
         default_ttl_s: int,
@@ -181,6 +194,8 @@ class McpConnector:
         stderr_level: int = logging.INFO,
     ) -> None:
         self._transport = _SharedTransport(pool)
+        self._caller_pool = caller_pool
+        """Caller-supplied servers' pool: connects only to checked addresses (``ssrf``)."""
         self._stderr_level = stderr_level
         self._cache_store = cache_store
         self.eras = eras
@@ -190,9 +205,8 @@ class McpConnector:
     def _http_factory(self, spec: ServerSpec) -> Any:
         """Makes the per-connection HTTP clients: the shared pool, pinned for caller URLs."""
         transport: httpx2.AsyncBaseTransport = self._transport
-        if spec.pinned_address is not None and spec.url is not None:
-            host = httpx2.URL(spec.url).host
-            transport = PinnedTransport(self._transport, host, spec.pinned_address)
+        if spec.pinned is not None:
+            transport = PinnedTransport(self._caller_pool, spec.pinned)
 
         def make(
             headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None

@@ -10,6 +10,8 @@ from typing import Literal
 
 import mcp_types as types
 
+from app.mcp.ssrf import PinnedUrl
+
 Transport = Literal["streamable_http", "sse", "stdio"]
 
 
@@ -80,7 +82,7 @@ class ServerSpec:
     """This server's own rate limit (registered servers); None: the default."""
     sampling_budget_usd: float | None = None
     """This server's own sampling budget (registered servers)."""
-    pinned_address: str | None = None
+    pinned: PinnedUrl | None = None
     """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
 
     def credential_hash(self) -> str:

@@ -1,23 +1,34 @@
 """Keeping caller-supplied ``server_url``s from reaching into the cluster (SSRF).
 
-A URL from a request is checked before any byte is sent to it: ``http``/``https`` only; the
-host is resolved once and every address it resolves to must be public (not loopback, private,
-link-local, CGNAT, multicast, unspecified or reserved, in IPv4, IPv6 or IPv4-mapped form) unless
-the operator allowlists it. The connection is then pinned to the checked address, so a DNS
-answer that changes between check and connect (rebinding) cannot redirect it; the ``mcp`` SDK
-itself follows redirects only within the same origin, which stays pinned. Operator-registered
-servers are configuration, not input, and are not checked.
+A URL from a request is checked before any byte is sent to it: ``http``/``https`` only, no
+credentials in it, no characters that parsers disagree on, a real port; the host is resolved
+once and every address it resolves to must be public (not loopback, private, link-local, CGNAT,
+multicast, unspecified or reserved) unless the operator allowlists it. An IPv6 address that
+carries an IPv4 address (IPv4-mapped, -compatible and -translated, NAT64, 6to4, Teredo) is
+judged by the IPv4 address it carries, since that is where a translating network delivers it.
+
+Caller traffic then goes through a pool of its own whose network backend connects only to the
+address checked for the request's host: a DNS answer that changes between check and connect
+(rebinding) cannot redirect it, the pool keys connections by hostname (a connection validated
+for one name never serves another on the same address), and TLS verifies the real hostname.
+The ``mcp`` SDK follows redirects only within the same origin, which stays pinned; a request
+for any other host is refused. Operator-registered servers are configuration, not input, and
+use the ordinary pool.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
+import httpcore2
 import httpx2
 
 from app.errors import InvalidRequest
@@ -25,9 +36,35 @@ from app.errors import InvalidRequest
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+_CARRY_IPV4_IN_LOW_BITS = tuple(
+    ipaddress.IPv6Network(n)
+    for n in (
+        "64:ff9b::/96",  # NAT64 well-known prefix (RFC 6052)
+        "::/96",  # IPv4-compatible (deprecated, still routed by some stacks)
+        "::ffff:0:0:0/96",  # IPv4-translated (SIIT, RFC 2765)
+    )
+)
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+"""RFC 8215: local-use NAT64, where the IPv4 address sits at a site-chosen offset: never public."""
+_AMBIGUOUS_CHARACTERS = frozenset("\\ \t\r\n\x00")
+"""Characters on which URL parsers disagree about where the host ends."""
+
 
 class UnsafeServerUrl(InvalidRequest):
     """A request-supplied server_url that toolbridge will not connect to."""
+
+
+def carried_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries (and a translator would deliver it to)."""
+    if address.ipv4_mapped is not None:
+        return (address.ipv4_mapped,)
+    if any(address in network for network in _CARRY_IPV4_IN_LOW_BITS):
+        return (ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF),)
+    if address.sixtofour is not None:
+        return (address.sixtofour,)
+    if address.teredo is not None:
+        return address.teredo  # (server, client): both are reached
+    return ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,74 +96,156 @@ class AddressPolicy:
     def allows_address(self, address: IPAddress) -> bool:
         if any(address in network for network in self.networks):
             return True
-        mapped = getattr(address, "ipv4_mapped", None)
-        if mapped is not None:
-            return self.allows_address(mapped)
+        if isinstance(address, ipaddress.IPv6Address):
+            if address in _NAT64_LOCAL_USE:
+                return False
+            if carried := carried_ipv4(address):
+                return all(self.allows_address(v4) for v4 in carried)
         return address.is_global and not address.is_multicast
 
 
-async def _resolve(host: str, port: int) -> list[IPAddress]:
+async def _resolve(host: str, port: int, param: str) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
     try:
         infos = await anyio.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError):
         raise UnsafeServerUrl(
-            f"The host '{host}' of server_url could not be resolved.", param="server_url"
+            "The host of server_url could not be resolved.", param=param
         ) from None
     return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
 
-async def pin_url(url: str, policy: AddressPolicy, *, param: str) -> str:
-    """Check a caller-supplied URL; return the address to connect to.
+@dataclass(frozen=True, slots=True)
+class PinnedUrl:
+    """A checked caller URL's host, and the address its connections must go to."""
 
-    Raises:
-        UnsafeServerUrl: the scheme is not http(s), the host does not resolve, or it resolves
-            to an address the policy does not allow.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UnsafeServerUrl("server_url must be an absolute http or https URL.", param=param)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise UnsafeServerUrl("server_url has an invalid port.", param=param) from None
-    addresses = await _resolve(parts.hostname, port)
-    if not addresses:
+    host: str
+    """As httpx gives it in ``URL.host`` (IDNs decoded)."""
+    wire_host: str
+    """As the connection pool sees it (IDNs in punycode, no brackets)."""
+    address: str
+
+
+def _parse(url: str, param: str) -> tuple[httpx2.URL, int]:
+    """The URL as httpx (which will connect) parses it, and its port; refused when anything
+    about it is ambiguous or carries credentials."""
+    if any(c in _AMBIGUOUS_CHARACTERS or ord(c) < 0x20 for c in url):
         raise UnsafeServerUrl(
-            f"The host '{parts.hostname}' of server_url has no address.", param=param
+            "server_url contains characters that are not allowed in a URL.", param=param
         )
-    if policy.allows_host(parts.hostname):
-        return str(addresses[0])
-    refused = [a for a in addresses if not policy.allows_address(a)]
-    if refused:
+    try:
+        parsed = httpx2.URL(url)
+        split = urlsplit(url)
+        port = parsed.port
+    except (httpx2.InvalidURL, ValueError):
+        raise UnsafeServerUrl("server_url is not a valid URL.", param=param) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise UnsafeServerUrl("server_url must be an absolute http or https URL.", param=param)
+    if parsed.userinfo or split.username is not None:
         raise UnsafeServerUrl(
-            f"server_url resolves to an address toolbridge does not connect to ({refused[0]}): "
-            "loopback, private, link-local and other internal ranges are refused unless the "
-            "operator allowlists them.",
+            "server_url must not contain credentials: send them with 'headers' or "
+            "'authorization' instead.",
             param=param,
         )
-    return str(addresses[0])
+    if (split.hostname or "").lower().rstrip(".") != parsed.host.lower().rstrip("."):
+        raise UnsafeServerUrl("server_url is not a valid URL.", param=param)
+    if port == 0:
+        raise UnsafeServerUrl("server_url has an invalid port.", param=param)
+    return parsed, port or (443 if parsed.scheme == "https" else 80)
+
+
+async def pin_url(url: str, policy: AddressPolicy, *, param: str) -> PinnedUrl:
+    """Check a caller-supplied URL; return where to connect.
+
+    Raises:
+        UnsafeServerUrl: the URL is not a plain http(s) URL, the host does not resolve, or it
+            resolves to an address the policy does not allow. Messages never say what a name
+            resolves to: that would map the internal network for anyone who asks.
+    """
+    parsed, port = _parse(url, param)
+    host = parsed.host
+    addresses = await _resolve(host.strip("[]"), port, param)
+    if not addresses:
+        raise UnsafeServerUrl("The host of server_url has no address.", param=param)
+    if not policy.allows_host(host) and not all(policy.allows_address(a) for a in addresses):
+        raise UnsafeServerUrl(
+            "server_url does not point to a public server: loopback, private, link-local and "
+            "other internal addresses are refused unless the operator allowlists them.",
+            param=param,
+        )
+    wire_host = parsed.raw_host.decode("ascii").strip("[]")
+    return PinnedUrl(host=host, wire_host=wire_host, address=str(addresses[0]))
+
+
+_checked: contextvars.ContextVar[PinnedUrl | None] = contextvars.ContextVar(
+    "toolbridge_checked_address", default=None
+)
+"""The checked address of the caller URL whose request is being sent (set per request)."""
+
+
+class _CheckedAddressBackend(httpcore2.AsyncNetworkBackend):
+    """Opens connections only to the address checked for the request's host (fails closed)."""
+
+    def __init__(self) -> None:
+        self._inner = httpcore2.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore2.AsyncNetworkStream:
+        checked = _checked.get()
+        if checked is None or checked.wire_host != host.strip("[]"):
+            raise httpcore2.ConnectError(f"refused: {host} was not checked for this request")
+        return await self._inner.connect_tcp(
+            checked.address, port, timeout, local_address, socket_options
+        )
+
+    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore2.AsyncNetworkStream:
+        raise httpcore2.ConnectError("refused: unix sockets are never a caller's MCP server")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def caller_pool(*, verify: ssl.SSLContext, limits: httpx2.Limits) -> httpx2.AsyncHTTPTransport:
+    """The pool for caller-supplied servers: every connection goes to a checked address.
+
+    Private: httpx2 takes no network backend, so its ``AsyncHTTPTransport._pool`` is replaced
+    by an equal pool with ours (covered by the TLS and rebinding tests)."""
+    transport = httpx2.AsyncHTTPTransport(verify=verify, limits=limits)
+    transport._pool = httpcore2.AsyncConnectionPool(
+        ssl_context=verify,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_CheckedAddressBackend(),
+    )
+    return transport
 
 
 class PinnedTransport(httpx2.AsyncBaseTransport):
-    """Sends every request for ``host`` to the address it was checked at."""
+    """Sends a caller URL's requests through the caller pool, to the address it was checked at."""
 
-    def __init__(self, inner: httpx2.AsyncBaseTransport, host: str, address: str) -> None:
-        self._inner = inner
-        self._host = host
-        self._address = address
+    def __init__(self, pool: httpx2.AsyncBaseTransport, pinned: PinnedUrl) -> None:
+        self._pool = pool
+        self._pinned = pinned
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.host != self._host:
+        if request.url.host != self._pinned.host:
             # Only same-origin redirects are followed by the SDK; anything else is refused here.
-            raise httpx2.ConnectError(f"refused: not the checked host {self._host}")
-        if request.url.scheme == "https":
-            request.extensions = {**request.extensions, "sni_hostname": self._host}
-        request.url = request.url.copy_with(host=self._address)  # Host header keeps the name
-        return await self._inner.handle_async_request(request)
+            raise httpx2.ConnectError(f"refused: not the checked host {self._pinned.host}")
+        token = _checked.set(self._pinned)
+        try:
+            return await self._pool.handle_async_request(request)
+        finally:
+            _checked.reset(token)
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        """The pool belongs to the process, not to this connection."""

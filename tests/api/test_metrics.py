@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 from prometheus_client.parser import text_string_to_metric_families
@@ -41,3 +43,19 @@ def test_metrics_count_requests_runs_and_tool_calls(
     assert grew("toolbridge_run_model_turns_sum") == 2
     assert grew("toolbridge_budget_holds_total", outcome="settled") == 2
     assert grew("toolbridge_budget_spend_usd_total") > 0
+
+
+def test_metrics_need_the_token_when_one_is_set(toolbridge_factory: Any) -> None:
+    server = toolbridge_factory(metrics_token="scrape-SECRET")
+    url = f"{server.url}/metrics"
+    assert httpx.get(url, timeout=30).status_code == 401
+    wrong = httpx.get(url, timeout=30, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error"]["code"] == "invalid_api_key"
+    right = httpx.get(url, timeout=30, headers={"Authorization": "Bearer scrape-SECRET"})
+    assert right.status_code == 200 and "toolbridge_http_requests_total" in right.text
+    assert "scrape-SECRET" not in wrong.text
+
+
+def test_metrics_are_open_without_a_token(toolbridge: ServerThread) -> None:
+    """The default: for in-cluster scraping only (README, NetworkPolicy)."""
+    assert httpx.get(f"{toolbridge.url}/metrics", timeout=30).status_code == 200

@@ -19,6 +19,7 @@ from tests.fixtures.servers import ServerThread
 
 HEADER_SECRET = "hdr-SECRET-7f3a9"
 BEARER_SECRET = "bearer-SECRET-c41d"
+QUERY_SECRET = "query-SECRET-91be"
 
 
 class Collect(logging.Handler):
@@ -56,6 +57,7 @@ def test_secrets_appear_in_no_log_no_store_no_response(
 ) -> None:
     tool: dict[str, Any] = mcp_tool(
         mcp_server,
+        server_url=f"{mcp_server.url}?token={QUERY_SECRET}",
         headers={"X-Api-Key": HEADER_SECRET},
         authorization=BEARER_SECRET,
         require_approval="never",
@@ -67,13 +69,14 @@ def test_secrets_appear_in_no_log_no_store_no_response(
             messages=[{"role": "user", "content": 'call calc__echo {"text": "x"}'}],
         ).model_dump_json()
     ]
-    outputs.append(
-        client.responses.create(
-            model="scripted-a",
-            tools=[tool],  # type: ignore[arg-type]
-            input='call calc__echo {"text": "x"}',
-        ).model_dump_json()
+    response = client.responses.create(
+        model="scripted-a",
+        tools=[tool],  # type: ignore[arg-type]
+        input='call calc__echo {"text": "x"}',
     )
+    assert response.tools[0].server_url.endswith("?token=REDACTED")  # echoed without its value
+    outputs.append(response.model_dump_json())
+    outputs.append(client.responses.retrieve(response.id).model_dump_json())
     dead = {**tool, "server_url": "http://127.0.0.1:9/mcp"}
     with pytest.raises(openai.APIStatusError) as caught:
         client.chat.completions.create(
@@ -83,8 +86,9 @@ def test_secrets_appear_in_no_log_no_store_no_response(
         )
     outputs.append(json.dumps(caught.value.body))
     assert mcp_server.log.headers[-1]["x-api-key"] == HEADER_SECRET  # it was used
+    assert mcp_server.log.queries[-1] == f"token={QUERY_SECRET}"  # so was the query
     assert len(debug_logs.lines) > 20  # DEBUG logging really was on
-    secrets = (HEADER_SECRET, BEARER_SECRET, TEST_KEY, "sk-provider")
+    secrets = (HEADER_SECRET, BEARER_SECRET, QUERY_SECRET, TEST_KEY, "sk-provider")
     for line in debug_logs.lines + outputs:
         assert not any(secret in line for secret in secrets), line
     store = redis.Redis.from_url(redis_url)

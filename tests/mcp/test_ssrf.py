@@ -32,13 +32,27 @@ DEFAULT = AddressPolicy()
         "::ffff:10.0.0.1",
         "ff02::1",
         "240.0.0.1",
+        # IPv6 forms that carry an IPv4 address are judged by it:
+        "::127.0.0.1",  # IPv4-compatible
+        "::ffff:0:7f00:1",  # IPv4-translated (SIIT)
+        "64:ff9b::7f00:1",  # NAT64 well-known prefix -> 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 -> 169.254.169.254 (cloud metadata)
+        "64:ff9b::a00:1",  # NAT64 -> 10.0.0.1
+        "64:ff9b:1::a00:1",  # local-use NAT64 (RFC 8215)
+        "2002:7f00:1::1",  # 6to4 -> 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 -> 169.254.169.254
+        "2001:0:4136:e378:8000:63bf:80ff:fffe",  # Teredo, client 127.0.0.1
+        "2001:0:a00:1::1",  # Teredo, server 10.0.0.1
     ],
 )
 def test_internal_addresses_are_refused(address: str) -> None:
     assert not DEFAULT.allows_address(ipaddress.ip_address(address))
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111"])
+@pytest.mark.parametrize(
+    "address",
+    ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "64:ff9b::808:808", "2002:808:808::1"],
+)
 def test_public_addresses_are_allowed(address: str) -> None:
     assert DEFAULT.allows_address(ipaddress.ip_address(address))
 
@@ -57,22 +71,30 @@ def test_allowlist_opens_networks_and_hostnames() -> None:
         ("file:///etc/passwd", "absolute http or https"),
         ("gopher://example.com/", "absolute http or https"),
         ("http:///nohost", "absolute http or https"),
-        ("http://127.0.0.1:8080/mcp", "127.0.0.1"),
-        ("http://localhost/mcp", "does not connect"),
-        ("http://[::ffff:169.254.169.254]/latest", "does not connect"),
-        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://127.0.0.1:8080/mcp", "not point to a public server"),
+        ("http://localhost/mcp", "not point to a public server"),
+        ("http://[::ffff:169.254.169.254]/latest", "not point to a public server"),
+        ("http://[64:ff9b::a9fe:a9fe]/latest", "not point to a public server"),
+        ("http://169.254.169.254/latest/meta-data/", "not point to a public server"),
         ("http://no-such-host.invalid/mcp", "could not be resolved"),
+        ("http://8.8.8.8:0/mcp", "invalid port"),
+        ("http://user:secret@8.8.8.8/mcp", "must not contain credentials"),
+        ("http://8.8.8.8\\@127.0.0.1/mcp", "characters that are not allowed"),
+        ("http://8.8.8.8 /mcp", "characters that are not allowed"),
     ],
 )
 def test_pin_url_refuses(url: str, message: str) -> None:
-    with pytest.raises(UnsafeServerUrl, match=message.replace(".", r"\.")):
+    with pytest.raises(UnsafeServerUrl, match=message) as caught:
         anyio.run(lambda: pin_url(url, DEFAULT, param="tools[0].server_url"))
+    assert caught.value.param == "tools[0].server_url"
+    for revealing in ("127.0.0.1", "169.254", "::1", "secret"):
+        assert revealing not in caught.value.message  # no address, no credential
 
 
 def test_pin_url_returns_the_checked_address() -> None:
     policy = AddressPolicy.from_entries(["localhost"])
-    assert anyio.run(lambda: pin_url("http://localhost:1234/mcp", policy, param="p")) in (
-        "127.0.0.1",
-        "::1",
+    pinned = anyio.run(lambda: pin_url("http://localhost:1234/mcp", policy, param="p"))
+    assert pinned.host == "localhost" and pinned.address in ("127.0.0.1", "::1")
+    assert anyio.run(lambda: pin_url("https://8.8.8.8/mcp", DEFAULT, param="p")).address == (
+        "8.8.8.8"
     )
-    assert anyio.run(lambda: pin_url("https://8.8.8.8/mcp", DEFAULT, param="p")) == "8.8.8.8"
