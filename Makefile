@@ -28,8 +28,10 @@ fmt: $(STAMP) ## Format and fix lint
 	$(PY) -m ruff format app tests bench
 	$(PY) -m ruff check --fix app tests bench
 
-lint: $(STAMP) ## Check formatting and lint
+lint: $(STAMP) ## Check formatting, lint, and types (mypy --strict on app/)
+	$(PY) -m ruff format --check app tests bench
 	$(PY) -m ruff check app tests bench
+	$(PY) -m mypy app
 
 check: lint test ## Lint, then test
 

@@ -11,11 +11,13 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from starlette.applications import Starlette
 
-from app.api import budget, chat, responses, system
+from app.api import budget, system
 from app.api.auth import KeyRing
+from app.api.chat import routes as chat
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.middleware import INTERNAL_PREFIX, BodyLimitMiddleware, RequestIdMiddleware
+from app.api.responses import routes as responses
 from app.budget.ledger import Ledger
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
@@ -24,7 +26,7 @@ from app.engine.loop import EngineDeps
 from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
-from app.mcp.connection import McpConnector, tls_context
+from app.mcp.clients import McpClients, tls_context
 from app.mcp.ssrf import AddressPolicy, caller_pool
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
@@ -45,7 +47,7 @@ def _build_services(
     caller_pool: httpx2.AsyncHTTPTransport,
 ) -> Services:
     prefix = settings.redis_prefix
-    connector = McpConnector(
+    clients = McpClients(
         pool=pool,
         caller_pool=caller_pool,
         cache_store=RedisResponseCacheStore(redis, prefix),
@@ -61,7 +63,7 @@ def _build_services(
     )
     engine = EngineDeps(
         models=models,
-        mcp=connector,
+        mcp=clients,
         hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s),
         rates=RateLimiter(redis, prefix),
         sampling=settings.sampling,

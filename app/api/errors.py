@@ -112,7 +112,7 @@ def _param(loc: tuple[Any, ...]) -> str | None:
 def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
     first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
     param = _param(tuple(first.get("loc", ())))
-    message = first.get("msg", "Invalid request")
+    message = str(first.get("msg", "Invalid request"))
     if first.get("type") == "json_invalid":
         return 400, envelope(
             f"We could not parse the JSON body of your request. ({message})",

@@ -10,12 +10,12 @@ proxies from closing the connection. A client that disconnects cancels the run.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
 import anyio
-from anyio.abc import CancelScope
+from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -35,7 +35,7 @@ class EventStreamResponse(Response):
 
     def __init__(
         self,
-        items: AsyncIterator[str],
+        items: AsyncGenerator[str, None],
         *,
         keepalive_s: float,
         stream_error: Callable[[Exception], str],

@@ -108,7 +108,7 @@ def script_reply(model: str, messages: list[dict[str, Any]]) -> Reply:
         reply.tool_calls = found.calls
     elif results:
         names = _call_names(after)
-        parts = [f"{names.get(m.get('tool_call_id'), '?')}={_text_of(m)}" for m in results]
+        parts = [f"{names.get(str(m.get('tool_call_id')), '?')}={_text_of(m)}" for m in results]
         reply.text = "done: " + "; ".join(parts)
     elif found.said:
         reply.text = "\n".join(found.said)

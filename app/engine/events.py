@@ -8,6 +8,27 @@ from typing import Any, Literal
 
 import mcp_types as types
 
+from app.mcp.notes import Note
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call the model made: an MCP tool's (ours to run) or the caller's own."""
+
+    id: str
+    name: str
+    """The model-facing name."""
+    arguments: str
+    """JSON text, as the model wrote it."""
+
+    def as_chat(self) -> dict[str, Any]:
+        """As an entry of a Chat Completions ``tool_calls`` list."""
+        return {
+            "id": self.id,
+            "type": "function",
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolsListed:
@@ -60,8 +81,8 @@ class McpCallStarted:
     tool: str
     arguments: str
     """JSON text, as the model wrote it."""
-    approval_request_id: str | None = None
-    """Set when the call ran because the caller approved it."""
+    approved: bool = False
+    """The call ran because the caller approved it."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,8 +97,8 @@ class McpCallFinished:
     output: str | None
     error: str | None
     duration_s: float
-    approval_request_id: str | None = None
-    notes: tuple[dict[str, Any], ...] = ()
+    approved: bool = False
+    notes: tuple[Note, ...] = ()
     """What the server did through us meanwhile (asked for input, sampled a model)."""
 
 
@@ -86,7 +107,6 @@ class ApprovalRequired:
     """An MCP call waits for the caller's approval; the run ends after this turn."""
 
     kind: Literal["approval_required"] = "approval_required"
-    approval_request_id: str
     call_id: str
     server_label: str
     tool: str
@@ -126,8 +146,8 @@ class RunFinished:
     """The model's own finish reason, or the limit that ended the run."""
     detail: str | None = None
     """Why, in words, when a limit ended the run."""
-    client_tool_calls: tuple[dict[str, Any], ...] = ()
-    """Complete calls to the caller's function tools (OpenAI ``tool_calls`` entries)."""
+    client_tool_calls: tuple[ToolCall, ...] = ()
+    """Complete calls to the caller's function tools."""
     sampling: SamplingTotals | None = None
     """What MCP servers' sampling requests used during the run."""
 
@@ -153,10 +173,13 @@ class SamplingTotals:
 
 RunEvent = (
     ToolsListed
+    | TurnStarted
     | TextDelta
     | ClientToolCallDelta
     | McpCallStarted
     | McpCallFinished
+    | ApprovalRequired
     | TurnUsage
     | RunFinished
 )
+"""Every event the loop yields: renderers match on it exhaustively (checked by mypy)."""

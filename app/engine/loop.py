@@ -10,12 +10,11 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-from opentelemetry.trace import Span, Status, StatusCode
+from opentelemetry.trace import Span
 
 from app.budget.ledger import Hold, Ledger, Scope
 from app.budget.scopes import estimate, key_scopes, run_scope
@@ -28,17 +27,21 @@ from app.engine.events import (
     RunEvent,
     RunFinished,
     SamplingTotals,
+    ToolCall,
     ToolsListed,
     TurnStarted,
     TurnUsage,
 )
+from app.engine.history import restore_hidden_turns
 from app.engine.request import RunRequest
+from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
 from app.llm.client import Message, ModelCall, ModelClient
-from app.mcp.connection import McpConnector, RunConnections, ToolOutcome
+from app.mcp.clients import McpClients
+from app.mcp.run_sessions import RunSessions
 from app.mcp.tools import Toolset
-from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS, TOOL_CALLS, TOOL_SECONDS
+from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
 from app.sampling.handler import RunSampling
 from app.store.hidden_turns import HiddenTurns
 from app.store.rate import RateLimiter
@@ -59,7 +62,7 @@ class EngineDeps:
     """What the loop needs from the process."""
 
     models: ModelClient
-    mcp: McpConnector
+    mcp: McpClients
     hidden: HiddenTurns
     rates: RateLimiter
     sampling: SamplingSettings
@@ -78,8 +81,8 @@ class Answered:
 class ToolCallsRequested:
     """The model called tools: ours run now; the caller's end the run."""
 
-    server_calls: list[dict[str, Any]]
-    client_calls: list[dict[str, Any]]
+    server_calls: list[ToolCall]
+    client_calls: list[ToolCall]
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +139,7 @@ def decide(
     return ToolCallsRequested(server_calls, client_calls)
 
 
-async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
+async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent, None]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
     run_id, started, turns = uuid.uuid4().hex, time.monotonic(), 0
@@ -146,10 +149,13 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
         "gen_ai.agent.name": "toolbridge",
         "gen_ai.request.model": request.model,
     }
+    messages = list(request.messages)
+    if request.hidden_turns:
+        messages = await restore_hidden_turns(messages, deps.hidden, request.principal.key_id)
     with span("invoke_agent toolbridge", attributes) as run_span:
         state = _RunState(
-            messages=list(request.messages),
-            first_new=len(request.messages),
+            messages=messages,
+            first_new=len(messages),
             scopes=scopes,
             span=run_span,
         )
@@ -163,16 +169,14 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncIterator[RunEvent]:
             min_output_tokens=deps.budget.min_output_tokens,
             parent_span=run_span,
         )
-        async with RunConnections(
-            deps.mcp, list_timeout_s=request.limits.list_timeout_s, callbacks=sampling.callbacks_for
-        ) as conns:
-            connections = await conns.open_all(request.servers)
-            for connection in connections:
-                if connection.listed:
-                    yield ToolsListed(
-                        server_label=connection.spec.label, tools=tuple(connection.tools)
-                    )
-            toolset = Toolset(connections, reserved=request.client_tool_names())
+        async with RunSessions(
+            deps.mcp, list_timeout_s=request.limits.list_timeout_s, sampler_for=sampling.sampler_for
+        ) as run_sessions:
+            sessions = await run_sessions.open_all(request.servers)
+            for session in sessions:
+                if session.listed:
+                    yield ToolsListed(server_label=session.spec.label, tools=tuple(session.tools))
+            toolset = Toolset(sessions, reserved=request.client_tool_names())
             async for event in _answer_approvals(request, toolset, state):
                 yield event
             async for event in _turns(request, deps, toolset, state):
@@ -221,22 +225,24 @@ async def _turns(
             case Answered(reason=reason):
                 yield RunFinished(reason=_model_reason(reason))
                 return
-            case LimitReached(reason=reason, detail=detail):
-                yield RunFinished(reason=reason, detail=detail)
+            case LimitReached(reason=limit, detail=detail):
+                yield RunFinished(reason=limit, detail=detail)
                 return
             case ToolCallsRequested(server_calls=server_calls, client_calls=client_calls):
                 state.messages.append(turn.assistant_message())
                 waiting = [c for c in server_calls if _requires_approval(c, toolset)]
                 runnable = [c for c in server_calls if c not in waiting]
-                async for event in _run_server_calls(runnable, toolset, request, state):
+                results: list[Message] = []
+                async for event in _run_server_calls(runnable, toolset, request, state, results):
                     yield event
+                state.messages.extend(results)
                 for call in waiting:
                     yield _approval_request(call, toolset)
                 if waiting or client_calls:
-                    if client_calls and state.tool_calls_made and request.keep_hidden_turns:
+                    if client_calls and state.tool_calls_made and request.hidden_turns:
                         await _keep_hidden_turns(deps, request, state, client_calls)
-                    reason: FinishReason = "approval_required" if waiting else "tool_calls"
-                    yield RunFinished(reason=reason, client_tool_calls=tuple(client_calls))
+                    why: FinishReason = "approval_required" if waiting else "tool_calls"
+                    yield RunFinished(reason=why, client_tool_calls=tuple(client_calls))
                     return
 
 
@@ -254,30 +260,25 @@ async def _answer_approvals(
         request,
         state,
         results,
-        approval_ids={d.call["id"]: d.approval_request_id for d in approved},
+        approved=True,
     ):
         yield event
     for decision in request.approvals:
         if not decision.approve:
-            results.append(_tool_message(decision.call["id"], denied_result(decision.reason)))
+            results.append(_tool_message(decision.call.id, denied_result(decision.reason)))
     at = len(state.messages) if request.approvals_at is None else request.approvals_at
     state.messages[at:at] = results
 
 
-def _requires_approval(call: dict[str, Any], toolset: Toolset) -> bool:
-    bound = toolset.get(call["function"]["name"])
+def _requires_approval(call: ToolCall, toolset: Toolset) -> bool:
+    bound = toolset.get(call.name)
     return bound is not None and bound.requires_approval
 
 
-def _approval_request(call: dict[str, Any], toolset: Toolset) -> ApprovalRequired:
-    bound = toolset.get(call["function"]["name"])
-    assert bound is not None
+def _approval_request(call: ToolCall, toolset: Toolset) -> ApprovalRequired:
+    label, tool = describe(call, toolset)
     return ApprovalRequired(
-        approval_request_id=f"mcpr_{call['id']}",
-        call_id=call["id"],
-        server_label=bound.server_label,
-        tool=bound.tool.name,
-        arguments=call["function"]["arguments"],
+        call_id=call.id, server_label=label, tool=tool, arguments=call.arguments
     )
 
 
@@ -339,98 +340,49 @@ async def _stream_turn(
 
 
 async def _run_server_calls(
-    calls: list[dict[str, Any]],
+    calls: list[ToolCall],
     toolset: Toolset,
     request: RunRequest,
     state: _RunState,
-    results: list[Message] | None = None,
+    results: list[Message],
     *,
-    approval_ids: dict[str, str] | None = None,
+    approved: bool = False,
 ) -> AsyncIterator[RunEvent]:
-    """Run MCP calls concurrently; their results go to ``results`` (default: the conversation)
-    in the model's order."""
-    approval_ids = approval_ids or {}
-    described = [(call, *_describe(call, toolset)) for call in calls]
+    """Run MCP calls concurrently, announcing each; their results are appended to ``results``
+    as tool messages in the model's order. ``approved``: they run on the caller's approval."""
+    described = [(call, *describe(call, toolset)) for call in calls]
     for call, label, tool in described:
         yield McpCallStarted(
-            call_id=call["id"],
+            call_id=call.id,
             server_label=label,
             tool=tool,
-            arguments=call["function"]["arguments"],
-            approval_request_id=approval_ids.get(call["id"]),
+            arguments=call.arguments,
+            approved=approved,
         )
-    outcomes: list[ToolOutcome | None] = [None] * len(calls)
-
-    async def run_one(index: int, call: dict[str, Any]) -> None:
-        label, tool = _describe(call, toolset)
-        attributes = {
-            "gen_ai.operation.name": "execute_tool",
-            "gen_ai.tool.name": tool,
-            "gen_ai.tool.call.id": call["id"],
-            "toolbridge.mcp.server_label": label,
-        }
-        with span(f"execute_tool {tool}", attributes, parent=state.span) as tool_span:
-            outcomes[index] = outcome = await _call_tool(call, toolset, request)
-            if outcome.is_error:
-                tool_span.set_status(Status(StatusCode.ERROR, "tool error"))
-
-    async with anyio.create_task_group() as tg:
-        for index, call in enumerate(calls):
-            tg.start_soon(run_one, index, call)
+    outcomes = await execute_all(calls, toolset, request.limits, state.span)
     state.tool_calls_made += len(calls)
-    target = state.messages if results is None else results
     for (call, label, tool), outcome in zip(described, outcomes, strict=True):
-        assert outcome is not None
         prefix = TOOL_ERROR_PREFIX if outcome.is_error else ""
-        target.append(_tool_message(call["id"], prefix + outcome.text))
-        TOOL_CALLS.labels(label or "(none)", "error" if outcome.is_error else "ok").inc()
-        TOOL_SECONDS.labels(label or "(none)").observe(outcome.duration_s)
+        results.append(_tool_message(call.id, prefix + outcome.text))
         yield McpCallFinished(
-            call_id=call["id"],
+            call_id=call.id,
             server_label=label,
             tool=tool,
-            arguments=call["function"]["arguments"],
+            arguments=call.arguments,
             output=None if outcome.is_error else outcome.text,
             error=outcome.text if outcome.is_error else None,
             duration_s=outcome.duration_s,
-            approval_request_id=approval_ids.get(call["id"]),
+            approved=approved,
             notes=outcome.notes,
         )
 
 
-def _describe(call: dict[str, Any], toolset: Toolset) -> tuple[str, str]:
-    """(server label, MCP tool name) of a call; a name no one offered keeps its own."""
-    bound = toolset.get(call["function"]["name"])
-    if bound is None:
-        return "", call["function"]["name"]
-    return bound.server_label, bound.tool.name
-
-
-async def _call_tool(call: dict[str, Any], toolset: Toolset, request: RunRequest) -> ToolOutcome:
-    name = call["function"]["name"]
-    bound = toolset.get(name)
-    if bound is None:
-        return ToolOutcome(f"There is no tool named '{name}'.", True, 0.0)
-    limits = request.limits
-    arguments = bound.parse_arguments(
-        call["function"]["arguments"], max_bytes=limits.max_tool_argument_bytes
-    )
-    if isinstance(arguments, str):  # invalid: the model reads why, the server sees nothing
-        return ToolOutcome(arguments, True, 0.0)
-    return await bound.connection.call_tool(
-        bound.tool.name,
-        arguments,
-        timeout_s=limits.tool_timeout_s,
-        max_chars=limits.max_tool_output_chars,
-    )
-
-
 async def _keep_hidden_turns(
-    deps: EngineDeps, request: RunRequest, state: _RunState, client_calls: list[dict[str, Any]]
+    deps: EngineDeps, request: RunRequest, state: _RunState, client_calls: list[ToolCall]
 ) -> None:
     """Store this run's turns under the client-visible call ids, for the continuation."""
     produced = state.messages[state.first_new :]
-    await deps.hidden.save(request.principal.key_id, [c["id"] for c in client_calls], produced)
+    await deps.hidden.save(request.principal.key_id, [c.id for c in client_calls], produced)
 
 
 def _model_reason(reason: str) -> FinishReason:

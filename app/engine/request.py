@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import Limits
+from app.engine.events import ToolCall
 from app.llm.client import Message
 from app.mcp.servers import ServerSpec
 from app.principal import Principal
@@ -15,9 +16,8 @@ from app.principal import Principal
 class ApprovalDecision:
     """The caller's answer to an approval request of an earlier response."""
 
-    approval_request_id: str
-    call: dict[str, Any]
-    """The tool call as the model made it (OpenAI ``tool_calls`` entry, model-facing name)."""
+    call: ToolCall
+    """The tool call as the model made it (model-facing name)."""
     approve: bool
     reason: str | None = None
 
@@ -40,8 +40,9 @@ class RunRequest:
     """Stream from the model (so text reaches a streaming caller as it arrives)."""
     approvals: list[ApprovalDecision] = field(default_factory=list)
     """Approved calls run, denied ones are reported to the model, before its first turn."""
-    keep_hidden_turns: bool = False
-    """Chat Completions: keep MCP turns the response does not show, for the continuation."""
+    hidden_turns: bool = False
+    """Chat Completions: MCP turns the response does not show are kept for the continuation,
+    and restored into ``messages`` when it comes back."""
     approvals_at: int | None = None
     """Where in ``messages`` their results belong (after their assistant message); None: end."""
 

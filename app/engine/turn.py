@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
-from app.engine.events import ClientToolCallDelta, TextDelta
+from app.engine.events import ClientToolCallDelta, TextDelta, ToolCall
 from app.llm.client import Message, ModelChunk
 
 
@@ -17,12 +16,8 @@ class _Call:
     client_index: int | None = None
     """Set when the call is to one of the caller's own tools."""
 
-    def as_tool_call(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "type": "function",
-            "function": {"name": self.name, "arguments": self.arguments},
-        }
+    def as_tool_call(self) -> ToolCall:
+        return ToolCall(self.id, self.name, self.arguments)
 
 
 @dataclass(slots=True)
@@ -65,20 +60,20 @@ class TurnAssembler:
             self.finish_reason = chunk.finish_reason
         return visible
 
-    def calls(self) -> list[dict[str, Any]]:
+    def calls(self) -> list[ToolCall]:
         return [c.as_tool_call() for _, c in sorted(self._calls.items())]
 
-    def client_calls(self) -> list[dict[str, Any]]:
+    def client_calls(self) -> list[ToolCall]:
         return [
             c.as_tool_call() for _, c in sorted(self._calls.items()) if c.client_index is not None
         ]
 
-    def server_calls(self) -> list[dict[str, Any]]:
+    def server_calls(self) -> list[ToolCall]:
         """Calls that are ours to run (MCP tools, or names no one offered)."""
         return [c.as_tool_call() for _, c in sorted(self._calls.items()) if c.client_index is None]
 
     def assistant_message(self) -> Message:
         message: Message = {"role": "assistant", "content": self.text or None}
         if self._calls:
-            message["tool_calls"] = self.calls()
+            message["tool_calls"] = [call.as_chat() for call in self.calls()]
         return message

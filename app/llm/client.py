@@ -17,6 +17,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map do
 
 import litellm
 import openai
+from litellm.router import Router
 
 from app.config import ModelEntry
 from app.errors import ModelNotFound, UpstreamModelError
@@ -142,8 +143,8 @@ class ModelClient:
         self._names = list(dict.fromkeys(m.model_name for m in models))
         self._entries = {m.model_name: m for m in reversed(models)}  # the first one wins
         self._prices: dict[str, Prices | None] = {}
-        self._router = (
-            litellm.Router(
+        self._router: Router | None = (
+            Router(
                 model_list=[m.model_dump() for m in models],
                 num_retries=num_retries,
                 timeout=timeout_s,

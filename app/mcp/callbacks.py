@@ -16,17 +16,15 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 
+from app.mcp.notes import CapabilityRefused, ElicitationDeclined, Note
 from app.mcp.sdk_internals import InputDispatch, wrap_input_dispatch
 
 logger = logging.getLogger(__name__)
-
-Note = dict[str, Any]
-"""Something the caller should know about a call (elicitation declined, sampling done)."""
 
 
 class Sampler(Protocol):
@@ -61,16 +59,16 @@ class ServerCallbacks:
     async def elicit(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult:
-        mode = "url" if isinstance(params, types.ElicitRequestURLParams) else "form"
+        mode: Literal["form", "url"] = (
+            "url" if isinstance(params, types.ElicitRequestURLParams) else "form"
+        )
         logger.warning(
             "MCP server asked for user input; declined (no human here): server=%s mode=%s",
             self.server_label,
             mode,
         )
-        note: Note = {"kind": "elicitation_declined", "mode": mode, "message": params.message}
-        if isinstance(params, types.ElicitRequestURLParams):
-            note["url"] = params.url
-        self.notes.append(note)
+        url = params.url if isinstance(params, types.ElicitRequestURLParams) else None
+        self.notes.append(ElicitationDeclined(mode=mode, message=params.message, url=url))
         return types.ElicitResult(action="decline")
 
     async def sample(
@@ -121,11 +119,9 @@ class ServerCallbacks:
                         method,
                     )
                     self.notes.append(
-                        {
-                            "kind": "refused",
-                            "method": method,
-                            "message": f"{method} is not allowed for this server",
-                        }
+                        CapabilityRefused(
+                            method=method, message=f"{method} is not allowed for this server"
+                        )
                     )
                 return await dispatch(ctx, request)
 

@@ -12,8 +12,8 @@ from typing import Any
 import jsonschema
 import mcp_types as types
 
-from app.mcp.connection import ServerConnection
 from app.mcp.naming import build_name_map
+from app.mcp.session import ServerSession
 
 
 def function_schema(tool: types.Tool) -> dict[str, Any]:
@@ -44,38 +44,54 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
 
 
 @dataclass(frozen=True, slots=True)
+class Arguments:
+    """Arguments that may be sent to the server."""
+
+    value: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BadArguments:
+    """Why the model's arguments cannot be sent (the model reads it as the tool's error)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class BoundTool:
-    """An MCP tool bound to the open connection that runs it."""
+    """An MCP tool bound to the open session that runs it."""
 
     name: str
     """The model-facing name."""
-    connection: ServerConnection
+    session: ServerSession
     tool: types.Tool
 
     @property
     def server_label(self) -> str:
-        return self.connection.spec.label
+        return self.session.spec.label
 
     @property
     def requires_approval(self) -> bool:
-        return self.connection.spec.approval.requires_approval(self.tool)
+        return self.session.spec.approval.requires_approval(self.tool)
 
-    def parse_arguments(self, raw: str, *, max_bytes: int) -> dict[str, Any] | str:
+    def parse_arguments(self, raw: str, *, max_bytes: int) -> Arguments | BadArguments:
         """The model's arguments as an object, or why they cannot be sent to the server."""
         if len(raw.encode()) > max_bytes:
-            return f"The arguments are larger than {max_bytes} bytes."
+            return BadArguments(f"The arguments are larger than {max_bytes} bytes.")
         try:
             arguments = json.loads(raw or "{}")
         except json.JSONDecodeError as exc:
-            return f"The arguments are not valid JSON: {exc}"
+            return BadArguments(f"The arguments are not valid JSON: {exc}")
         if not isinstance(arguments, dict):
-            return "The arguments must be a JSON object."
+            return BadArguments("The arguments must be a JSON object.")
         validator = _validator(json.dumps(self.tool.input_schema or {}, sort_keys=True))
         error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-            return f"The arguments do not match the tool's input schema at {where}: {error.message}"
-        return arguments
+            return BadArguments(
+                f"The arguments do not match the tool's input schema at {where}: {error.message}"
+            )
+        return Arguments(arguments)
 
     def model_tool(self) -> dict[str, Any]:
         function: dict[str, Any] = {"name": self.name, "parameters": function_schema(self.tool)}
@@ -87,8 +103,8 @@ class BoundTool:
 class Toolset:
     """Every MCP tool of a run under its model-facing name."""
 
-    def __init__(self, connections: Iterable[ServerConnection], reserved: Iterable[str]) -> None:
-        by_key = {(c.spec.label, t.name): (c, t) for c in connections for t in c.tools}
+    def __init__(self, sessions: Iterable[ServerSession], reserved: Iterable[str]) -> None:
+        by_key = {(s.spec.label, t.name): (s, t) for s in sessions for t in s.tools}
         names = build_name_map(by_key, reserved)
         self._tools = {name: BoundTool(name, *by_key[key]) for name, key in names.items()}
 

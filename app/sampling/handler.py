@@ -21,7 +21,7 @@ from app.budget.scopes import estimate, server_scope
 from app.config import SamplingSettings
 from app.errors import BudgetExceeded
 from app.llm.client import ModelCall, ModelClient, Usage
-from app.mcp.callbacks import Note, ServerCallbacks
+from app.mcp.notes import Note, Sampled, SamplingDeclined
 from app.mcp.servers import ServerSpec
 from app.metrics import SAMPLING
 from app.principal import Principal
@@ -69,9 +69,9 @@ class RunSampling:
     """The run's trace span."""
     usage: SamplingUsage = field(default_factory=SamplingUsage)
 
-    def callbacks_for(self, spec: ServerSpec) -> ServerCallbacks:
-        sampler = _ServerSampler(self, spec) if spec.sampling else None
-        return ServerCallbacks(spec.label, sampler=sampler, declare_elicitation=spec.elicitation)
+    def sampler_for(self, spec: ServerSpec) -> _ServerSampler | None:
+        """Answers ``spec``'s sampling requests in this run; None where it may not sample."""
+        return _ServerSampler(self, spec) if spec.sampling else None
 
     def candidates(self) -> list[Candidate]:
         """Models the caller may use that are enabled for sampling (``model_info.sampling``)."""
@@ -110,19 +110,18 @@ class _ServerSampler:
             logger.warning(
                 "sampling request refused: server=%s reason=%s", self.spec.label, refused
             )
-            notes.append({"kind": "sampling_refused", "reason": str(refused)})
+            notes.append(SamplingDeclined(reason=str(refused)))
             return types.ErrorData(code=types.INVALID_REQUEST, message=str(refused))
         SAMPLING.labels(self.spec.label, candidate.name, "ok").inc()
         cost = self.run.models.cost_usd(candidate.name, usage)
         self.run.usage.add(usage.prompt_tokens, usage.completion_tokens, cost)
         notes.append(
-            {
-                "kind": "sampling",
-                "model": candidate.name,
-                "prompt_tokens": usage.prompt_tokens,
-                "completion_tokens": usage.completion_tokens,
-                "cost_usd": cost,
-            }
+            Sampled(
+                model=candidate.name,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cost_usd=cost,
+            )
         )
         return result
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import openai
@@ -57,8 +58,9 @@ def test_private_tool_lists_are_not_shared_across_credentials(
 def test_tool_list_cache_is_shared_by_replicas(
     toolbridge_factory: Any, mcp_server: RunningMcpServer
 ) -> None:
-    first = toolbridge_factory(redis_prefix="tb-shared-replicas:")
-    second = toolbridge_factory(redis_prefix="tb-shared-replicas:")
+    shared = f"tb-shared-replicas-{uuid.uuid4().hex[:8]}:"  # two replicas, one fresh Redis space
+    first = toolbridge_factory(redis_prefix=shared)
+    second = toolbridge_factory(redis_prefix=shared)
     for replica in (first, second):
         client = openai.OpenAI(base_url=f"{replica.url}/v1", api_key=TEST_KEY, max_retries=0)
         run(client, mcp_server)

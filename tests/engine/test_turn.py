@@ -28,8 +28,8 @@ def test_pieces_assemble_and_only_client_calls_are_visible() -> None:
         ClientToolCallDelta(index=0, call_id=None, name=None, arguments='{"city"'),
         ClientToolCallDelta(index=0, call_id=None, name=None, arguments=': "Oslo"}'),
     ]
-    assert [c["function"]["name"] for c in turn.server_calls()] == ["calc__add"]
-    assert turn.client_calls()[0]["function"]["arguments"] == '{"city": "Oslo"}'
+    assert [c.name for c in turn.server_calls()] == ["calc__add"]
+    assert turn.client_calls()[0].arguments == '{"city": "Oslo"}'
     message = turn.assistant_message()
     assert message["content"] == "Let me check."
     assert len(message["tool_calls"]) == 2

@@ -6,8 +6,8 @@ the MCP items (``mcp_list_tools``, ``mcp_call``, ``mcp_approval_request``,
 consecutive call items form one assistant message whose results follow it; a listed server's
 tools are remembered for reuse; approval answers become decisions for the engine.
 
-Item ids carry the model's call id after OpenAI's prefix (``mcp_``, ``mcpr_``, ``fc_``), so the
-same call keeps the same ids across responses.
+Item ids carry the model's call id (``ids.call_id_of``), so the same call keeps the same ids
+across responses.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from typing import Any
 import mcp_types as types
 from pydantic import ValidationError
 
+from app.api.responses.ids import call_id_of
+from app.engine.events import ToolCall
 from app.engine.loop import TOOL_ERROR_PREFIX, denied_result
 from app.engine.request import ApprovalDecision
 from app.errors import InvalidRequest
@@ -25,14 +27,6 @@ from app.llm.client import Message
 from app.mcp.naming import exposed_name
 
 CALL_ITEMS = ("function_call", "mcp_call", "mcp_approval_request")
-
-
-def call_id_of(item_id: str) -> str:
-    """The model's call id inside one of our item ids (an id we did not make is kept whole)."""
-    for prefix in ("mcpr_", "mcp_", "fc_"):
-        if item_id.startswith(prefix):
-            return item_id[len(prefix) :]
-    return item_id
 
 
 @dataclass
@@ -146,10 +140,10 @@ class Conversation:
                 f"No pending approval request '{request_id}' in this conversation.",
                 param=f"{param}.approval_request_id",
             )
+        function = call["function"]
         self.approvals.append(
             ApprovalDecision(
-                approval_request_id=request_id,
-                call=call,
+                call=ToolCall(call["id"], function["name"], function["arguments"]),
                 approve=bool(item.get("approve")),
                 reason=item.get("reason"),
             )

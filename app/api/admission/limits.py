@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.api.schemas import McpLimits
+from app.api.wire import McpLimits
 from app.config import Limits, RequestLimits
 from app.errors import InvalidRequest
 

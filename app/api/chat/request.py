@@ -1,39 +1,16 @@
-"""Request bodies as pydantic models: the edge where untrusted JSON becomes typed data."""
+"""``POST /v1/chat/completions`` bodies, and turning one into a ``RunRequest``."""
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-MAX_INT = 2**31 - 1
-"""Bound for counts: larger ones are mistakes, and some providers overflow on them."""
-LABEL_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
-
-
-class AllowedToolsFilter(BaseModel):
-    """OpenAI's filter form of ``allowed_tools``."""
-
-    model_config = ConfigDict(extra="forbid")
-    tool_names: list[str] | None = None
-    read_only: bool | None = None
-
-
-class McpToolParam(BaseModel):
-    """An ``{"type": "mcp", ...}`` tool, with OpenAI's Responses API fields."""
-
-    model_config = ConfigDict(extra="allow")
-    type: Literal["mcp"]
-    server_label: str = Field(pattern=LABEL_PATTERN)
-    server_url: str | None = Field(default=None, max_length=2048)
-    server_description: str | None = None
-    headers: dict[str, str] | None = None
-    authorization: str | None = None
-    allowed_tools: list[str] | AllowedToolsFilter | None = None
-    require_approval: Literal["always", "never"] | dict[str, Any] | None = None
-    connector_id: str | None = None
-    tunnel_id: str | None = None
+from app.api.admission import admit
+from app.api.deps import Services
+from app.api.wire import MAX_INT, McpLimits, McpToolParam, WireRequest
+from app.engine.request import RunRequest
+from app.principal import Principal
 
 
 class FunctionDefinition(BaseModel):
@@ -57,16 +34,6 @@ ChatTool = Annotated[McpToolParam | FunctionToolParam, Field(discriminator="type
 
 class StreamOptions(BaseModel):
     include_usage: bool = False
-
-
-class McpLimits(BaseModel):
-    """toolbridge extension: lower the configured run limits for this request."""
-
-    model_config = ConfigDict(extra="forbid")
-    max_turns: int | None = Field(default=None, ge=1)
-    max_tool_calls: int | None = Field(default=None, ge=0, le=MAX_INT)
-    tool_timeout_s: float | None = Field(default=None, gt=0)
-    max_tool_output_chars: int | None = Field(default=None, ge=256)
 
 
 class ToolCallFunction(BaseModel):
@@ -102,22 +69,6 @@ class ChatMessage(BaseModel):
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs tool_call_id")
         return self
-
-
-class WireRequest(BaseModel):
-    """Base of request bodies: text must be valid Unicode all the way down (a lone surrogate
-    from a ``\\ud800`` escape cannot be sent to any provider)."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _check_unicode(cls, data: Any) -> Any:
-        try:
-            json.dumps(data, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
-        except (TypeError, ValueError):
-            pass  # not JSON-shaped: the field validators say what is wrong
-        return data
 
 
 class ChatCompletionRequest(WireRequest):
@@ -165,3 +116,26 @@ MODEL_PARAMS = (
     "reasoning_effort",
 )
 """Fields passed through to the model when set."""
+
+
+async def parse_chat(
+    body: ChatCompletionRequest, services: Services, principal: Principal
+) -> RunRequest:
+    """The internal request for a chat completion."""
+    tools = [
+        t if isinstance(t, McpToolParam) else t.model_dump(exclude_none=True)
+        for t in body.tools or []
+    ]
+    return await admit(
+        services,
+        principal,
+        model=body.model,
+        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        message_count=len(body.messages),
+        tools=tools,
+        params=body.model_dump(include=set(MODEL_PARAMS), exclude_none=True),
+        mcp_limits=body.mcp_limits,
+        stream=bool(body.stream),
+        supports_approval=False,
+        hidden_turns=True,
+    )

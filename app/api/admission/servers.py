@@ -16,7 +16,7 @@ from typing import Any
 import mcp_types as types
 from pydantic import ValidationError
 
-from app.api.schemas import AllowedToolsFilter, McpToolParam
+from app.api.wire import AllowedToolsFilter, McpToolParam
 from app.config import RegisteredServer
 from app.errors import InvalidRequest, PermissionDenied
 from app.mcp.servers import NEVER, ApprovalPolicy, ServerSpec, ToolFilter

@@ -1,17 +1,19 @@
 """Run events as OpenAI's Response object and its streaming events.
 
-One renderer serves both modes: ``absorb`` updates the Response and returns the stream events
-the run event makes; the non-streamed path drops them. This class owns the numbering
-(``sequence_number``, ``output_index``), so the two modes agree by construction.
+One renderer serves both modes: every run event updates the Response; when streaming, it also
+makes the stream events (as SSE text). This class owns the numbering (``sequence_number``,
+``output_index``), so the two modes agree by construction.
 """
 
 from __future__ import annotations
 
+import json
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+from app.api.errors import error_response_body
+from app.api.responses import ids
 from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
@@ -24,6 +26,8 @@ from app.engine.events import (
     TurnStarted,
     TurnUsage,
 )
+from app.errors import ServerUnreachable, ToolbridgeError
+from app.mcp.notes import wire
 
 StreamEvent = dict[str, Any]
 
@@ -36,15 +40,11 @@ _INCOMPLETE = {
 }
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
 def list_tools_item(
     label: str, tools: list[dict[str, Any]], error: str | None = None
 ) -> dict[str, Any]:
     return {
-        "id": new_id("mcpl"),
+        "id": ids.list_tools_id(),
         "type": "mcp_list_tools",
         "server_label": label,
         "tools": tools,
@@ -58,7 +58,9 @@ class ResponseRenderer:
 
     fields: dict[str, Any]
     """The request-derived fields echoed on the Response (model, tools, instructions, ...)."""
-    id: str = field(default_factory=lambda: new_id("resp"))
+    stream: bool = False
+    """Whether to make stream events (a request that does not stream needs only ``body``)."""
+    id: str = field(default_factory=ids.response_id)
     created_at: int = field(default_factory=lambda: int(time.time()))
     output: list[dict[str, Any]] = field(default_factory=list)
     status: str = "in_progress"
@@ -118,8 +120,34 @@ class ResponseRenderer:
     def _done(self, index: int) -> StreamEvent:
         return self._event("response.output_item.done", output_index=index, item=self.output[index])
 
-    def absorb(self, event: RunEvent) -> list[StreamEvent]:
-        """Take in a run event; return the stream events it makes."""
+    def body(self) -> dict[str, Any]:
+        return self.response()
+
+    def opening(self) -> list[str]:
+        return [_sse(event) for event in self.start()]
+
+    def absorb(self, event: RunEvent) -> list[str]:
+        """Take in a run event; the stream events it makes, when streaming."""
+        events = self._events(event)
+        return [_sse(e) for e in events] if self.stream else []
+
+    def closing(self) -> list[str]:
+        return [_sse(event) for event in self.final_events()]
+
+    def failed(self, exc: Exception) -> str:
+        """The run failed after the stream started: ``response.failed`` (after a failed
+        ``mcp_list_tools`` item when a server could not be listed)."""
+        if isinstance(exc, ServerUnreachable):
+            listed = list_tools_item(exc.server_label, [], error=exc.reason)
+            events = self.list_tools(listed) + self.fail(exc.message)
+        elif isinstance(exc, ToolbridgeError):
+            events = self.fail(exc.message)
+        else:
+            _, error = error_response_body(exc)  # logs what we did not expect
+            events = self.fail(error["error"]["message"])
+        return "".join(_sse(event) for event in events)
+
+    def _events(self, event: RunEvent) -> list[StreamEvent]:
         match event:
             case TextDelta(text=text):
                 return self._text(text)
@@ -136,7 +164,7 @@ class ResponseRenderer:
                 return self._mcp_finished(event)
             case ApprovalRequired():
                 item = {
-                    "id": event.approval_request_id,
+                    "id": ids.approval_request_id(event.call_id),
                     "type": "mcp_approval_request",
                     "server_label": event.server_label,
                     "name": event.tool,
@@ -162,8 +190,8 @@ class ResponseRenderer:
     def _text(self, text: str) -> list[StreamEvent]:
         events = []
         if self._message is None:
-            item = {
-                "id": new_id("msg"),
+            item: dict[str, Any] = {
+                "id": ids.message_id(),
                 "type": "message",
                 "role": "assistant",
                 "status": "in_progress",
@@ -182,12 +210,12 @@ class ResponseRenderer:
                     part=dict(part),
                 ),
             ]
-        item = self.output[self._message]
-        item["content"][0]["text"] += text
+        message = self.output[self._message]
+        message["content"][0]["text"] += text
         events.append(
             self._event(
                 "response.output_text.delta",
-                item_id=item["id"],
+                item_id=message["id"],
                 output_index=self._message,
                 content_index=0,
                 delta=text,
@@ -203,21 +231,21 @@ class ResponseRenderer:
         item = self.output[index]
         part = item["content"][0]
         item["status"] = "completed"
-        ids = {"item_id": item["id"], "output_index": index, "content_index": 0}
+        where = {"item_id": item["id"], "output_index": index, "content_index": 0}
         return [
-            self._event("response.output_text.done", **ids, text=part["text"], logprobs=[]),
-            self._event("response.content_part.done", **ids, part=part),
+            self._event("response.output_text.done", **where, text=part["text"], logprobs=[]),
+            self._event("response.content_part.done", **where, part=part),
             self._done(index),
         ]
 
     def list_tools(self, item: dict[str, Any]) -> list[StreamEvent]:
         index, added = self._add(item)
-        ids = {"item_id": item["id"], "output_index": index}
+        where = {"item_id": item["id"], "output_index": index}
         state = "failed" if item["error"] else "completed"
         return [
             added,
-            self._event("response.mcp_list_tools.in_progress", **ids),
-            self._event(f"response.mcp_list_tools.{state}", **ids),
+            self._event("response.mcp_list_tools.in_progress", **where),
+            self._event(f"response.mcp_list_tools.{state}", **where),
             self._done(index),
         ]
 
@@ -225,8 +253,8 @@ class ResponseRenderer:
         events = []
         if event.index not in self._client_calls:
             events += self._close_message()
-            item = {
-                "id": f"fc_{event.call_id}",
+            item: dict[str, Any] = {
+                "id": ids.function_call_id(event.call_id or ""),
                 "type": "function_call",
                 "call_id": event.call_id,
                 "name": event.name,
@@ -251,7 +279,7 @@ class ResponseRenderer:
 
     def _mcp_started(self, event: McpCallStarted) -> list[StreamEvent]:
         item = {
-            "id": f"mcp_{event.call_id}",
+            "id": ids.mcp_call_id(event.call_id),
             "type": "mcp_call",
             "server_label": event.server_label,
             "name": event.tool,
@@ -259,18 +287,20 @@ class ResponseRenderer:
             "output": None,
             "error": None,
             "status": "in_progress",
-            "approval_request_id": event.approval_request_id,
+            "approval_request_id": ids.approval_request_id(event.call_id)
+            if event.approved
+            else None,
         }
         events = self._close_message()
         index, added = self._add(item)
         self._mcp_calls[event.call_id] = index
-        ids = {"item_id": item["id"], "output_index": index}
+        where = {"item_id": item["id"], "output_index": index}
         return [
             *events,
             added,
-            self._event("response.mcp_call.in_progress", **ids),
-            self._event("response.mcp_call_arguments.delta", **ids, delta=event.arguments),
-            self._event("response.mcp_call_arguments.done", **ids, arguments=event.arguments),
+            self._event("response.mcp_call.in_progress", **where),
+            self._event("response.mcp_call_arguments.delta", **where, delta=event.arguments),
+            self._event("response.mcp_call_arguments.done", **where, arguments=event.arguments),
         ]
 
     def _mcp_finished(self, event: McpCallFinished) -> list[StreamEvent]:
@@ -280,7 +310,7 @@ class ResponseRenderer:
             output=event.output, error=event.error, status="failed" if event.error else "completed"
         )
         if event.notes:  # toolbridge's extension: what the server did through us meanwhile
-            item["notes"] = list(event.notes)
+            item["notes"] = [wire(note) for note in event.notes]
         state = "failed" if event.error else "completed"
         return [
             self._event(f"response.mcp_call.{state}", item_id=item["id"], output_index=index),
@@ -324,6 +354,10 @@ class ResponseRenderer:
         Response error allows for failures like ours)."""
         self.status, self.error = "failed", {"code": "server_error", "message": message}
         return self._close_message() + self.final_events()
+
+
+def _sse(event: StreamEvent) -> str:
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
 
 
 def _tool_entry(tool: Any) -> dict[str, Any]:

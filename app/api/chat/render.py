@@ -1,25 +1,17 @@
-"""``POST /v1/chat/completions``: parse into a RunRequest, render events as OpenAI's objects."""
+"""Run events as OpenAI's ``chat.completion`` object, or as its chunks when streaming.
+
+toolbridge adds one field, ``toolbridge``: the MCP calls that ran (with their ``notes``) and why
+a limit ended the run (``incomplete_details``)."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse, Response
-
-from app.api.deps import Services, authenticate, get_services
-from app.api.disconnect import drain, unless_disconnected
-from app.api.errors import ERROR_RESPONSES, error_response_body
-from app.api.limits import check_request_size, effective_limits
-from app.api.schemas import MODEL_PARAMS, ChatCompletionRequest, McpToolParam
-from app.api.servers import resolve_servers
-from app.api.sse import EventStreamResponse
+from app.api.errors import error_response_body
 from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
@@ -32,57 +24,9 @@ from app.engine.events import (
     TurnStarted,
     TurnUsage,
 )
-from app.engine.history import restore_hidden_turns
-from app.engine.loop import run
-from app.engine.request import RunRequest
-from app.errors import InvalidRequest
-from app.principal import Principal
-
-router = APIRouter(responses=ERROR_RESPONSES)
+from app.mcp.notes import wire
 
 _LIMIT_REASONS = ("max_turns", "max_tool_calls", "budget_exceeded")
-
-
-async def parse_chat(
-    body: ChatCompletionRequest, services: Services, principal: Principal
-) -> RunRequest:
-    """The internal request for a chat completion."""
-    services.authorize_model(principal, body.model)
-    mcp_tools: list[tuple[int, McpToolParam]] = []
-    client_tools: list[dict[str, Any]] = []
-    for index, tool in enumerate(body.tools or []):
-        if isinstance(tool, McpToolParam):
-            if tool.require_approval not in (None, "never"):
-                raise InvalidRequest(
-                    "Chat Completions has no approval protocol: set require_approval to "
-                    "'never', or use /v1/responses for MCP approvals.",
-                    param=f"tools[{index}].require_approval",
-                )
-            mcp_tools.append((index, tool))
-        else:
-            client_tools.append(tool.model_dump(exclude_none=True))
-    check_request_size(
-        services.settings.request_limits,
-        messages=len(body.messages),
-        tools=len(body.tools or []),
-        mcp_servers=len(mcp_tools),
-    )
-    fields = body.model_dump(include=set(MODEL_PARAMS), exclude_none=True)
-    messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    await services.check_budget(principal, body.model, messages, client_tools)
-    return RunRequest(
-        principal=principal,
-        model=body.model,
-        messages=await restore_hidden_turns(messages, services.engine.hidden, principal.key_id),
-        keep_hidden_turns=True,
-        servers=await resolve_servers(
-            mcp_tools, services.registered_servers, principal, services.address_policy
-        ),
-        client_tools=client_tools,
-        params=fields,
-        limits=effective_limits(services.settings.limits, body.mcp_limits),
-        stream_model=bool(body.stream),
-    )
 
 
 @dataclass
@@ -90,6 +34,8 @@ class ChatRenderer:
     """Collects a run's events into a ``chat.completion``, or renders them as chunks."""
 
     model: str
+    stream: bool = False
+    """Whether ``absorb`` makes chunks (a request that does not stream needs only ``body``)."""
     include_usage: bool = False
     id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     created: int = field(default_factory=lambda: int(time.time()))
@@ -100,9 +46,21 @@ class ChatRenderer:
     )
     finished: RunFinished | None = None
     new_turn: bool = False
+    started: bool = False
 
-    def absorb(self, event: RunEvent) -> list[dict[str, Any]]:
-        """Take in an event; return the chunk deltas it makes (for streaming)."""
+    def opening(self) -> list[str]:
+        return []  # the role chunk waits for the run's first event: until then, errors are JSON
+
+    def absorb(self, event: RunEvent) -> list[str]:
+        """Take in an event; the chunks it makes when streaming."""
+        deltas = self._deltas(event)
+        if not self.stream:
+            return []
+        chunks = [] if self.started else [self.chunk({"role": "assistant", "content": ""})]
+        self.started = True
+        return chunks + [self.chunk(delta) for delta in deltas]
+
+    def _deltas(self, event: RunEvent) -> list[dict[str, Any]]:
         match event:
             case TurnStarted():
                 self.new_turn = True
@@ -132,7 +90,7 @@ class ChatRenderer:
                         "output": event.output,
                         "error": event.error,
                         "duration_ms": round(event.duration_s * 1000, 1),
-                        "notes": list(event.notes),
+                        "notes": [wire(note) for note in event.notes],
                     }
                 )
             case RunFinished():
@@ -177,7 +135,7 @@ class ChatRenderer:
             "refusal": None,
         }
         if self.finished.client_tool_calls:
-            message["tool_calls"] = list(self.finished.client_tool_calls)
+            message["tool_calls"] = [call.as_chat() for call in self.finished.client_tool_calls]
         return {
             "id": self.id,
             "object": "chat.completion",
@@ -216,25 +174,18 @@ class ChatRenderer:
         body.update(extra)
         return f"data: {json.dumps(body)}\n\n"
 
-    async def stream(self, events: AsyncIterator[RunEvent]) -> AsyncIterator[str]:
-        """The run as ``chat.completion.chunk`` SSE, ending in ``data: [DONE]``."""
-        started = False
-        async with aclosing(events) as items:
-            async for event in items:
-                if not started:
-                    started = True
-                    yield self.chunk({"role": "assistant", "content": ""})
-                for delta in self.absorb(event):
-                    yield self.chunk(delta)
-        yield self.chunk({}, finish=self.finish_reason(), toolbridge=self.extension())
+    def closing(self) -> list[str]:
+        chunks = [self.chunk({}, finish=self.finish_reason(), toolbridge=self.extension())]
         if self.include_usage:
-            yield self.chunk(None, usage=self.usage_body())
-        yield "data: [DONE]\n\n"
+            chunks.append(self.chunk(None, usage=self.usage_body()))
+        return [*chunks, "data: [DONE]\n\n"]
 
-    @staticmethod
-    def stream_error(exc: Exception) -> str:
+    def failed(self, exc: Exception) -> str:
         _, body = error_response_body(exc)
         return f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n"
+
+    def body(self) -> dict[str, Any]:
+        return self.completion()
 
 
 def _call_delta(event: ClientToolCallDelta) -> dict[str, Any]:
@@ -246,28 +197,3 @@ def _call_delta(event: ClientToolCallDelta) -> dict[str, Any]:
         "type": "function",
         "function": {"name": event.name, "arguments": event.arguments},
     }
-
-
-@router.post("/v1/chat/completions", response_model=None)
-async def chat_completions(
-    http: Request,
-    body: ChatCompletionRequest,
-    services: Services = Depends(get_services),
-    principal: Principal = Depends(authenticate),
-) -> Response:
-    request = await parse_chat(body, services, principal)
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    renderer = ChatRenderer(model=body.model, include_usage=include_usage)
-    events = run(request, services.engine)
-    if body.stream:
-        return EventStreamResponse(
-            renderer.stream(events),
-            keepalive_s=services.settings.keepalive_s,
-            stream_error=renderer.stream_error,
-        )
-
-    async def complete() -> Response:
-        await drain(events, renderer.absorb)
-        return JSONResponse(renderer.completion())
-
-    return await unless_disconnected(http, complete)

@@ -1,0 +1,90 @@
+"""Admission: what every request goes through before its run, whichever endpoint it came from.
+
+The model and the key's budget are checked, tools are split into MCP servers and the caller's
+own function tools, the request's size is checked, the servers are resolved under the key's
+policy and the SSRF guard, and the run's limits are settled: the result is a ``RunRequest``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mcp_types as types
+
+from app.api.admission.limits import check_request_size, effective_limits
+from app.api.admission.servers import resolve_servers
+from app.api.deps import Services
+from app.api.wire import McpLimits, McpToolParam
+from app.engine.request import ApprovalDecision, RunRequest
+from app.errors import InvalidRequest
+from app.llm.client import Message
+from app.mcp.servers import NEVER, ApprovalPolicy
+from app.principal import Principal
+
+
+async def admit(
+    services: Services,
+    principal: Principal,
+    *,
+    model: str,
+    messages: list[Message],
+    message_count: int,
+    tools: Sequence[McpToolParam | dict[str, Any]],
+    params: dict[str, Any],
+    mcp_limits: McpLimits | None,
+    stream: bool,
+    supports_approval: bool = True,
+    default_approval: ApprovalPolicy = NEVER,
+    known_tools: dict[str, tuple[types.Tool, ...]] | None = None,
+    hidden_turns: bool = False,
+    approvals: Sequence[ApprovalDecision] = (),
+    approvals_at: int | None = None,
+) -> RunRequest:
+    """The run for a request, or the error that refuses it (4xx; nothing has run).
+
+    ``tools`` are the request's tools in order: MCP tools as parsed, the caller's function
+    tools already in Chat Completions' shape. ``message_count`` is what counts against the
+    message limit (input items in Responses, earlier ones included)."""
+    services.authorize_model(principal, model)
+    mcp_tools: list[tuple[int, McpToolParam]] = []
+    client_tools: list[dict[str, Any]] = []
+    for index, tool in enumerate(tools):
+        if not isinstance(tool, McpToolParam):
+            client_tools.append(tool)
+            continue
+        if not supports_approval and tool.require_approval not in (None, "never"):
+            raise InvalidRequest(
+                "Chat Completions has no approval protocol: set require_approval to "
+                "'never', or use /v1/responses for MCP approvals.",
+                param=f"tools[{index}].require_approval",
+            )
+        mcp_tools.append((index, tool))
+    check_request_size(
+        services.settings.request_limits,
+        messages=message_count,
+        tools=len(tools),
+        mcp_servers=len(mcp_tools),
+    )
+    await services.check_budget(principal, model, messages, client_tools)
+    servers = await resolve_servers(
+        mcp_tools,
+        services.registered_servers,
+        principal,
+        services.address_policy,
+        default_approval=default_approval,
+        known_tools=known_tools,
+    )
+    return RunRequest(
+        principal=principal,
+        model=model,
+        messages=messages,
+        servers=servers,
+        client_tools=client_tools,
+        params=params,
+        limits=effective_limits(services.settings.limits, mcp_limits),
+        stream_model=stream,
+        hidden_turns=hidden_turns,
+        approvals=list(approvals),
+        approvals_at=approvals_at,
+    )

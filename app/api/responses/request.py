@@ -1,0 +1,199 @@
+"""``POST /v1/responses`` bodies (OpenAI's Responses API fields that toolbridge honours), and
+turning one into a ``RunRequest``: the conversation folded from items (``items``), tools and
+model parameters mapped to the engine's terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from app.api.admission import admit
+from app.api.deps import Services
+from app.api.responses import ids
+from app.api.responses.items import fold
+from app.api.wire import MAX_INT, McpLimits, McpToolParam, WireRequest
+from app.engine.request import RunRequest
+from app.errors import InvalidRequest
+from app.mcp.naming import exposed_name
+from app.mcp.servers import ApprovalPolicy
+from app.principal import Principal
+from app.redact import redact_url
+
+
+class ResponsesFunctionTool(BaseModel):
+    """A client function tool in the Responses shape (flat, not nested under ``function``)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+    def as_chat_tool(self) -> dict[str, Any]:
+        function = self.model_dump(exclude={"type"}, exclude_none=True)
+        return {"type": "function", "function": function}
+
+
+ResponsesTool = Annotated[McpToolParam | ResponsesFunctionTool, Field(discriminator="type")]
+
+
+class ResponsesRequest(WireRequest):
+    """Unknown fields that OpenAI's clients send harmlessly are accepted and ignored; the ones
+    whose meaning we cannot honour are refused by name in ``parse_responses``."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = Field(min_length=1)
+    input: str | list[dict[str, Any]] = Field(default_factory=list)
+    instructions: str | None = None
+    tools: list[ResponsesTool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
+    max_tool_calls: int | None = Field(default=None, ge=0, le=MAX_INT)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    metadata: dict[str, str] | None = Field(default=None, max_length=16)
+    store: StrictBool | None = True
+    previous_response_id: str | None = None
+    stream: StrictBool | None = False
+    user: str | None = None
+    text: dict[str, Any] | None = None
+    reasoning: dict[str, Any] | None = None
+
+
+ALWAYS = ApprovalPolicy(default=True)
+"""OpenAI's default for an omitted ``require_approval``."""
+_REFUSED_FIELDS = {
+    "background": "background mode",
+    "conversation": "conversations",
+    "prompt": "prompt templates",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedResponses:
+    run: RunRequest
+    input_items: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+
+
+def _input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The input as items in OpenAI's stored form: each with an id, text as content parts."""
+    raw = [{"role": "user", "content": value}] if isinstance(value, str) else value
+    items = []
+    for original in raw:
+        item = dict(original) if isinstance(original, dict) else original
+        if isinstance(item, dict):
+            kind = item.setdefault("type", "message")
+            item.setdefault("id", ids.message_id() if kind == "message" else ids.item_id())
+            if kind == "message" and isinstance(item.get("content"), str):
+                part = "output_text" if item.get("role") == "assistant" else "input_text"
+                item["content"] = [{"type": part, "text": item["content"]}]
+                item.setdefault("status", "completed")
+        items.append(item)
+    return items
+
+
+def _tool_choice(value: str | dict[str, Any] | None) -> str | dict[str, Any] | None:
+    if value is None or isinstance(value, str):
+        return value
+    match value.get("type"):
+        case "function" if isinstance(value.get("name"), str):
+            return {"type": "function", "function": {"name": value["name"]}}
+        case "mcp" if isinstance(value.get("server_label"), str):
+            if isinstance(value.get("name"), str):
+                name = exposed_name(value["server_label"], value["name"], set())
+                return {"type": "function", "function": {"name": name}}
+            return "required"
+    raise InvalidRequest("Unsupported tool_choice.", param="tool_choice")
+
+
+def _model_params(body: ResponsesRequest) -> dict[str, Any]:
+    params: dict[str, Any] = body.model_dump(
+        include={"temperature", "top_p", "parallel_tool_calls", "user"}, exclude_none=True
+    )
+    if body.max_output_tokens is not None:
+        params["max_tokens"] = body.max_output_tokens
+    if (choice := _tool_choice(body.tool_choice)) is not None:
+        params["tool_choice"] = choice
+    text_format = (body.text or {}).get("format") or {}
+    if text_format.get("type") == "json_schema":
+        schema = {k: v for k, v in text_format.items() if k != "type"}
+        params["response_format"] = {"type": "json_schema", "json_schema": schema}
+    elif text_format.get("type") == "json_object":
+        params["response_format"] = {"type": "json_object"}
+    if effort := (body.reasoning or {}).get("effort"):
+        params["reasoning_effort"] = effort
+    return params
+
+
+async def parse_responses(
+    body: ResponsesRequest, services: Services, principal: Principal
+) -> ParsedResponses:
+    """The run for a Responses request, with the items it will store."""
+    for name, what in _REFUSED_FIELDS.items():
+        if (body.model_extra or {}).get(name):
+            raise InvalidRequest(
+                f"{what.capitalize()} are not supported by this server.", param=name
+            )
+    history: list[dict[str, Any]] = []
+    if body.previous_response_id:
+        stored = await services.responses.load(body.previous_response_id, principal.key_id)
+        history = stored.conversation
+    input_items = _input_items(body.input)
+    conversation = fold(history, input_items, instructions=body.instructions)
+    if not conversation.messages:
+        raise InvalidRequest("input is empty: give a message, or instructions.", param="input")
+    tools = [t if isinstance(t, McpToolParam) else t.as_chat_tool() for t in body.tools or []]
+    request = await admit(
+        services,
+        principal,
+        model=body.model,
+        messages=conversation.messages,
+        message_count=len(history) + len(input_items),
+        tools=tools,
+        params=_model_params(body),
+        mcp_limits=McpLimits(max_tool_calls=body.max_tool_calls),
+        stream=bool(body.stream),
+        default_approval=ALWAYS,
+        known_tools=conversation.known_tools,
+        approvals=conversation.approvals,
+        approvals_at=conversation.approvals_at,
+    )
+    return ParsedResponses(request, input_items, history)
+
+
+def echoed_fields(body: ResponsesRequest) -> dict[str, Any]:
+    """Request fields the Response repeats; credentials are never echoed."""
+    tools = []
+    for tool in body.tools or []:
+        echoed = tool.model_dump(exclude_none=True)
+        if isinstance(tool, McpToolParam):
+            echoed.update(headers=None, authorization=None)
+            if tool.server_url is not None:
+                echoed["server_url"] = redact_url(tool.server_url)
+            echoed.setdefault("require_approval", "always")
+        tools.append(echoed)
+    return {
+        "model": body.model,
+        "instructions": body.instructions,
+        "tools": tools,
+        "tool_choice": body.tool_choice or "auto",
+        "parallel_tool_calls": True
+        if body.parallel_tool_calls is None
+        else body.parallel_tool_calls,
+        "max_output_tokens": body.max_output_tokens,
+        "max_tool_calls": body.max_tool_calls,
+        "temperature": body.temperature,
+        "top_p": body.top_p,
+        "metadata": body.metadata or {},
+        "previous_response_id": body.previous_response_id,
+        "store": body.store is not False,
+        "user": body.user,
+        "text": body.text or {"format": {"type": "text"}},
+        "truncation": "disabled",
+        "background": False,
+    }

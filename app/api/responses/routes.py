@@ -1,0 +1,110 @@
+"""``/v1/responses``: create (run, render, store), retrieve, delete, list input items."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from app.api.deps import Services, authenticate, get_services
+from app.api.errors import ERROR_RESPONSES
+from app.api.responses.render import ResponseRenderer
+from app.api.responses.request import (
+    ParsedResponses,
+    ResponsesRequest,
+    echoed_fields,
+    parse_responses,
+)
+from app.api.serve import serve
+from app.engine.loop import run
+from app.principal import Principal
+from app.store.responses import StoredResponse
+
+router = APIRouter(responses=ERROR_RESPONSES)
+
+
+async def _store(
+    services: Services, parsed: ParsedResponses, renderer: ResponseRenderer, enabled: bool
+) -> None:
+    """Keep the response (before the caller hears of it), unless ``store`` is false."""
+    if not enabled:
+        return
+    conversation = [*parsed.history, *parsed.input_items, *renderer.output]
+    await services.responses.save(
+        StoredResponse(
+            owner=parsed.run.principal.key_id,
+            response=renderer.response(),
+            input_items=parsed.input_items,
+            conversation=conversation,
+        )
+    )
+
+
+@router.post("/v1/responses", response_model=None)
+async def create_response(
+    http: Request,
+    body: ResponsesRequest,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+) -> Response:
+    parsed = await parse_responses(body, services, principal)
+    renderer = ResponseRenderer(fields=echoed_fields(body), stream=bool(body.stream))
+
+    async def store() -> None:
+        with anyio.CancelScope(shield=True):  # written before acknowledged, even if cancelled
+            await _store(services, parsed, renderer, body.store is not False)
+
+    return await serve(
+        http,
+        renderer,
+        run(parsed.run, services.engine),
+        stream=bool(body.stream),
+        keepalive_s=services.settings.keepalive_s,
+        before_reply=store,
+    )
+
+
+@router.get("/v1/responses/{response_id}")
+async def retrieve_response(
+    response_id: str,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    return (await services.responses.load(response_id, principal.key_id)).response
+
+
+@router.delete("/v1/responses/{response_id}")
+async def delete_response(
+    response_id: str,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    await services.responses.delete(response_id, principal.key_id)
+    return {"id": response_id, "object": "response", "deleted": True}
+
+
+@router.get("/v1/responses/{response_id}/input_items")
+async def list_input_items(
+    response_id: str,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+    order: str = Query("desc", pattern="^(asc|desc)$"),
+    limit: int = Query(20, ge=1, le=100),
+    after: str | None = None,
+) -> dict[str, Any]:
+    items = (await services.responses.load(response_id, principal.key_id)).input_items
+    if order == "desc":
+        items = items[::-1]
+    if after is not None:
+        ids = [i.get("id") for i in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    page = items[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(items) > limit,
+    }

@@ -1,0 +1,128 @@
+"""Serving a run, whichever endpoint renders it: JSON or server-sent events, a client that
+hangs up, and errors that happen once a stream has started.
+
+An endpoint supplies a ``Renderer``; ``serve`` drives the run's events through it. Streamed,
+``sse.EventStreamResponse`` sends the pieces (an error before the first piece is an ordinary
+JSON error with its status; after it, the renderer says how the error looks in its stream).
+Not streamed, the run races against ``http.disconnect``, so a client that hangs up cancels it:
+in-flight model and MCP calls stop, MCP sessions close and every ``finally`` runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any, Protocol
+
+import anyio
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
+
+from app.api.sse import EventStreamResponse
+from app.engine.events import RunEvent
+
+logger = logging.getLogger(__name__)
+
+CLIENT_CLOSED = 499
+"""Nginx's status for a client that closed the request; nobody receives it."""
+
+
+class Renderer(Protocol):
+    """Turns a run's events into one endpoint's wire format."""
+
+    def opening(self) -> list[str]:
+        """SSE text sent before the run's first event."""
+        ...
+
+    def absorb(self, event: RunEvent) -> list[str]:
+        """Take in an event; the SSE text it makes (none when not streaming)."""
+        ...
+
+    def closing(self) -> list[str]:
+        """SSE text after the run's last event."""
+        ...
+
+    def failed(self, exc: Exception) -> str:
+        """How a failure after the stream started looks in the stream."""
+        ...
+
+    def body(self) -> dict[str, Any]:
+        """The whole answer, for a request that did not stream."""
+        ...
+
+
+Hook = Callable[[], Awaitable[None]]
+
+
+async def serve(
+    http: Request,
+    renderer: Renderer,
+    events: AsyncGenerator[RunEvent, None],
+    *,
+    stream: bool,
+    keepalive_s: float,
+    before_reply: Hook | None = None,
+) -> Response:
+    """Answer with the run, streamed or not; ``before_reply`` runs once the run has finished
+    well, before the caller hears of it (storing a response)."""
+    if stream:
+        return EventStreamResponse(
+            _pieces(renderer, events, before_reply),
+            keepalive_s=keepalive_s,
+            stream_error=renderer.failed,
+        )
+
+    async def complete() -> Response:
+        async with aclosing(events) as items:
+            async for event in items:
+                renderer.absorb(event)
+        if before_reply is not None:
+            await before_reply()
+        return JSONResponse(renderer.body())
+
+    return await unless_disconnected(http, complete)
+
+
+async def _pieces(
+    renderer: Renderer, events: AsyncGenerator[RunEvent, None], before_reply: Hook | None
+) -> AsyncGenerator[str, None]:
+    for piece in renderer.opening():
+        yield piece
+    async with aclosing(events) as items:
+        async for event in items:
+            for piece in renderer.absorb(event):
+                yield piece
+    if before_reply is not None:
+        await before_reply()
+    for piece in renderer.closing():
+        yield piece
+
+
+async def unless_disconnected(
+    request: Request, work: Callable[[], Awaitable[Response]]
+) -> Response:
+    """Run ``work``; if the client disconnects first, cancel it."""
+    result: Response | None = None
+    failure: Exception | None = None
+
+    async def run() -> None:
+        nonlocal result, failure
+        try:
+            result = await work()
+        except Exception as exc:  # noqa: BLE001 - re-raised below, outside the task group
+            failure = exc
+        tg.cancel_scope.cancel()
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        logger.info("client disconnected: run cancelled")
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        tg.start_soon(watch)
+    if failure is not None:
+        raise failure  # as itself, not wrapped in an exception group
+    return result if result is not None else Response(status_code=CLIENT_CLOSED)

@@ -1,0 +1,64 @@
+"""What both endpoints' request bodies share, as pydantic models: the ``mcp`` tool, the
+``mcp_limits`` extension, and the base that keeps text valid Unicode. Untrusted JSON becomes
+typed data here."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+MAX_INT = 2**31 - 1
+"""Bound for counts: larger ones are mistakes, and some providers overflow on them."""
+LABEL_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+
+
+class AllowedToolsFilter(BaseModel):
+    """OpenAI's filter form of ``allowed_tools``."""
+
+    model_config = ConfigDict(extra="forbid")
+    tool_names: list[str] | None = None
+    read_only: bool | None = None
+
+
+class McpToolParam(BaseModel):
+    """An ``{"type": "mcp", ...}`` tool, with OpenAI's Responses API fields."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["mcp"]
+    server_label: str = Field(pattern=LABEL_PATTERN)
+    server_url: str | None = Field(default=None, max_length=2048)
+    server_description: str | None = None
+    headers: dict[str, str] | None = None
+    authorization: str | None = None
+    allowed_tools: list[str] | AllowedToolsFilter | None = None
+    require_approval: Literal["always", "never"] | dict[str, Any] | None = None
+    connector_id: str | None = None
+    tunnel_id: str | None = None
+
+
+class McpLimits(BaseModel):
+    """toolbridge extension: lower the configured run limits for this request."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_turns: int | None = Field(default=None, ge=1)
+    max_tool_calls: int | None = Field(default=None, ge=0, le=MAX_INT)
+    tool_timeout_s: float | None = Field(default=None, gt=0)
+    max_tool_output_chars: int | None = Field(default=None, ge=256)
+
+
+class WireRequest(BaseModel):
+    """Base of request bodies: text must be valid Unicode all the way down (a lone surrogate
+    from a ``\\ud800`` escape cannot be sent to any provider)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_unicode(cls, data: Any) -> Any:
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
+        except (TypeError, ValueError):
+            pass  # not JSON-shaped: the field validators say what is wrong
+        return data

@@ -1,0 +1,76 @@
+"""Running the model's MCP tool calls: a ``ToolCall`` in, a ``ToolOutcome`` out.
+
+Arguments are checked before anything reaches a server; each call gets a trace span and its
+metrics; several calls run concurrently and come back in the model's order.
+"""
+
+from __future__ import annotations
+
+import anyio
+from opentelemetry.trace import Span, Status, StatusCode
+
+from app.config import Limits
+from app.engine.events import ToolCall
+from app.mcp.session import ToolOutcome
+from app.mcp.tools import BadArguments, Toolset
+from app.metrics import TOOL_CALLS, TOOL_SECONDS
+from app.tracing import span
+
+
+def describe(call: ToolCall, toolset: Toolset) -> tuple[str, str]:
+    """(server label, MCP tool name) of a call; a name no one offered keeps its own."""
+    bound = toolset.get(call.name)
+    if bound is None:
+        return "", call.name
+    return bound.server_label, bound.tool.name
+
+
+async def _call(call: ToolCall, toolset: Toolset, limits: Limits) -> ToolOutcome:
+    bound = toolset.get(call.name)
+    if bound is None:
+        missing = f"There is no tool named '{call.name}'."
+        return ToolOutcome(text=missing, is_error=True, duration_s=0)
+    arguments = bound.parse_arguments(call.arguments, max_bytes=limits.max_tool_argument_bytes)
+    if isinstance(arguments, BadArguments):  # the model reads why; the server sees nothing
+        return ToolOutcome(text=arguments.reason, is_error=True, duration_s=0)
+    return await bound.session.call_tool(
+        bound.tool.name,
+        arguments.value,
+        timeout_s=limits.tool_timeout_s,
+        max_chars=limits.max_tool_output_chars,
+    )
+
+
+async def execute(
+    call: ToolCall, toolset: Toolset, limits: Limits, parent: Span | None = None
+) -> ToolOutcome:
+    """Run one call (never raises for the tool's failures: they are the outcome's error)."""
+    label, tool = describe(call, toolset)
+    attributes = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": tool,
+        "gen_ai.tool.call.id": call.id,
+        "toolbridge.mcp.server_label": label,
+    }
+    with span(f"execute_tool {tool}", attributes, parent=parent) as tool_span:
+        outcome = await _call(call, toolset, limits)
+        if outcome.is_error:
+            tool_span.set_status(Status(StatusCode.ERROR, "tool error"))
+    TOOL_CALLS.labels(label or "(none)", "error" if outcome.is_error else "ok").inc()
+    TOOL_SECONDS.labels(label or "(none)").observe(outcome.duration_s)
+    return outcome
+
+
+async def execute_all(
+    calls: list[ToolCall], toolset: Toolset, limits: Limits, parent: Span | None = None
+) -> list[ToolOutcome]:
+    """Run calls concurrently; outcomes in the calls' order."""
+    outcomes: list[ToolOutcome | None] = [None] * len(calls)
+
+    async def run_one(index: int, call: ToolCall) -> None:
+        outcomes[index] = await execute(call, toolset, limits, parent)
+
+    async with anyio.create_task_group() as tg:
+        for index, call in enumerate(calls):
+            tg.start_soon(run_one, index, call)
+    return [outcome for outcome in outcomes if outcome is not None]

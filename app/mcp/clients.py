@@ -1,0 +1,128 @@
+"""Process-wide MCP client resources: the HTTP pools, the shared caches, and SDK clients.
+
+Every run opens its own MCP sessions (callbacks bound to one caller; no session is shared
+between callers), but they ride pooled ``httpx2`` transports, so TCP and TLS set-up is paid once
+per server, not once per request: one pool for operator-registered servers, and one for the
+servers callers name by URL, which connects only to addresses the SSRF guard checked.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import certifi
+import httpx2
+import mcp_types as types
+from mcp import Client, StdioServerParameters
+from mcp.client.caching import CacheConfig
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from app.mcp.callbacks import ServerCallbacks
+from app.mcp.eras import Attempt, sdk_mode, uses_sse
+from app.mcp.servers import ServerSpec
+from app.mcp.ssrf import PinnedTransport
+from app.mcp.stdio import stdio_transport
+from app.store.mcp_cache import EraStore, RedisResponseCacheStore
+
+CLIENT_INFO = types.Implementation(name="toolbridge", version="0.1.0")
+
+
+def tls_context(extra_ca_file: Path | None) -> ssl.SSLContext:
+    """TLS for MCP servers: the public CAs (certifi), plus the operator's CA bundle if given
+    (for servers with certificates from a private CA)."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if extra_ca_file is not None:
+        context.load_verify_locations(cafile=str(extra_ca_file))
+    return context
+
+
+class _SharedTransport(httpx2.AsyncBaseTransport):
+    """Lends a process-wide pool to a per-session client; closing the client keeps it open."""
+
+    def __init__(self, pool: httpx2.AsyncBaseTransport) -> None:
+        self._pool = pool
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return await self._pool.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        """The pool belongs to the process, not to this session."""
+
+
+class McpClients:
+    """Makes SDK clients for servers, over the process's pools and caches."""
+
+    def __init__(
+        self,
+        *,
+        pool: httpx2.AsyncBaseTransport,
+        caller_pool: httpx2.AsyncBaseTransport,
+        cache_store: RedisResponseCacheStore,
+        eras: EraStore,
+        default_ttl_s: int,
+        share_public: bool,
+        stderr_level: int = logging.INFO,
+    ) -> None:
+        self._transport = _SharedTransport(pool)
+        self._caller_pool = caller_pool
+        """Caller-supplied servers' pool: connects only to checked addresses (``ssrf``)."""
+        self._stderr_level = stderr_level
+        self._cache_store = cache_store
+        self.eras = eras
+        self._default_ttl_ms = default_ttl_s * 1000
+        self._share_public = share_public
+
+    def _http_factory(self, spec: ServerSpec) -> Callable[..., httpx2.AsyncClient]:
+        """Makes the per-session HTTP clients: the registered pool, or the checked one."""
+        transport: httpx2.AsyncBaseTransport = self._transport
+        if spec.pinned is not None:
+            transport = PinnedTransport(self._caller_pool, spec.pinned)
+
+        def make(
+            headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+        ) -> httpx2.AsyncClient:
+            timeout = timeout or httpx2.Timeout(30.0, read=300.0)
+            return httpx2.AsyncClient(
+                headers=headers, timeout=timeout, auth=auth, transport=transport
+            )
+
+        return make
+
+    def client(self, spec: ServerSpec, attempt: Attempt, callbacks: ServerCallbacks) -> Client:
+        """An unopened SDK client for one attempt at ``spec``."""
+        server: Any
+        if spec.transport == "stdio":
+            params = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+            server = stdio_transport(params, spec.label, self._stderr_level)
+        elif uses_sse(spec, attempt):
+            assert spec.url is not None
+            server = sse_client(
+                spec.url, headers=dict(spec.headers), httpx_client_factory=self._http_factory(spec)
+            )
+        else:
+            assert spec.url is not None
+            server = streamable_http_client(
+                spec.url, http_client=self._http_factory(spec)(dict(spec.headers))
+            )
+        mode, prior = sdk_mode(spec, attempt)
+        cache = CacheConfig(
+            store=self._cache_store,
+            partition=spec.credential_hash(),
+            # A server may offer other tools to a client that declares other capabilities.
+            target_id=f"{spec.target()}#{callbacks.declaration()}",
+            default_ttl_ms=self._default_ttl_ms,
+            share_public=self._share_public,
+        )
+        return Client(
+            server,
+            mode=mode,
+            prior_discover=prior,
+            cache=cache,
+            client_info=CLIENT_INFO,
+            **callbacks.client_options(),
+        )

@@ -1,0 +1,54 @@
+"""What the caller should know about an MCP call: what the server asked of us meanwhile, and
+how toolbridge answered. Renderers put them on the call (``notes``) as ``wire()`` gives them."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ElicitationDeclined:
+    """The server asked for user input (or needed the user at a URL); declined."""
+
+    kind: Literal["elicitation_declined"] = "elicitation_declined"
+    mode: Literal["form", "url"]
+    message: str
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sampled:
+    """The server sampled one of our models, charged to the caller."""
+
+    kind: Literal["sampling"] = "sampling"
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SamplingDeclined:
+    """A sampling request was refused (a limit, the budget, no model, a failure)."""
+
+    kind: Literal["sampling_refused"] = "sampling_refused"
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CapabilityRefused:
+    """The server used a capability toolbridge did not declare to it."""
+
+    kind: Literal["refused"] = "refused"
+    method: str
+    message: str
+
+
+Note = ElicitationDeclined | Sampled | SamplingDeclined | CapabilityRefused
+
+
+def wire(note: Note) -> dict[str, Any]:
+    """The note as the caller sees it: its fields, without empty optional ones."""
+    return {k: v for k, v in dataclasses.asdict(note).items() if v is not None}

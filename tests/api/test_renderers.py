@@ -1,0 +1,106 @@
+"""Both renderers on a scripted sequence of run events, against the OpenAI SDK's own types
+(no server): the JSON body and the stream say the same thing."""
+
+from __future__ import annotations
+
+import json
+
+import mcp_types as types
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.responses import Response
+
+from app.api.chat.render import ChatRenderer
+from app.api.responses.render import ResponseRenderer
+from app.engine.events import (
+    McpCallFinished,
+    McpCallStarted,
+    RunEvent,
+    RunFinished,
+    TextDelta,
+    ToolsListed,
+    TurnStarted,
+    TurnUsage,
+)
+from app.errors import ServerUnreachable
+from app.mcp.notes import Sampled
+
+EVENTS: list[RunEvent] = [
+    ToolsListed(server_label="docs", tools=(types.Tool(name="search", input_schema={}),)),
+    TurnStarted(index=0),
+    McpCallStarted(call_id="c1", server_label="docs", tool="search", arguments="{}"),
+    McpCallFinished(
+        call_id="c1",
+        server_label="docs",
+        tool="search",
+        arguments="{}",
+        output="3 hits",
+        error=None,
+        duration_s=0.01,
+        notes=(Sampled(model="m", prompt_tokens=1, completion_tokens=2, cost_usd=0.5),),
+    ),
+    TurnUsage(model="m", prompt_tokens=10, completion_tokens=2),
+    TurnStarted(index=1),
+    TextDelta(text="Found "),
+    TextDelta(text="3."),
+    TurnUsage(model="m", prompt_tokens=20, completion_tokens=3),
+    RunFinished(reason="budget_exceeded", detail="cut short"),
+]
+
+
+def sse_data(pieces: list[str]) -> list[dict[str, object]]:
+    lines = [line for piece in pieces for line in piece.splitlines()]
+    return [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
+
+
+def test_chat_body_and_chunks_agree() -> None:
+    body_renderer, stream_renderer = ChatRenderer(model="m"), ChatRenderer(model="m", stream=True)
+    pieces = stream_renderer.opening()
+    for event in EVENTS:
+        assert body_renderer.absorb(event) == []  # nothing is formatted when not streaming
+        pieces += stream_renderer.absorb(event)
+    pieces += stream_renderer.closing()
+    completion = ChatCompletion.model_validate(body_renderer.body())
+    assert completion.choices[0].message.content == "Found 3."
+    assert completion.choices[0].finish_reason == "length"
+    assert completion.usage is not None and completion.usage.prompt_tokens == 30
+    extension = body_renderer.body()["toolbridge"]
+    assert extension["incomplete_details"] == {"reason": "budget_exceeded", "message": "cut short"}
+    assert extension["mcp_calls"][0]["notes"][0]["kind"] == "sampling"
+    chunks = [ChatCompletionChunk.model_validate(c) for c in sse_data(pieces)]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Found 3." and pieces[-1] == "data: [DONE]\n\n"
+
+
+def test_responses_body_and_stream_agree() -> None:
+    body_renderer = ResponseRenderer(fields={"model": "m"})
+    stream_renderer = ResponseRenderer(fields={"model": "m"}, stream=True)
+    pieces = stream_renderer.opening()
+    for event in EVENTS:
+        body_renderer.absorb(event)
+        pieces += stream_renderer.absorb(event)
+    pieces += stream_renderer.closing()
+    body = body_renderer.body()
+    assert body["incomplete_details"] == {"reason": "budget_exceeded"}  # toolbridge's reason
+    body.update(parallel_tool_calls=True, tool_choice="auto", tools=[], incomplete_details=None)
+    response = Response.model_validate(body)
+    assert [item.type for item in response.output] == ["mcp_list_tools", "mcp_call", "message"]
+    assert response.output[1].id == "mcp_c1" and response.output[1].output == "3 hits"
+    assert response.status == "incomplete"
+    assert response.usage is not None and response.usage.output_tokens == 5
+    events = sse_data(pieces)
+    sequence = [e["sequence_number"] for e in events]
+    assert sequence == list(range(len(events)))
+    assert events[-1]["type"] == "response.incomplete"
+    final = events[-1]["response"]
+    assert isinstance(final, dict) and final["output"] == stream_renderer.body()["output"]
+
+
+def test_a_failure_after_the_stream_started_is_told_in_the_stream() -> None:
+    chat = ChatRenderer(model="m", stream=True)
+    chat_error = sse_data([chat.failed(ServerUnreachable("docs", "timed out"))])[0]
+    assert chat_error["error"]["code"] == "external_connector_error"  # type: ignore[index]
+    responses = ResponseRenderer(fields={"model": "m"}, stream=True)
+    responses.opening()
+    events = sse_data([responses.failed(ServerUnreachable("docs", "timed out"))])
+    kinds = [e["type"] for e in events]
+    assert kinds[-1] == "response.failed" and "response.mcp_list_tools.failed" in kinds
