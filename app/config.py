@@ -95,6 +95,8 @@ class KeyBudget(BaseModel):
 
 
 class BudgetSettings(BaseModel):
+    """How budgets hold, cap output, and behave without Redis."""
+
     hold_ttl_s: float = Field(default=900.0, gt=0)
     """A hold left by a replica that died lapses after this long."""
     default_max_tokens: int = Field(default=4096, ge=1)

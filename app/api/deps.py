@@ -54,9 +54,11 @@ class Services:
 
 
 def get_services(request: Request) -> Services:
+    """The process's services (built in the lifespan)."""
     services: Services = request.app.state.services
     return services
 
 
 def authenticate(request: Request) -> Principal:
+    """The caller's principal, from its bearer key (401 otherwise)."""
     return get_services(request).keys.authenticate(request.headers.get("authorization"))

@@ -76,6 +76,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 def envelope(
     message: str, type_: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
+    """OpenAI's error envelope: ``{"error": {message, type, param, code}}``."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
@@ -110,6 +111,7 @@ def _param(loc: tuple[Any, ...]) -> str | None:
 
 
 def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
+    """A request body that does not validate, as OpenAI says it: 400 naming the field."""
     first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
     param = _param(tuple(first.get("loc", ())))
     message = str(first.get("msg", "Invalid request"))

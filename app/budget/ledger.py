@@ -124,6 +124,8 @@ class Scope:
 
 @dataclass(frozen=True, slots=True)
 class ScopeStatus:
+    """A scope's spend and holds at one moment."""
+
     scope: Scope
     spent_usd: float
     held_usd: float
@@ -178,6 +180,8 @@ class Hold:
 
 
 class Ledger:
+    """Budgets in Redis: atomic reservations, settlement and release (see the module)."""
+
     def __init__(
         self, redis: Redis, prefix: str, *, hold_ttl_s: float, fail_open: bool = False
     ) -> None:

@@ -46,6 +46,7 @@ def attempts(spec: ServerSpec, remembered: Era | None) -> list[Attempt]:
 
 
 def uses_sse(spec: ServerSpec, attempt: Attempt) -> bool:
+    """Whether an attempt speaks the old HTTP+SSE transport."""
     return spec.transport == "sse" or attempt.era == "sse"
 
 

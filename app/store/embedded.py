@@ -49,6 +49,7 @@ def redis_server_binary() -> str:
 
 
 def free_port() -> int:
+    """A loopback port free right now."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

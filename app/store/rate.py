@@ -10,6 +10,8 @@ from app.store.errors import store_errors
 
 
 class RateLimiter:
+    """Fixed-window request counts in Redis, shared by every replica."""
+
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{prefix}rate:"

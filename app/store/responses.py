@@ -19,6 +19,8 @@ from app.store.errors import store_errors
 
 @dataclass(frozen=True, slots=True)
 class StoredResponse:
+    """One stored response, as kept in Redis."""
+
     owner: str
     response: dict[str, Any]
     input_items: list[dict[str, Any]]
@@ -27,6 +29,8 @@ class StoredResponse:
 
 
 class ResponseStore:
+    """Stored responses by id, visible to their owner only."""
+
     def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}resp:"

@@ -8,6 +8,7 @@ from app.errors import InvalidRequest
 
 
 def effective_limits(configured: Limits, requested: McpLimits | None) -> Limits:
+    """The configured limits, lowered (never raised) where the request asks."""
     if requested is None:
         return configured
     lowered = {

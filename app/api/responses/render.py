@@ -43,6 +43,7 @@ _INCOMPLETE = {
 def list_tools_item(
     label: str, tools: list[dict[str, Any]], error: str | None = None
 ) -> dict[str, Any]:
+    """An ``mcp_list_tools`` output item (``error`` set when listing failed)."""
     return {
         "id": ids.list_tools_id(),
         "type": "mcp_list_tools",

@@ -75,6 +75,8 @@ _REFUSED_FIELDS = {
 
 @dataclass(frozen=True, slots=True)
 class ParsedResponses:
+    """The run, plus the items a stored response keeps (this input, the earlier conversation)."""
+
     run: RunRequest
     input_items: list[dict[str, Any]]
     history: list[dict[str, Any]]
