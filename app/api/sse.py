@@ -13,6 +13,7 @@ import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
+from typing import Any
 
 import anyio
 from anyio import CancelScope
@@ -23,6 +24,14 @@ from starlette.types import Receive, Scope, Send
 from app.api.errors import error_response_body
 
 KEEPALIVE = b": keep-alive\n\n"
+DONE = "data: [DONE]\n\n"
+"""Chat Completions' end of stream."""
+
+
+def sse_event(data: dict[str, Any], *, name: str | None = None) -> str:
+    """One server-sent event carrying ``data`` as JSON (with an ``event:`` line if named)."""
+    head = f"event: {name}\n" if name else ""
+    return f"{head}data: {json.dumps(data)}\n\n"
 
 
 @dataclass(frozen=True, slots=True)

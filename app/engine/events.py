@@ -3,7 +3,7 @@ into an endpoint's wire format; events carry no wire details (no sequence number
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import mcp_types as types
@@ -148,8 +148,28 @@ class RunFinished:
     """Why, in words, when a limit ended the run."""
     client_tool_calls: tuple[ToolCall, ...] = ()
     """Complete calls to the caller's function tools."""
+    usage: TokenTotals = field(default_factory=lambda: TokenTotals())
+    """The run's model turns' tokens."""
     sampling: SamplingTotals | None = None
     """What MCP servers' sampling requests used during the run."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TokenTotals:
+    """The tokens of every model turn of the run, added up (sampling not included)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    def plus(self, turn: TurnUsage) -> TokenTotals:
+        return TokenTotals(
+            prompt_tokens=self.prompt_tokens + turn.prompt_tokens,
+            completion_tokens=self.completion_tokens + turn.completion_tokens,
+            cached_tokens=self.cached_tokens + turn.cached_tokens,
+            reasoning_tokens=self.reasoning_tokens + turn.reasoning_tokens,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

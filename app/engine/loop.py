@@ -27,6 +27,7 @@ from app.engine.events import (
     RunEvent,
     RunFinished,
     SamplingTotals,
+    TokenTotals,
     ToolCall,
     ToolsListed,
     TurnStarted,
@@ -179,10 +180,14 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             toolset = Toolset(sessions, reserved=request.client_tool_names())
             async for event in _answer_approvals(request, toolset, state):
                 yield event
+            tokens = TokenTotals()
             async for event in _turns(request, deps, toolset, state):
                 if isinstance(event, TurnStarted):
                     turns = event.index + 1
+                if isinstance(event, TurnUsage):
+                    tokens = tokens.plus(event)
                 if isinstance(event, RunFinished):
+                    event = dataclasses.replace(event, usage=tokens)
                     event = _finished(event, sampling, time.monotonic() - started, turns)
                     run_span.set_attribute("toolbridge.finish_reason", event.reason)
                 yield event

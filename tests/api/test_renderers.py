@@ -17,6 +17,7 @@ from app.engine.events import (
     RunEvent,
     RunFinished,
     TextDelta,
+    TokenTotals,
     ToolsListed,
     TurnStarted,
     TurnUsage,
@@ -43,7 +44,12 @@ EVENTS: list[RunEvent] = [
     TextDelta(text="Found "),
     TextDelta(text="3."),
     TurnUsage(model="m", prompt_tokens=20, completion_tokens=3),
-    RunFinished(reason="budget_exceeded", detail="cut short"),
+    # The loop adds its turns' usage up on the last event.
+    RunFinished(
+        reason="budget_exceeded",
+        detail="cut short",
+        usage=TokenTotals(prompt_tokens=30, completion_tokens=5),
+    ),
 ]
 
 

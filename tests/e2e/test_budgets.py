@@ -147,20 +147,22 @@ def run_cost(server: ServerThread, key: str, content: str) -> float:
     return budget_view(server, key)["spent_usd"] - before
 
 
+def with_budgets(
+    toolbridge_factory: Any, content: str, runs: float, *key_ids: str
+) -> tuple[ServerThread, float]:
+    """A toolbridge whose keys ``sk-<id>`` each have a budget that pays for ``runs`` runs of
+    ``content`` (measured first, on an unlimited key); and that budget."""
+    meter = toolbridge_factory(api_keys=[{"id": "meter", "key": "sk-meter"}])
+    budget = runs * run_cost(meter, "sk-meter", content)
+    meter.stop()
+    keys = [{"id": k, "key": f"sk-{k}", "budget": {"total_usd": budget}} for k in key_ids]
+    return toolbridge_factory(api_keys=keys), budget
+
+
 def test_an_answer_costing_ten_times_what_is_left_is_cut_short(toolbridge_factory: Any) -> None:
     """Output is capped to what the hold pays for, so spend stays within the limit."""
-    keys = [
-        {"id": "meter", "key": "sk-meter"},
-        {"id": "short-chat", "key": "sk-short-chat", "budget": {"total_usd": 0.0}},
-        {"id": "short-resp", "key": "sk-short-resp", "budget": {"total_usd": 0.0}},
-    ]
     content = "words 1000"
-    server = toolbridge_factory(api_keys=keys)
-    cost = run_cost(server, "sk-meter", content)
-    left = cost / 10
-    server.stop()
-    keys[1]["budget"] = keys[2]["budget"] = {"total_usd": left}
-    server = toolbridge_factory(api_keys=keys)
+    server, left = with_budgets(toolbridge_factory, content, 0.1, "short-chat", "short-resp")
 
     completion = client_for(server, "sk-short-chat").chat.completions.create(
         model="scripted-a", messages=[{"role": "user", "content": content}]
@@ -186,13 +188,8 @@ def test_runs_one_at_a_time_are_refused_only_when_a_call_cannot_be_paid(
     toolbridge_factory: Any,
 ) -> None:
     """A budget that pays for 50 runs serves at least 45 of them in full."""
-    keys = [{"id": "meter", "key": "sk-meter"}, {"id": "fifty", "key": "sk-fifty"}]
     content = "words 20"
-    server = toolbridge_factory(api_keys=keys)
-    cost = run_cost(server, "sk-meter", content)
-    server.stop()
-    keys[1]["budget"] = {"total_usd": 50 * cost}
-    server = toolbridge_factory(api_keys=keys)
+    server, budget = with_budgets(toolbridge_factory, content, 50, "fifty")
     served = 0
     for _ in range(55):
         try:
@@ -205,17 +202,12 @@ def test_runs_one_at_a_time_are_refused_only_when_a_call_cannot_be_paid(
     total = budget_view(server, "sk-fifty")
     print(f"runs served in full from a budget for 50: {served}")
     assert 45 <= served <= 50
-    assert total["spent_usd"] <= 50 * cost + 1e-12 and total["held_usd"] == 0
+    assert total["spent_usd"] <= budget + 1e-12 and total["held_usd"] == 0
 
 
 def test_fifty_concurrent_runs_against_a_budget_for_ten(toolbridge_factory: Any) -> None:
-    keys = [{"id": "meter", "key": "sk-meter"}, {"id": "ten", "key": "sk-ten"}]
     content = "words 20"
-    server = toolbridge_factory(api_keys=keys)
-    cost = run_cost(server, "sk-meter", content)
-    server.stop()
-    keys[1]["budget"] = {"total_usd": 10 * cost}
-    server = toolbridge_factory(api_keys=keys)
+    server, budget = with_budgets(toolbridge_factory, content, 10, "ten")
     body = {"model": "scripted-a", "messages": [{"role": "user", "content": content}]}
 
     def one_run(_: int) -> str:
@@ -234,26 +226,21 @@ def test_fifty_concurrent_runs_against_a_budget_for_ten(toolbridge_factory: Any)
     print("50 concurrent runs, budget for 10:", {o: outcomes.count(o) for o in set(outcomes)})
     assert set(outcomes) <= {"stop", "length", "429"} and "stop" in outcomes
     total = budget_view(server, "sk-ten")
-    assert 0 < total["spent_usd"] <= 10 * cost + 1e-12
+    assert 0 < total["spent_usd"] <= budget + 1e-12
     assert total["held_usd"] == 0
 
 
 def test_a_provider_that_ignores_max_tokens_is_charged_and_reported(
     toolbridge_factory: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    keys = [{"id": "meter", "key": "sk-meter"}, {"id": "over", "key": "sk-over"}]
-    content = "overrun\n" + "words 1000"
-    server = toolbridge_factory(api_keys=keys)
-    cost = run_cost(server, "sk-meter", content)
-    server.stop()
-    keys[1]["budget"] = {"total_usd": cost / 10}
-    server = toolbridge_factory(api_keys=keys)
+    content = "overrun\nwords 1000"
+    server, budget = with_budgets(toolbridge_factory, content, 0.1, "over")
     with caplog.at_level("ERROR", logger="app.budget.ledger"):
         completion = client_for(server, "sk-over").chat.completions.create(
             model="scripted-a", messages=[{"role": "user", "content": content}]
         )
     assert len(completion.choices[0].message.content.split()) == 1000  # nothing was cut
-    assert budget_view(server, "sk-over")["spent_usd"] > cost / 10  # charged in full
+    assert budget_view(server, "sk-over")["spent_usd"] > budget  # charged in full
     assert any("more output than its max_tokens" in r.getMessage() for r in caplog.records)
     metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
     assert 'toolbridge_budget_output_overruns_total{model="scripted-a"}' in metrics

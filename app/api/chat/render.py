@@ -5,13 +5,13 @@ a limit ended the run (``incomplete_details``)."""
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from app.api.errors import error_response_body
+from app.api.sse import DONE, sse_event
 from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
@@ -41,9 +41,6 @@ class ChatRenderer:
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("prompt", "completion", "cached", "reasoning"), 0)
-    )
     finished: RunFinished | None = None
     new_turn: bool = False
     started: bool = False
@@ -72,14 +69,6 @@ class ChatRenderer:
                 return [{"content": text}]
             case ClientToolCallDelta():
                 return [{"tool_calls": [_call_delta(event)]}]
-            case TurnUsage():
-                for name, value in (
-                    ("prompt", event.prompt_tokens),
-                    ("completion", event.completion_tokens),
-                    ("cached", event.cached_tokens),
-                    ("reasoning", event.reasoning_tokens),
-                ):
-                    self.usage[name] += value
             case McpCallFinished():
                 self.mcp_calls.append(
                     {
@@ -95,7 +84,7 @@ class ChatRenderer:
                 )
             case RunFinished():
                 self.finished = event
-            case ToolsListed() | McpCallStarted() | ApprovalRequired():
+            case ToolsListed() | McpCallStarted() | ApprovalRequired() | TurnUsage():
                 pass
             case _:
                 assert_never(event)
@@ -116,15 +105,15 @@ class ChatRenderer:
         return {"mcp_calls": self.mcp_calls, "incomplete_details": incomplete}
 
     def usage_body(self) -> dict[str, Any]:
-        prompt, completion = self.usage["prompt"], self.usage["completion"]
-        sampling = self.finished.sampling if self.finished else None
+        assert self.finished is not None
+        tokens, sampling = self.finished.usage, self.finished.sampling
         return {
             "sampling": sampling.as_usage() if sampling else None,
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": self.usage["cached"]},
-            "completion_tokens_details": {"reasoning_tokens": self.usage["reasoning"]},
+            "prompt_tokens": tokens.prompt_tokens,
+            "completion_tokens": tokens.completion_tokens,
+            "total_tokens": tokens.prompt_tokens + tokens.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": tokens.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": tokens.reasoning_tokens},
         }
 
     def completion(self) -> dict[str, Any]:
@@ -172,17 +161,17 @@ class ChatRenderer:
         if self.include_usage:
             body["usage"] = None
         body.update(extra)
-        return f"data: {json.dumps(body)}\n\n"
+        return sse_event(body)
 
     def closing(self) -> list[str]:
         chunks = [self.chunk({}, finish=self.finish_reason(), toolbridge=self.extension())]
         if self.include_usage:
             chunks.append(self.chunk(None, usage=self.usage_body()))
-        return [*chunks, "data: [DONE]\n\n"]
+        return [*chunks, DONE]
 
     def failed(self, exc: Exception) -> str:
         _, body = error_response_body(exc)
-        return f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n"
+        return sse_event(body) + DONE
 
     def body(self) -> dict[str, Any]:
         return self.completion()

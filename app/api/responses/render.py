@@ -7,13 +7,13 @@ makes the stream events (as SSE text). This class owns the numbering (``sequence
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from app.api.errors import error_response_body
 from app.api.responses import ids
+from app.api.sse import sse_event
 from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
@@ -22,6 +22,7 @@ from app.engine.events import (
     RunEvent,
     RunFinished,
     TextDelta,
+    TokenTotals,
     ToolsListed,
     TurnStarted,
     TurnUsage,
@@ -67,18 +68,15 @@ class ResponseRenderer:
     status: str = "in_progress"
     incomplete_details: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
-    tokens: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("input", "output", "cached", "reasoning"), 0)
-    )
-    sampling: dict[str, Any] | None = None
-    """toolbridge's ``usage.sampling``: what MCP servers' sampling used."""
+    finished: RunFinished | None = None
     _seq: int = 0
     _message: int | None = None
     _client_calls: dict[int, int] = field(default_factory=dict)
     _mcp_calls: dict[str, int] = field(default_factory=dict)
 
     def response(self) -> dict[str, Any]:
-        tokens = self.tokens
+        tokens = self.finished.usage if self.finished else TokenTotals()
+        sampling = self.finished.sampling if self.finished else None
         return {
             "id": self.id,
             "object": "response",
@@ -88,15 +86,15 @@ class ResponseRenderer:
             "incomplete_details": self.incomplete_details,
             "output": self.output,
             "usage": {
-                "input_tokens": tokens["input"],
+                "input_tokens": tokens.prompt_tokens,
                 "input_tokens_details": {
-                    "cached_tokens": tokens["cached"],
+                    "cached_tokens": tokens.cached_tokens,
                     "cache_write_tokens": 0,
                 },
-                "output_tokens": tokens["output"],
-                "output_tokens_details": {"reasoning_tokens": tokens["reasoning"]},
-                "total_tokens": tokens["input"] + tokens["output"],
-                "sampling": self.sampling,
+                "output_tokens": tokens.completion_tokens,
+                "output_tokens_details": {"reasoning_tokens": tokens.reasoning_tokens},
+                "total_tokens": tokens.prompt_tokens + tokens.completion_tokens,
+                "sampling": sampling.as_usage() if sampling else None,
             },
             **self.fields,
         }
@@ -175,13 +173,6 @@ class ResponseRenderer:
                 index, added = self._add(item)
                 return [*events, added, self._done(index)]
             case TurnUsage():
-                for name, value in (
-                    ("input", event.prompt_tokens),
-                    ("output", event.completion_tokens),
-                    ("cached", event.cached_tokens),
-                    ("reasoning", event.reasoning_tokens),
-                ):
-                    self.tokens[name] += value
                 return []
             case RunFinished():
                 return self._finish(event)
@@ -333,8 +324,7 @@ class ResponseRenderer:
                 ),
                 self._done(index),
             ]
-        if event.sampling is not None:
-            self.sampling = event.sampling.as_usage()
+        self.finished = event
         reason = _INCOMPLETE.get(event.reason)
         if reason is None:
             self.status = "completed"
@@ -358,7 +348,7 @@ class ResponseRenderer:
 
 
 def _sse(event: StreamEvent) -> str:
-    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+    return sse_event(event, name=event["type"])
 
 
 def _tool_entry(tool: Any) -> dict[str, Any]:
