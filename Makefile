@@ -18,11 +18,16 @@ install: $(STAMP) ## Create .venv and install toolbridge with its test tools
 run: $(STAMP) ## Serve on 127.0.0.1:8000 (embedded Redis and the offline demo unless configured)
 	exec $(PY) -m app --anonymous-by-default
 
+# Twice for what Redis backs: on one node, then on a real three-primary Redis Cluster.
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	TOOLBRIDGE_TEST_REDIS=cluster $(PY) -m pytest -m redis $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
 	$(PY) -m bench.run $(BENCH_ARGS)
+
+bench-budget: $(STAMP) ## Budget reservations per second: one Redis node, then a Redis Cluster
+	$(PY) -m bench.reservations $(BENCH_ARGS)
 
 fmt: $(STAMP) ## Format and fix lint
 	$(PY) -m ruff format app tests bench
@@ -38,4 +43,4 @@ check: lint test ## Lint, then test
 help: ## List the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
 
-.PHONY: install run test bench fmt lint check help
+.PHONY: install run test bench bench-budget fmt lint check help

@@ -225,6 +225,10 @@ class Settings(BaseSettings):
 
     redis_url: str | None = None
     """Unset: an embedded redis-server is started with data under ``data_dir``."""
+    redis_cluster: bool = False
+    """``redis_url`` names any node of a Redis Cluster (keys are laid out for one)."""
+    redis_ca_file: Path | None = None
+    """A PEM CA bundle to verify a ``rediss://`` Redis with (a private CA)."""
     redis_prefix: str = "tb:"
     data_dir: Path = Path(".data")
 

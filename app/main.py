@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx2
 from fastapi import FastAPI
-from redis.asyncio import Redis
 from starlette.applications import Starlette
 
 from app.api import budget, system
@@ -23,11 +22,13 @@ from app.config import Settings
 from app.demo.mcp_server import build_demo_server
 from app.demo.scripted_model import create_scripted_model_app
 from app.engine.loop import EngineDeps
+from app.errors import StoreUnavailable
 from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
 from app.mcp.clients import McpClients, tls_context
 from app.mcp.ssrf import AddressPolicy, caller_pool
+from app.store.connect import RedisClient, connect, warm_up
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 from app.store.rate import RateLimiter
@@ -42,7 +43,7 @@ MCP_POOL_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=1
 
 def _build_services(
     settings: Settings,
-    redis: Redis,
+    redis: RedisClient,
     pool: httpx2.AsyncHTTPTransport,
     caller_pool: httpx2.AsyncHTTPTransport,
 ) -> Services:
@@ -87,6 +88,16 @@ def _build_services(
     )
 
 
+async def _adopt_legacy_budget_keys(services: Services) -> None:
+    """Keep spend recorded before budget keys had a hash tag (Redis may be down: later)."""
+    try:
+        moved = await services.engine.ledger.adopt_legacy_keys()
+    except StoreUnavailable:
+        return
+    if moved:
+        logger.warning("moved %d budget records to the hash-tagged key layout", moved)
+
+
 def _announce(settings: Settings, services: Services) -> None:
     if settings.allow_anonymous:
         logger.warning(
@@ -119,7 +130,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "(python -m app), which starts an embedded Redis."
             )
         async with AsyncExitStack() as stack:
-            redis = Redis.from_url(settings.redis_url)
+            redis = connect(
+                settings.redis_url, cluster=settings.redis_cluster, ca_file=settings.redis_ca_file
+            )
             stack.push_async_callback(redis.aclose)
             tls = tls_context(settings.mcp_ca_file)
             pool = httpx2.AsyncHTTPTransport(verify=tls, limits=MCP_POOL_LIMITS)
@@ -128,7 +141,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.push_async_callback(caller.aclose)
             if demo_mcp is not None:
                 await stack.enter_async_context(demo_mcp.router.lifespan_context(demo_mcp))
+            await warm_up(redis)
             services = _build_services(settings, redis, pool, caller)
+            if not settings.redis_cluster:
+                await _adopt_legacy_budget_keys(services)
             app.state.services = services
             _announce(settings, services)
             yield

@@ -11,13 +11,19 @@ from typing import Any
 
 import openai
 import pytest
+import redis
 
 from app.config import ApiKeyConfig, ModelEntry, RegisteredServer, Settings
 from app.demo.scripted_model import create_scripted_model_app
 from app.main import create_app
-from app.store.embedded import start_embedded_redis
+from app.store.connect import RedisClient, connect, warm_up
+from app.store.embedded import start_embedded_cluster, start_embedded_redis
 from tests.fixtures.mcp_servers import KINDS, RunningMcpServer, start_mcp_server
 from tests.fixtures.servers import ServerThread
+
+CLUSTER = os.environ.get("TOOLBRIDGE_TEST_REDIS") == "cluster"
+"""``make test`` runs the Redis-backed tests (marker ``redis``) a second time on a real
+three-primary Redis Cluster (``TOOLBRIDGE_TEST_REDIS=cluster``)."""
 
 TEST_KEY = "sk-test-full-access"
 LIMITED_KEY = "sk-test-limited"
@@ -41,9 +47,33 @@ def _docker_redis() -> Iterator[str] | None:
     return run()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "redis_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.redis)
+
+
+async def redis_client(url: str) -> RedisClient:
+    """An async client for the test Redis, cluster or not, made as toolbridge makes it."""
+    client = connect(url, cluster=CLUSTER)
+    await warm_up(client)
+    return client
+
+
+def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
+    """A blocking client for the test Redis, cluster or not."""
+    return redis.RedisCluster.from_url(url) if CLUSTER else redis.Redis.from_url(url)
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """REDIS_URL if set, else a container, else a real redis-server on a free port."""
+    """A real three-primary cluster (``TOOLBRIDGE_TEST_REDIS=cluster``); else REDIS_URL if set,
+    else a container, else a real redis-server on a free port."""
+    if CLUSTER:
+        cluster = start_embedded_cluster(tmp_path_factory.mktemp("cluster"))
+        yield cluster.url
+        cluster.stop()
+        return
     if url := os.environ.get("REDIS_URL"):
         yield url
         return
@@ -161,6 +191,8 @@ def toolbridge_factory(
     started: list[ServerThread] = []
 
     def start(**overrides: Any) -> ServerThread:
+        if "redis_url" not in overrides:  # a test's own Redis is a single node
+            overrides.setdefault("redis_cluster", CLUSTER)
         settings = base_settings(
             overrides.pop("redis_url", redis_url), scripted_model.url, mcp_servers, **overrides
         )

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
-from redis.asyncio import Redis
 
 from app.api.auth import KeyRing
 from app.budget.scopes import estimate, key_scopes
@@ -15,6 +14,7 @@ from app.engine.loop import EngineDeps
 from app.errors import PermissionDenied
 from app.mcp.ssrf import AddressPolicy
 from app.principal import Principal
+from app.store.connect import RedisClient
 from app.store.responses import ResponseStore
 
 
@@ -23,7 +23,7 @@ class Services:
     """Everything a handler needs; no client lives in a module-level global."""
 
     settings: Settings
-    redis: Redis
+    redis: RedisClient
     engine: EngineDeps
     keys: KeyRing
     registered_servers: list[RegisteredServer]

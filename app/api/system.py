@@ -13,6 +13,7 @@ from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES
 from app.errors import Unauthenticated
 from app.principal import Principal
+from app.store.connect import health
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -52,11 +53,12 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", response_model=None)
 async def readyz(services: Services = Depends(get_services)) -> JSONResponse:
-    """Ready: config loaded and Redis reachable."""
+    """Ready: config loaded and Redis reachable (a cluster: its state ``ok``)."""
     try:
-        await services.redis.ping()
+        redis = await health(services.redis)
     except Exception as exc:  # noqa: BLE001 - boundary: any Redis failure means not ready
         return JSONResponse({"status": "unavailable", "redis": type(exc).__name__}, status_code=503)
-    return JSONResponse(
-        {"status": "ok", "redis": "ok", "models": len(services.engine.models.names())}
-    )
+    ready = redis["redis"] == "ok"
+    body = {"status": "ok" if ready else "unavailable", **redis}
+    body["models"] = len(services.engine.models.names())
+    return JSONResponse(body, status_code=200 if ready else 503)

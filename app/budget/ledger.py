@@ -26,10 +26,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
-from redis.asyncio import Redis
 
 from app.errors import BudgetExceeded, StoreUnavailable
 from app.metrics import HOLDS, OVERRUNS, SPEND
+from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
 logger = logging.getLogger(__name__)
@@ -183,15 +183,27 @@ class Ledger:
     """Budgets in Redis: atomic reservations, settlement and release (see the module)."""
 
     def __init__(
-        self, redis: Redis, prefix: str, *, hold_ttl_s: float, fail_open: bool = False
+        self, redis: RedisClient, prefix: str, *, hold_ttl_s: float, fail_open: bool = False
     ) -> None:
         self._redis = redis
         self._fail_open = fail_open
-        self._prefix = f"{prefix}budget:"
+        self._prefix = f"{{{prefix}budget}}:"  # one hash tag: a cluster's scripts need one slot
+        self._legacy_prefix = f"{prefix}budget:"
         self._hold_ttl_s = hold_ttl_s
         self._reserve = redis.register_script(RESERVE)
         self._settle = redis.register_script(SETTLE)
         self._status = redis.register_script(STATUS)
+
+    async def adopt_legacy_keys(self) -> int:
+        """Rename budget records of the layout before hash tags (one node only: a cluster never
+        ran the old layout), so an upgrade keeps every key's spend. Returns how many moved."""
+        moved = 0
+        with store_errors("Budgets"):
+            async for name in self._redis.scan_iter(match=f"{self._legacy_prefix}*"):
+                old = name.decode() if isinstance(name, bytes) else str(name)
+                await self._redis.renamenx(old, self._prefix + old[len(self._legacy_prefix) :])
+                moved += 1
+        return moved
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
         return [

@@ -175,3 +175,110 @@ def start_embedded_redis(
                 time.sleep(0.05)
     finally:
         client.close()
+
+
+def redis_cli_binary() -> str:
+    """Path of the redis-cli that comes with the redis-server above."""
+    sibling = Path(redis_server_binary()).with_name("redis-cli")
+    return str(sibling) if sibling.exists() else (shutil.which("redis-cli") or "redis-cli")
+
+
+@dataclass
+class EmbeddedCluster:
+    """A Redis Cluster of redis-server child processes on loopback (for tests and benchmarks)."""
+
+    nodes: list[EmbeddedRedis]
+
+    @property
+    def url(self) -> str:
+        """Any node will do: cluster clients discover the others."""
+        return self.nodes[0].url
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.process.terminate()
+        for node in self.nodes:
+            node.process.wait(timeout=10)
+
+
+def start_embedded_cluster(data_dir: Path, *, primaries: int = 3) -> EmbeddedCluster:
+    """Start ``primaries`` cluster-enabled nodes in memory, join them, split the slots."""
+    nodes: list[EmbeddedRedis] = []
+    for index in range(primaries):
+        port = _cluster_port()
+        node_dir = data_dir / f"node-{index}"
+        node_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            redis_server_binary(),
+            *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir.resolve())),
+            *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+            *("--cluster-node-timeout", "5000", "--appendonly", "no", "--save", ""),
+            *("--loglevel", "warning"),
+        ]
+        process = subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),
+        )
+        nodes.append(EmbeddedRedis(process, f"redis://127.0.0.1:{port}/0", node_dir))
+    cluster = EmbeddedCluster(nodes)
+    try:
+        for node in nodes:
+            _wait_for_ping(node)
+        addresses = [node.url.removeprefix("redis://").removesuffix("/0") for node in nodes]
+        subprocess.run(
+            [redis_cli_binary(), "--cluster", "create", *addresses]
+            + ["--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        for node in nodes:
+            _wait_for_cluster_ok(node)
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000, fixed in Redis 6) is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+        return port
+
+
+def _wait_for_ping(node: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(node.url)
+    deadline = time.monotonic() + 15
+    try:
+        while True:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                if node.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server did not start at {node.url}") from None
+                time.sleep(0.05)
+    finally:
+        client.close()
+
+
+def _wait_for_cluster_ok(node: EmbeddedRedis) -> None:
+    client = redis.Redis.from_url(node.url)
+    deadline = time.monotonic() + 30
+    try:
+        while client.cluster("INFO").get("cluster_state") != "ok":
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not become ready at {node.url}")
+            time.sleep(0.1)
+    finally:
+        client.close()

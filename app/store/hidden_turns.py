@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from redis.asyncio import Redis
-
+from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
 Message = dict[str, Any]
@@ -21,13 +20,13 @@ Message = dict[str, Any]
 class HiddenTurns:
     """Hidden messages per (caller, tool-call id)."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}hidden:"
         self._ttl_s = ttl_s
 
     def _key(self, key_id: str, call_id: str) -> str:
-        return f"{self._prefix}{key_id}:{call_id}"
+        return f"{self._prefix}{{{key_id}}}:{call_id}"  # one slot per caller: MGET in a cluster
 
     async def save(self, key_id: str, call_ids: list[str], messages: list[Message]) -> None:
         """Store ``messages`` (the run's full assistant turns) under every visible call id."""

@@ -20,10 +20,10 @@ from typing import Literal
 import mcp_types as types
 from mcp.client.caching import CacheEntry, CacheKey
 from pydantic import BaseModel, ValidationError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.metrics import TOOL_LISTS
+from app.store.connect import RedisClient
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def _hashed(*parts: str) -> str:
 class RedisResponseCacheStore:
     """The SDK's ``ResponseCacheStore`` on Redis; an entry expires in Redis when it goes stale."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{prefix}mcp:list:"
 
@@ -92,7 +92,7 @@ Era = types.DiscoverResult | Literal["legacy", "sse"]
 class EraStore:
     """Remembers which protocol era a server speaks. A cache: Redis failures are misses."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}mcp:era:"
         self._ttl_s = ttl_s

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import time
 
-from redis.asyncio import Redis
-
+from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
 
 class RateLimiter:
     """Fixed-window request counts in Redis, shared by every replica."""
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: RedisClient, prefix: str) -> None:
         self._redis = redis
         self._prefix = f"{prefix}rate:"
 

@@ -11,9 +11,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from app.errors import NotFound
+from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
 
@@ -31,7 +30,7 @@ class StoredResponse:
 class ResponseStore:
     """Stored responses by id, visible to their owner only."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int) -> None:
         self._redis = redis
         self._prefix = f"{prefix}resp:"
         self._ttl_s = ttl_s

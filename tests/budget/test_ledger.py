@@ -11,21 +11,22 @@ import time
 import uuid
 
 import pytest
-from redis.asyncio import Redis
 
 from app.budget.ledger import Ledger, Scope
 from app.errors import BudgetExceeded
+from app.store.connect import RedisClient
+from tests.conftest import CLUSTER, redis_client
 
 
-def ledger_for(redis_url: str, hold_ttl_s: float = 60.0) -> tuple[Ledger, Redis, str]:
-    redis = Redis.from_url(redis_url)
+async def ledger_for(redis_url: str, hold_ttl_s: float = 60.0) -> tuple[Ledger, RedisClient, str]:
+    redis = await redis_client(redis_url)
     prefix = f"tb-ledger-{uuid.uuid4().hex[:8]}:"
     return Ledger(redis, prefix, hold_ttl_s=hold_ttl_s), redis, prefix
 
 
 def test_reserve_settle_release(redis_url: str) -> None:
     async def scenario() -> None:
-        ledger, redis, _ = ledger_for(redis_url)
+        ledger, redis, _ = await ledger_for(redis_url)
         scopes = [Scope("key:k:total", 2.0), Scope("run:r", 0.7)]
         first = await ledger.reserve(scopes, 0.6)
         with pytest.raises(BudgetExceeded) as caught:
@@ -48,7 +49,7 @@ def test_concurrent_runs_never_overspend(redis_url: str) -> None:
     """50 runs race for a $1 budget, each holding $0.05 and spending up to that."""
 
     async def scenario() -> None:
-        ledger, redis, _ = ledger_for(redis_url)
+        ledger, redis, _ = await ledger_for(redis_url)
         scopes = [Scope("key:k:total", 1.0)]
         refused = 0
 
@@ -74,10 +75,11 @@ def test_concurrent_runs_never_overspend(redis_url: str) -> None:
 
 HOLDER = """
 import asyncio, sys, time
-from redis.asyncio import Redis
 from app.budget.ledger import Ledger, Scope
+from app.store.connect import connect
 async def main():
-    ledger = Ledger(Redis.from_url(sys.argv[1]), sys.argv[2], hold_ttl_s=1.5)
+    redis = connect(sys.argv[1], cluster=sys.argv[3] == "cluster")
+    ledger = Ledger(redis, sys.argv[2], hold_ttl_s=1.5)
     await ledger.reserve([Scope("key:k:total", 1.0)], 0.9)
     print("held", flush=True)
     await asyncio.sleep(60)
@@ -88,7 +90,9 @@ asyncio.run(main())
 def test_hold_of_a_killed_process_expires(redis_url: str) -> None:
     prefix = f"tb-ledger-{uuid.uuid4().hex[:8]}:"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, redis_url, prefix], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, redis_url, prefix, "cluster" if CLUSTER else "node"],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     holder.send_signal(signal.SIGKILL)
@@ -96,7 +100,7 @@ def test_hold_of_a_killed_process_expires(redis_url: str) -> None:
     scopes = [Scope("key:k:total", 1.0)]
 
     async def check(expect_room: bool) -> None:
-        redis = Redis.from_url(redis_url)
+        redis = await redis_client(redis_url)
         ledger = Ledger(redis, prefix, hold_ttl_s=60)
         try:
             await ledger.finish(await ledger.reserve(scopes, 0.5))
@@ -109,3 +113,17 @@ def test_hold_of_a_killed_process_expires(redis_url: str) -> None:
     asyncio.run(check(expect_room=False))  # the dead process's hold still counts...
     time.sleep(1.6)
     asyncio.run(check(expect_room=True))  # ...until it expires: the money is back
+
+
+@pytest.mark.skipif(CLUSTER, reason="the layout before hash tags never ran on a cluster")
+def test_spend_recorded_before_hash_tags_is_kept(redis_url: str) -> None:
+    async def scenario() -> None:
+        ledger, redis, prefix = await ledger_for(redis_url)
+        await redis.set(f"{prefix}budget:key:k:total:spent", "0.25")  # the old layout
+        assert await ledger.adopt_legacy_keys() == 1
+        (status,) = await ledger.status([Scope("key:k:total", 1.0)])
+        assert status.spent_usd == 0.25
+        assert await ledger.adopt_legacy_keys() == 0
+        await redis.aclose()
+
+    asyncio.run(scenario())

@@ -18,6 +18,7 @@ import openai
 import pytest
 
 from app.store.embedded import free_port
+from tests.conftest import CLUSTER
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
@@ -68,6 +69,7 @@ def replicas(
     env.update(
         TOOLBRIDGE_CONFIG_FILE=str(path),
         TOOLBRIDGE_REDIS_URL=redis_url,
+        TOOLBRIDGE_REDIS_CLUSTER=str(CLUSTER).lower(),
         TOOLBRIDGE_REDIS_PREFIX=f"tb-replicas-{uuid.uuid4().hex[:6]}:",
         TOOLBRIDGE_LOG_LEVEL="WARNING",
     )

@@ -10,10 +10,9 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import redis
 
 from app.logs import JsonFormatter
-from tests.conftest import TEST_KEY, mcp_tool
+from tests.conftest import TEST_KEY, mcp_tool, sync_redis
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
@@ -91,7 +90,7 @@ def test_secrets_appear_in_no_log_no_store_no_response(
     secrets = (HEADER_SECRET, BEARER_SECRET, QUERY_SECRET, TEST_KEY, "sk-provider")
     for line in debug_logs.lines + outputs:
         assert not any(secret in line for secret in secrets), line
-    store = redis.Redis.from_url(redis_url)
+    store = sync_redis(redis_url)
     for key in store.scan_iter():
         if store.type(key) == b"string":
             value = store.get(key) or b""

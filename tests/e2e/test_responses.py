@@ -8,9 +8,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-import redis
 
-from tests.conftest import LIMITED_KEY, mcp_tool
+from tests.conftest import LIMITED_KEY, mcp_tool, sync_redis
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
@@ -55,7 +54,7 @@ def test_credentials_are_never_echoed_or_stored(
     echoed = response.tools[0]
     assert echoed.headers is None and echoed.authorization is None
     assert "sekrit-123" not in response.model_dump_json()
-    store = redis.Redis.from_url(redis_url)
+    store = sync_redis(redis_url)
     for key in store.scan_iter():
         if store.type(key) == b"string":
             value = store.get(key) or b""

@@ -9,19 +9,20 @@ from typing import TypeVar
 import anyio
 import mcp_types as types
 import pytest
-from redis.asyncio import Redis
 
 from app.errors import NotFound
+from app.store.connect import RedisClient
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
 from app.store.responses import ResponseStore, StoredResponse
+from tests.conftest import redis_client
 
 T = TypeVar("T")
 
 
-def with_redis(redis_url: str, scenario: Callable[[Redis, str], Awaitable[T]]) -> T:
+def with_redis(redis_url: str, scenario: Callable[[RedisClient, str], Awaitable[T]]) -> T:
     async def go() -> T:
-        redis = Redis.from_url(redis_url)
+        redis = await redis_client(redis_url)
         try:
             return await scenario(redis, f"tb-store-{uuid.uuid4().hex[:8]}:")
         finally:
@@ -31,7 +32,7 @@ def with_redis(redis_url: str, scenario: Callable[[Redis, str], Awaitable[T]]) -
 
 
 def test_stored_responses_belong_to_their_owner(redis_url: str) -> None:
-    async def scenario(redis: Redis, prefix: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
         store = ResponseStore(redis, prefix, ttl_s=60)
         record = StoredResponse("alice", {"id": "resp_1"}, [{"id": "msg_1"}], [{"id": "msg_1"}])
         await store.save(record)
@@ -49,20 +50,20 @@ def test_stored_responses_belong_to_their_owner(redis_url: str) -> None:
 
 
 def test_hidden_turns_come_back_in_order_per_key(redis_url: str) -> None:
-    async def scenario(redis: Redis, prefix: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
         hidden = HiddenTurns(redis, prefix, ttl_s=60)
         turns = [{"role": "assistant", "content": None, "tool_calls": []}]
         await hidden.save("alice", ["c1", "c2"], turns)
         assert await hidden.load_many("alice", ["c2", "missing", "c1"]) == [turns, None, turns]
         assert await hidden.load_many("bob", ["c1"]) == [None]
         assert await hidden.load_many("alice", []) == []
-        assert 0 < await redis.ttl(f"{prefix}hidden:alice:c1") <= 60
+        assert 0 < await redis.ttl(f"{prefix}hidden:{{alice}}:c1") <= 60  # one slot per key
 
     with_redis(redis_url, scenario)
 
 
 def test_eras_are_remembered_and_forgotten(redis_url: str) -> None:
-    async def scenario(redis: Redis, prefix: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
         eras = EraStore(redis, prefix, ttl_s=60)
         assert await eras.get("http://a/mcp") is None
         await eras.set("http://a/mcp", "legacy")

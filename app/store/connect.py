@@ -1,0 +1,60 @@
+"""The Redis every replica shares: one node or a Redis Cluster, plain or TLS (``rediss://``).
+
+Keys are laid out so that every command that touches several keys, and every script, touches
+one hash slot (a hash tag in braces), which a cluster requires: all budget keys share the tag
+``{<prefix>budget}`` (a reservation must check a key's, a run's and a registered server's
+scopes atomically, and a server's scope is shared by every key), and a key's hidden turns share
+``{<key id>}``. Everything else is one key per command.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
+
+RedisClient = Redis | RedisCluster
+"""What the stores are given; both speak the same commands for what toolbridge uses."""
+
+
+def connect(url: str, *, cluster: bool = False, ca_file: Path | None = None) -> RedisClient:
+    """A client for ``url`` (any node of a cluster, when ``cluster``); ``ca_file`` verifies a
+    ``rediss://`` server with a private CA."""
+    options: dict[str, Any] = {}
+    if ca_file is not None:
+        options["ssl_ca_certs"] = str(ca_file)
+    if cluster:
+        return RedisCluster.from_url(url, **options)
+    return Redis.from_url(url, **options)
+
+
+async def warm_up(redis: RedisClient) -> None:
+    """Learn a cluster's slot map now. Left to the first commands, many concurrent ones race in
+    redis-py's async cluster client (connections used before they are connected: seen with 50
+    concurrent budget reservations on a fresh client). A cluster that does not answer yet is
+    learned on first use instead."""
+    if isinstance(redis, RedisCluster):
+        try:
+            await redis.initialize()
+        except RedisError as exc:
+            logger.warning("Redis Cluster not reachable at start-up: %s", type(exc).__name__)
+
+
+async def health(redis: RedisClient) -> dict[str, Any]:
+    """What ``/readyz`` reports: raises if Redis does not answer; a cluster's state and size."""
+    await redis.ping()
+    if not isinstance(redis, RedisCluster):
+        return {"redis": "ok"}
+    info = await redis.cluster_info()
+    state = info.get("cluster_state") if isinstance(info, dict) else None
+    masters = sum(1 for node in redis.get_nodes() if node.server_type == "primary")
+    return {
+        "redis": "ok" if state == "ok" else f"cluster {state}",
+        "redis_cluster": {"state": state, "primaries": masters},
+    }
