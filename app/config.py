@@ -63,6 +63,8 @@ class RegisteredServer(BaseModel):
     """This server's sampling requests per minute, across replicas (default: sampling's)."""
     sampling_budget_usd: float | None = Field(default=None, ge=0)
     """Total sampling spend this server may cause (a budget scope of its own)."""
+    prefer_structured_content: bool = False
+    """Give the model a result's ``structuredContent`` (as JSON) instead of its text."""
 
     @model_validator(mode="after")
     def _check_transport(self) -> RegisteredServer:

@@ -36,6 +36,12 @@ class McpToolParam(BaseModel):
     require_approval: Literal["always", "never"] | dict[str, Any] | None = None
     connector_id: str | None = None
     tunnel_id: str | None = None
+    allowed_callers: list[Literal["direct", "programmatic"]] | None = None
+    defer_loading: bool | None = None
+    """Offer the server's tools only once a ``tool_search`` finds them."""
+    prefer_structured_content: bool | None = None
+    """toolbridge extension: the model reads results' ``structuredContent`` (as JSON) instead
+    of their text (some clients, OpenAI's Codex among them, prefer structured results)."""
 
 
 class McpLimits(BaseModel):

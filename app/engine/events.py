@@ -9,6 +9,7 @@ from typing import Any, Literal
 import mcp_types as types
 
 from app.mcp.notes import Note
+from app.mcp.session import ToolError
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +88,16 @@ class McpCallStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class McpCallFinished:
-    """An MCP tool call ended; exactly one of ``output`` and ``error`` is set."""
+    """An MCP tool call ended: ``output`` is what the model read; ``error`` is set if it
+    failed (then the model read ``output`` as the tool's error)."""
 
     kind: Literal["mcp_call_finished"] = "mcp_call_finished"
     call_id: str
     server_label: str
     tool: str
     arguments: str
-    output: str | None
-    error: str | None
+    output: str
+    error: ToolError | None
     duration_s: float
     approved: bool = False
     notes: tuple[Note, ...] = ()

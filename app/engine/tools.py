@@ -11,7 +11,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from app.config import Limits
 from app.engine.events import ToolCall
-from app.mcp.session import ToolOutcome
+from app.mcp.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
 from app.metrics import TOOL_CALLS, TOOL_SECONDS
 from app.tracing import span
@@ -29,10 +29,11 @@ async def _call(call: ToolCall, toolset: Toolset, limits: Limits) -> ToolOutcome
     bound = toolset.get(call.name)
     if bound is None:
         missing = f"There is no tool named '{call.name}'."
-        return ToolOutcome(text=missing, is_error=True, duration_s=0)
+        return ToolOutcome(text=missing, error=ProtocolError(INVALID_PARAMS, missing), duration_s=0)
     arguments = bound.parse_arguments(call.arguments, max_bytes=limits.max_tool_argument_bytes)
     if isinstance(arguments, BadArguments):  # the model reads why; the server sees nothing
-        return ToolOutcome(text=arguments.reason, is_error=True, duration_s=0)
+        error = ProtocolError(INVALID_PARAMS, arguments.reason)
+        return ToolOutcome(text=arguments.reason, error=error, duration_s=0)
     return await bound.session.call_tool(
         bound.tool.name,
         arguments.value,

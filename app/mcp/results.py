@@ -1,8 +1,13 @@
-"""Turn an MCP ``CallToolResult`` into the text a chat model reads.
+"""Turn an MCP ``CallToolResult`` into the text a chat model reads (and ``mcp_call.output``).
 
-Chat models take tool results as text, so: text parts are joined; ``structuredContent`` is
-sent as JSON; images, audio and resources are summarised so the model knows something was
-there and what was left out.
+The spec's text content is the part meant for the model; ``structuredContent`` is for programs.
+So text parts are joined, images, audio and resources are summarised so the model knows
+something was there and what was left out, and content whose ``annotations.audience`` is only
+``["user"]`` is not sent to the model at all. ``structuredContent`` is sent (as JSON) only when
+the result has no text, or when structured results are preferred for the server (an
+operator's or a caller's choice), in which case it replaces the text that echoes it. This is
+what the OpenAI Agents SDK, LiteLLM and most MCP hosts give a model: for a tool returning ``5``
+the model reads ``5``, not ``{"result": 5}``.
 """
 
 from __future__ import annotations
@@ -34,16 +39,20 @@ def _describe(block: types.ContentBlock) -> str:
     return f"[unsupported content omitted: {getattr(block, 'type', 'unknown')}]"
 
 
-def result_text(result: types.CallToolResult) -> str:
-    """The whole result as text (before truncation).
+def _for_model(block: types.ContentBlock) -> bool:
+    annotations = getattr(block, "annotations", None)
+    audience = getattr(annotations, "audience", None)
+    return not audience or "assistant" in audience
 
-    When ``structuredContent`` is present it is the result (the spec's text block then only
-    repeats it as serialized JSON), so it is sent as JSON, followed by any non-text blocks.
-    """
-    if result.structured_content is None:
-        return "\n".join(_describe(block) for block in result.content)
+
+def result_text(result: types.CallToolResult, *, prefer_structured: bool = False) -> str:
+    """The whole result as the model reads it (before truncation)."""
+    blocks = [b for b in result.content if _for_model(b)]
+    has_text = any(isinstance(b, types.TextContent) for b in blocks)
+    if result.structured_content is None or (has_text and not prefer_structured):
+        return "\n".join(_describe(block) for block in blocks)
     parts = [json.dumps(result.structured_content, ensure_ascii=False)]
-    parts += [_describe(b) for b in result.content if not isinstance(b, types.TextContent)]
+    parts += [_describe(b) for b in blocks if not isinstance(b, types.TextContent)]
     return "\n".join(parts)
 
 

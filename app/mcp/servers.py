@@ -82,6 +82,12 @@ class ServerSpec:
     """This server's own rate limit (registered servers); None: the default."""
     sampling_budget_usd: float | None = None
     """This server's own sampling budget (registered servers)."""
+    prefer_structured_content: bool = False
+    """The model reads results' ``structuredContent`` instead of their text."""
+    deferred: bool = False
+    """The tools are offered only once a tool search loads them (``defer_loading``)."""
+    description: str | None = None
+    """What the server is for, shown to the model when its tools are deferred."""
     pinned: PinnedUrl | None = None
     """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
 

@@ -22,15 +22,75 @@ from app.mcp.servers import ServerSpec
 logger = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class ToolExecutionError:
+    """The tool ran and answered ``isError``; ``content`` is its error content."""
+
+    content: tuple[dict[str, Any], ...]
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "mcp_tool_execution_error", "content": list(self.content)}
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """A JSON-RPC error (from the server, or ours: a timeout, arguments never sent)."""
+
+    code: int
+    message: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "mcp_protocol_error", "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True)
+class HttpError:
+    """The server answered the call with an HTTP error status."""
+
+    code: int
+    message: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"type": "http_error", "code": self.code, "message": self.message}
+
+
+ToolError = ToolExecutionError | ProtocolError | HttpError
+"""Why a call failed, as openai-python 3.x types ``mcp_call.error``."""
+
+TIMED_OUT = -32001
+"""The ``mcp`` SDK's code for a request that timed out."""
+CONNECTION_CLOSED = -32000
+"""The ``mcp`` SDK's code for a connection that failed or closed."""
+INVALID_PARAMS = -32602
+"""JSON-RPC's code for arguments a tool cannot take (and MCP's for an unknown tool)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolOutcome:
-    """What one tool call produced, as the model will read it."""
+    """What one tool call produced: what the model reads, and the error if it failed."""
 
     text: str
-    is_error: bool
+    error: ToolError | None = None
     duration_s: float
     notes: tuple[Note, ...] = ()
     """What the caller should know: the server asked for input, sampled a model, ..."""
+
+    @property
+    def is_error(self) -> bool:
+        return self.error is not None
+
+
+def failure_of(exc: Exception) -> ToolError:
+    """A failed call's error, typed (nothing in it that the caller should not see)."""
+    while isinstance(exc, ExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    match exc:
+        case MCPError():
+            return ProtocolError(exc.code, exc.error.message)
+        case httpx2.HTTPStatusError():
+            status = exc.response.status_code
+            return HttpError(status, f"the server answered HTTP {status}")
+    return ProtocolError(CONNECTION_CLOSED, describe_failure(exc))
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -96,6 +156,9 @@ class ServerSession:
         )
         return f"Tool call failed: {describe_failure(exc)}"
 
+    def _text(self, result: types.CallToolResult) -> str:
+        return result_text(result, prefer_structured=self.spec.prefer_structured_content)
+
     async def call_tool(
         self, name: str, arguments: dict[str, Any], *, timeout_s: float, max_chars: int
     ) -> ToolOutcome:
@@ -105,19 +168,27 @@ class ServerSession:
         calls to one server, a note goes to every call in flight then)."""
         started, first_note = time.monotonic(), len(self._notes)
         self._callbacks.begin_call()
+        error: ToolError | None = None
         try:
             with anyio.fail_after(timeout_s):
                 result = await self._client.call_tool(name, arguments)
-            text, is_error = result_text(result), result.is_error
+            text = self._text(result)
+            if result.is_error:
+                dumped = (
+                    b.model_dump(mode="json", by_alias=True, exclude_none=True)
+                    for b in result.content
+                )
+                error = ToolExecutionError(tuple(dumped))
         except TimeoutError:
-            text, is_error = f"Tool call timed out after {timeout_s:g}s", True
+            text = f"Tool call timed out after {timeout_s:g}s"
+            error = ProtocolError(TIMED_OUT, text)
         except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
-            text, is_error = self._failed(name, exc), True
+            text, error = self._failed(name, exc), failure_of(exc)
         finally:
             self._callbacks.end_call()
         return ToolOutcome(
             text=truncate(text, max_chars),
-            is_error=is_error,
+            error=error,
             duration_s=time.monotonic() - started,
             notes=tuple(self._notes[first_note:]),
         )

@@ -22,12 +22,12 @@ def test_model_calls_mcp_tool_and_answers_with_its_result(
         tools=[mcp_tool(server)],  # type: ignore[list-item]
     )
     choice = completion.choices[0]
-    assert choice.message.content == 'done: calc__add={"result": 42}'
+    assert choice.message.content == "done: calc__add=42"
     assert choice.finish_reason == "stop"
     calls = completion.model_extra["toolbridge"]["mcp_calls"]
     assert [(c["server_label"], c["name"], json.loads(c["arguments"])) for c in calls] == [
         ("calc", "add", {"a": 2, "b": 40})
     ]
-    assert calls[0]["output"] == '{"result": 42}'
+    assert calls[0]["output"] == "42"
     assert calls[0]["error"] is None
     assert calls[0]["duration_ms"] >= 0

@@ -36,7 +36,7 @@ def test_mixed_turn_runs_mcp_calls_and_returns_only_client_calls_then_continues(
     assert choice.finish_reason == "tool_calls"
     assert [c.function.name for c in choice.message.tool_calls] == ["get_weather"]
     assert json.loads(choice.message.tool_calls[0].function.arguments) == {"city": "Oslo"}
-    assert first.model_extra["toolbridge"]["mcp_calls"][0]["output"] == '{"result": 42}'
+    assert first.model_extra["toolbridge"]["mcp_calls"][0]["output"] == "42"
 
     # The client continues the standard way: its assistant message and its own tool result.
     messages.append(choice.message.model_dump(exclude_none=True))
@@ -47,9 +47,7 @@ def test_mixed_turn_runs_mcp_calls_and_returns_only_client_calls_then_continues(
     before = len(calls)
     second = client.chat.completions.create(model="scripted-a", messages=messages, tools=tools)  # type: ignore[arg-type]
     # The model saw the MCP call and its result that the client never saw.
-    assert second.choices[0].message.content == (
-        'done: calc__add={"result": 42}; get_weather=sunny'
-    )
+    assert second.choices[0].message.content == ("done: calc__add=42; get_weather=sunny")
     seen = calls[before]["messages"]
     assert [m["role"] for m in seen] == ["user", "assistant", "tool", "tool"]
     assert [c["function"]["name"] for c in seen[1]["tool_calls"]] == ["calc__add", "get_weather"]

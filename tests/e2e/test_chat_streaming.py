@@ -57,12 +57,12 @@ def test_final_text_streams_in_pieces_after_mcp_turns(
         c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
     ]
     assert len(pieces) > 1  # streamed, not sent as one block
-    assert "".join(pieces) == 'done: calc__add={"result": 3}'
+    assert "".join(pieces) == "done: calc__add=3"
     # No tool-call deltas for the MCP turn: a client would try to run them.
     assert not any(c.choices and c.choices[0].delta.tool_calls for c in chunks)
     last = chunks[-1]
     assert last.choices[0].finish_reason == "stop"
-    assert last.model_extra["toolbridge"]["mcp_calls"][0]["output"] == '{"result": 3}'
+    assert last.model_extra["toolbridge"]["mcp_calls"][0]["output"] == "3"
 
 
 def test_include_usage_adds_a_final_usage_chunk(client: openai.OpenAI) -> None:
@@ -89,7 +89,7 @@ def test_stream_ends_with_done_and_keeps_alive_while_tools_run(
     payloads = [json.loads(line[6:]) for line in lines if line.startswith("data: {")]
     assert (
         "".join(p["choices"][0]["delta"].get("content") or "" for p in payloads if p["choices"])
-        == 'done: calc__slow={"result": "slept 1.0"}'
+        == "done: calc__slow=slept 1.0"
     )
 
 

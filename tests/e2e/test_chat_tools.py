@@ -29,7 +29,7 @@ def test_registered_server_is_used_by_label_alone(
     completion = ask(
         client, 'call calc__echo {"text": "hi"}', [{"type": "mcp", "server_label": "calc"}]
     )
-    assert completion.choices[0].message.content == 'done: calc__echo={"result": "hi"}'
+    assert completion.choices[0].message.content == "done: calc__echo=hi"
     assert mcp_server.log.methods["tools/call"] == 1
 
 
@@ -39,7 +39,7 @@ def test_registered_stdio_server_runs_as_a_child_process(client: openai.OpenAI) 
         'call stdio_calc__add {"a": 1, "b": 1}',
         [{"type": "mcp", "server_label": "stdio_calc"}],
     )
-    assert completion.choices[0].message.content == 'done: stdio_calc__add={"result": 2}'
+    assert completion.choices[0].message.content == "done: stdio_calc__add=2"
 
 
 def test_model_sees_prefixed_sanitised_names_and_calls_map_back(
@@ -66,7 +66,11 @@ def test_allowed_tools_limits_what_the_model_is_offered(
     )
     assert [t["function"]["name"] for t in calls[before]["tools"]] == ["calc__echo"]
     # The model called a tool it was not offered: it is told so, and nothing reaches the server.
-    assert calls_of(completion)[0]["error"] == "There is no tool named 'calc__add'."
+    assert calls_of(completion)[0]["error"] == {
+        "type": "mcp_protocol_error",
+        "code": -32602,
+        "message": "There is no tool named 'calc__add'.",
+    }
     assert mcp_server.log.methods["tools/call"] == 0
 
 
@@ -92,7 +96,7 @@ def test_parallel_calls_run_concurrently_and_return_in_model_order(
     calls = calls_of(completion)
     assert [c["name"] for c in calls] == ["barrier", "barrier", "barrier", "echo"]
     assert all(c["error"] is None for c in calls), calls
-    assert completion.choices[0].message.content.endswith('calc__echo={"result": "last"}')
+    assert completion.choices[0].message.content.endswith("calc__echo=last")
 
 
 def test_tool_error_reaches_model_and_caller_and_loop_goes_on(
@@ -101,7 +105,8 @@ def test_tool_error_reaches_model_and_caller_and_loop_goes_on(
     completion = ask(client, 'call calc__fail {"message": "disk on fire"}', [mcp_tool(mcp_server)])
     call = calls_of(completion)[0]
     assert call["output"] is None
-    assert "disk on fire" in call["error"]
+    assert call["error"]["type"] == "mcp_tool_execution_error"
+    assert "disk on fire" in call["error"]["content"][0]["text"]
     content = completion.choices[0].message.content
     assert content.startswith("done: calc__fail=[tool error] ")
     assert "disk on fire" in content
@@ -112,7 +117,7 @@ def test_invalid_arguments_go_back_to_the_model_not_the_server(
     client: openai.OpenAI, mcp_server: RunningMcpServer
 ) -> None:
     completion = ask(client, 'call calc__add ["not", "an", "object"]', [mcp_tool(mcp_server)])
-    assert calls_of(completion)[0]["error"] == "The arguments must be a JSON object."
+    assert calls_of(completion)[0]["error"]["message"] == "The arguments must be a JSON object."
     assert mcp_server.log.methods["tools/call"] == 0
 
 
@@ -124,7 +129,7 @@ def test_headers_and_authorization_reach_their_server(
         "call calc__whoami {}",
         [mcp_tool(mcp_server, headers={"X-Test-Token": "tok-123"}, authorization="bearer-xyz")],
     )
-    assert completion.choices[0].message.content == 'done: calc__whoami={"result": "tok-123"}'
+    assert completion.choices[0].message.content == "done: calc__whoami=tok-123"
     assert mcp_server.log.headers[-1]["authorization"] == "Bearer bearer-xyz"
 
 
@@ -133,7 +138,7 @@ def test_usage_sums_every_model_turn(client: openai.OpenAI, mcp_server: RunningM
     looped = ask(client, 'call calc__echo {"text": "a"}', [mcp_tool(mcp_server)])
     assert single.usage.total_tokens > 0
     # Two model calls: the first (tool call) and the answer; both are counted.
-    assert looped.usage.completion_tokens >= 1 + len(["done:", 'calc__echo={"result":', '"a"}'])
+    assert looped.usage.completion_tokens >= 1 + len(["done:", "calc__echo=a"])
     assert looped.usage.prompt_tokens > 2 * len(["call", "calc__echo", '{"text":', '"a"}']) - 1
     assert looped.usage.total_tokens == looped.usage.prompt_tokens + looped.usage.completion_tokens
 
@@ -174,7 +179,11 @@ def test_tool_timeout_becomes_an_error_result(
         [mcp_tool(mcp_server)],
         extra_body={"mcp_limits": {"tool_timeout_s": 0.3}},
     )
-    assert calls_of(completion)[0]["error"] == "Tool call timed out after 0.3s"
+    assert calls_of(completion)[0]["error"] == {
+        "type": "mcp_protocol_error",
+        "code": -32001,
+        "message": "Tool call timed out after 0.3s",
+    }
     assert completion.choices[0].finish_reason == "stop"
 
 
@@ -189,7 +198,7 @@ def test_long_tool_output_is_truncated_with_a_marker(
     )
     output = calls_of(completion)[0]["output"]
     assert len(output) == 400
-    assert output.endswith("[toolbridge: output truncated from 5014 to 400 characters]")
+    assert output.endswith("[toolbridge: output truncated from 5000 to 400 characters]")
 
 
 def test_request_cannot_raise_configured_limits(
@@ -210,7 +219,7 @@ def test_arguments_are_checked_against_the_input_schema(
     client: openai.OpenAI, mcp_server: RunningMcpServer
 ) -> None:
     completion = ask(client, 'call calc__add {"a": "two", "b": 2}', [mcp_tool(mcp_server)])
-    error = calls_of(completion)[0]["error"]
+    error = calls_of(completion)[0]["error"]["message"]
     assert error.startswith("The arguments do not match the tool's input schema at a:")
     assert mcp_server.log.methods["tools/call"] == 0
 
@@ -222,5 +231,5 @@ def test_oversized_arguments_are_refused(
     small = openai.OpenAI(base_url=f"{server.url}/v1", api_key=client.api_key, max_retries=0)
     text = "y" * 300
     completion = ask(small, f'call calc__echo {{"text": "{text}"}}', [mcp_tool(mcp_server)])
-    assert calls_of(completion)[0]["error"] == "The arguments are larger than 256 bytes."
+    assert calls_of(completion)[0]["error"]["message"] == "The arguments are larger than 256 bytes."
     assert mcp_server.log.methods["tools/call"] == 0

@@ -29,7 +29,7 @@ def test_form_elicitation_is_declined_and_noted(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="app.mcp.callbacks"):
         call = run_tool(client, mcp_servers[kind], "call calc__greet {}")
-    assert call["output"] == '{"result": "elicitation decline"}'
+    assert call["output"] == "elicitation decline"
     assert call["notes"] == [
         {"kind": "elicitation_declined", "mode": "form", "message": "What is your name?"}
     ]
@@ -42,7 +42,7 @@ def test_url_elicitation_is_declined_with_the_url(
     client: openai.OpenAI, mcp_servers: dict[str, RunningMcpServer]
 ) -> None:
     call = run_tool(client, mcp_servers["legacy"], "call calc__connect_account {}")
-    assert call["output"] == '{"result": "url elicitation decline"}'
+    assert call["output"] == "url elicitation decline"
     assert call["notes"] == [
         {
             "kind": "elicitation_declined",
@@ -57,7 +57,7 @@ def test_url_elicitation_required_error_is_reported(
     client: openai.OpenAI, mcp_servers: dict[str, RunningMcpServer]
 ) -> None:
     call = run_tool(client, mcp_servers["legacy"], "call calc__needs_browser {}")
-    assert call["error"].startswith("Tool call needs user interaction")
+    assert call["error"]["type"] == "mcp_protocol_error" and call["error"]["code"] == -32042
     assert call["notes"][0]["url"] == "https://auth.example/authorize"
 
 

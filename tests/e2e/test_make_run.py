@@ -77,7 +77,7 @@ def test_readme_example_works_offline_with_the_demo(launched: Launched) -> None:
         messages=[{"role": "user", "content": 'call demo__add {"a": 2, "b": 3}'}],
         tools=[{"type": "mcp", "server_label": "demo"}],
     )  # type: ignore[list-item]
-    assert completion.choices[0].message.content == 'done: demo__add={"result": 5.0}'
+    assert completion.choices[0].message.content == "done: demo__add=5.0"
 
 
 def test_embedded_redis_is_started_and_announced(launched: Launched) -> None:

@@ -34,12 +34,12 @@ def test_mcp_items_and_answer(client: openai.OpenAI, mcp_server: RunningMcpServe
     echo = next(t for t in listed.tools if t.name == "echo")
     assert echo.annotations == {"readOnlyHint": True}
     assert call.id.startswith("mcp_") and call.name == "add" and call.status == "completed"
-    assert json.loads(call.arguments) == {"a": 1, "b": 2} and call.output == '{"result": 3}'
+    assert json.loads(call.arguments) == {"a": 1, "b": 2} and call.output == "3"
     assert message.id.startswith("msg_")
-    assert response.output_text == 'done: calc__add={"result": 3}'
+    assert response.output_text == "done: calc__add=3"
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
-    # Both model calls are counted: 6 + 8 words in, 1 tool call + 3 words out.
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (14, 4)
+    # Both model calls are counted: 6 + 7 words in, 1 tool call + 2 words out.
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (13, 3)
 
 
 def test_credentials_are_never_echoed_or_stored(
@@ -49,7 +49,7 @@ def test_credentials_are_never_echoed_or_stored(
     response = client.responses.create(
         model="scripted-a", input='call calc__echo {"text": "a"}', tools=[tool]
     )
-    assert response.output_text == 'done: calc__echo={"result": "a"}'
+    assert response.output_text == "done: calc__echo=a"
     assert mcp_server.log.headers[-1]["x-test-token"] == "sekrit-123"  # it was sent
     echoed = response.tools[0]
     assert echoed.headers is None and echoed.authorization is None
@@ -82,7 +82,7 @@ def test_approval_then_approve_runs_the_call_and_reuses_the_list(
     )
     assert types_of(second) == ["mcp_call", "message"]
     assert second.output[0].approval_request_id == request.id
-    assert second.output_text == 'done: calc__add={"result": 3}'
+    assert second.output_text == "done: calc__add=3"
     assert mcp_server.log.methods["tools/list"] == 0  # the list in the conversation is reused
     assert mcp_server.log.methods["tools/call"] == 1
 
@@ -149,7 +149,7 @@ def test_replayed_items_instead_of_previous_response_id(
         },
     ]
     second = client.responses.create(model="scripted-a", input=replay, tools=tools, store=False)
-    assert second.output_text == 'done: calc__add={"result": 3}'
+    assert second.output_text == "done: calc__add=3"
     assert mcp_server.log.methods["tools/list"] == 0
 
 
@@ -177,7 +177,7 @@ def test_function_call_continuation_sees_earlier_mcp_calls(
         tools=tools,
         input=[{"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}],
     )
-    assert second.output_text == 'done: calc__add={"result": 4}; get_weather=sunny'
+    assert second.output_text == "done: calc__add=4; get_weather=sunny"
 
 
 def test_stored_response_retrieve_delete_and_input_items(

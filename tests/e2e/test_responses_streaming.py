@@ -77,7 +77,7 @@ def test_every_event_is_typed_numbered_and_in_order(
     added = [e.output_index for n, e in events if n == "response.output_item.added"]
     assert added == [0, 1, 2]  # each item added once
     final = events[-1][1].response
-    assert final.status == "completed" and final.output_text == 'done: calc__add={"result": 3}'
+    assert final.status == "completed" and final.output_text == "done: calc__add=3"
 
 
 def test_sdk_stream_helper_runs_to_the_final_response(
@@ -90,7 +90,7 @@ def test_sdk_stream_helper_runs_to_the_final_response(
     ) as stream:
         deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
         final = stream.get_final_response()
-    assert "".join(deltas) == final.output_text == 'done: calc__echo={"result": "hey"}'
+    assert "".join(deltas) == final.output_text == "done: calc__echo=hey"
     stored = client.responses.retrieve(final.id)
     assert [i.type for i in stored.output] == ["mcp_list_tools", "mcp_call", "message"]
 

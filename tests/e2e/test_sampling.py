@@ -62,9 +62,7 @@ def test_model_choice(
 ) -> None:
     completion = run(client, summarize(hints, priorities), label)
     call = first_call(completion)
-    assert call["output"] == json.dumps(
-        {"result": (f"model={chosen} stop=endTurn text=echo({chosen}): hello there")}
-    )
+    assert call["output"] == f"model={chosen} stop=endTurn text=echo({chosen}): hello there"
     note = call["notes"][0]
     assert note["kind"] == "sampling" and note["model"] == chosen
     sampling = completion.usage.model_extra["sampling"]
@@ -87,7 +85,7 @@ def test_max_tokens_is_respected_and_capped(
 def test_sampling_with_tools(client: openai.OpenAI) -> None:
     script = 'call {label}__plan {"prompt": "call lookup {\\"word\\": \\"mcp\\"}"}'
     call = first_call(run(client, script))
-    assert call["output"] == json.dumps({"result": "stop=toolUse uses=[\"lookup{'word': 'mcp'}\"]"})
+    assert call["output"] == "stop=toolUse uses=[\"lookup{'word': 'mcp'}\"]"
 
 
 def test_sampling_not_allowed_is_not_declared(
@@ -99,7 +97,7 @@ def test_sampling_not_allowed_is_not_declared(
         messages=[{"role": "user", "content": summarize().replace("{label}", "calc")}],
     )
     call = first_call(completion)
-    assert call["error"] is not None and "sampling" in call["error"].lower()
+    assert call["error"] is not None and "sampling" in json.dumps(call["error"]).lower()
     assert completion.usage.model_extra["sampling"]["requests"] == 0
 
 

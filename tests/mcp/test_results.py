@@ -14,11 +14,36 @@ def test_text_parts_are_joined() -> None:
     assert result_text(result) == "a\nb"
 
 
-def test_structured_content_is_json_and_replaces_its_text_echo() -> None:
+def test_text_is_what_the_model_reads_structured_content_is_for_programs() -> None:
+    # What the mcp SDK and FastMCP send for a tool returning 5.
     result = types.CallToolResult(
-        content=[types.TextContent(type="text", text='{"n": 1}')], structured_content={"n": 1}
+        content=[types.TextContent(type="text", text="5")], structured_content={"result": 5}
     )
-    assert result_text(result) == '{"n": 1}'
+    assert result_text(result) == "5"
+    assert result_text(result, prefer_structured=True) == '{"result": 5}'
+
+
+def test_structured_content_is_used_when_there_is_no_text() -> None:
+    image = types.ImageContent(type="image", data="aGVsbG8h", mime_type="image/png")
+    result = types.CallToolResult(content=[image], structured_content={"n": 1})
+    assert result_text(result) == '{"n": 1}\n[image omitted: image/png, 6 bytes]'
+
+
+def test_content_for_the_user_only_is_not_sent_to_the_model() -> None:
+    result = types.CallToolResult(
+        content=[
+            types.TextContent(
+                type="text", text="for you", annotations=types.Annotations(audience=["user"])
+            ),
+            types.TextContent(
+                type="text",
+                text="for both",
+                annotations=types.Annotations(audience=["user", "assistant"]),
+            ),
+            types.TextContent(type="text", text="for anyone"),
+        ]
+    )
+    assert result_text(result) == "for both\nfor anyone"
 
 
 def test_media_and_resources_are_summarised() -> None:

@@ -136,7 +136,13 @@ async def resolve_servers(
         if tool.connector_id is not None or tool.tunnel_id is not None:
             raise InvalidRequest(
                 "connector_id and tunnel_id are not supported by this server; use server_url.",
-                param=param,
+                param=f"{param}.{'connector_id' if tool.connector_id is not None else 'tunnel_id'}",
+            )
+        if tool.allowed_callers is not None and tool.allowed_callers != ["direct"]:
+            raise InvalidRequest(
+                'Only direct calls are supported: set allowed_callers to ["direct"] or omit it '
+                "(programmatic tool calling is not available on this server).",
+                param=f"{param}.allowed_callers",
             )
         if tool.server_url is None:
             spec = _registered(tool, param, registered, principal)
@@ -146,7 +152,20 @@ async def resolve_servers(
             tool.require_approval, omitted=default_approval, param=f"{param}.require_approval"
         )
         known = (known_tools or {}).get(tool.server_label)
-        specs.append(dataclasses.replace(spec, approval=approval, known_tools=known))
+        specs.append(
+            dataclasses.replace(
+                spec,
+                approval=approval,
+                known_tools=known,
+                deferred=bool(tool.defer_loading),
+                description=tool.server_description or spec.description,
+                prefer_structured_content=(
+                    spec.prefer_structured_content
+                    if tool.prefer_structured_content is None
+                    else tool.prefer_structured_content
+                ),
+            )
+        )
     return specs
 
 
@@ -178,6 +197,8 @@ def _registered(
         sampling=server.sampling,
         sampling_rate_per_minute=server.sampling_rate_per_minute,
         sampling_budget_usd=server.sampling_budget_usd,
+        prefer_structured_content=server.prefer_structured_content,
+        description=server.description,
     )
 
 

@@ -76,8 +76,8 @@ class ChatRenderer:
                         "server_label": event.server_label,
                         "name": event.tool,
                         "arguments": event.arguments,
-                        "output": event.output,
-                        "error": event.error,
+                        "output": None if event.error else event.output,
+                        "error": event.error.wire() if event.error else None,
                         "duration_ms": round(event.duration_s * 1000, 1),
                         "notes": [wire(note) for note in event.notes],
                     }

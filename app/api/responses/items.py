@@ -129,7 +129,9 @@ class Conversation:
         call = self._mcp_tool_call(item, param)
         self._call(call)
         error = item.get("error")
-        text = f"{TOOL_ERROR_PREFIX}{error}" if error else str(item.get("output") or "")
+        text = (
+            f"{TOOL_ERROR_PREFIX}{_error_text(error)}" if error else str(item.get("output") or "")
+        )
         self._results.append({"role": "tool", "tool_call_id": call["id"], "content": text})
 
     def _answer(self, item: dict[str, Any], param: str) -> None:
@@ -220,6 +222,19 @@ def _tools(item: dict[str, Any], param: str) -> tuple[types.Tool, ...]:
         )
     except (KeyError, TypeError, ValidationError):
         raise InvalidRequest("Invalid mcp_list_tools item.", param=param) from None
+
+
+def _error_text(error: Any) -> str:
+    """What the model read for a failed call: an ``mcp_call.error`` as openai-python 3.x types
+    it (a message, or a tool's error content), or the plain string older items carry."""
+    if not isinstance(error, dict):
+        return str(error)
+    if isinstance(error.get("message"), str):
+        return str(error["message"])
+    blocks = error.get("content")
+    if not isinstance(blocks, list):
+        return ""
+    return "\n".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict))
 
 
 def _approval_answers(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -299,7 +299,9 @@ class ResponseRenderer:
         index = self._mcp_calls[event.call_id]
         item = self.output[index]
         item.update(
-            output=event.output, error=event.error, status="failed" if event.error else "completed"
+            output=None if event.error else event.output,
+            error=event.error.wire() if event.error else None,
+            status="failed" if event.error else "completed",
         )
         if event.notes:  # toolbridge's extension: what the server did through us meanwhile
             item["notes"] = [wire(note) for note in event.notes]
