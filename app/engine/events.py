@@ -105,6 +105,21 @@ class McpCallFinished:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class McpCallSkipped:
+    """An MCP tool call the model asked for that did not run: the caller denied it, or a limit
+    ended the run first."""
+
+    kind: Literal["mcp_call_skipped"] = "mcp_call_skipped"
+    call_id: str
+    server_label: str
+    tool: str
+    arguments: str
+    reason: str
+    denied: bool = False
+    """The caller denied it (an answer to an approval request)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRequired:
     """An MCP call waits for the caller's approval; the run ends after this turn."""
 
@@ -200,6 +215,7 @@ RunEvent = (
     | ClientToolCallDelta
     | McpCallStarted
     | McpCallFinished
+    | McpCallSkipped
     | ApprovalRequired
     | TurnUsage
     | RunFinished

@@ -23,6 +23,7 @@ from app.engine.events import (
     ApprovalRequired,
     FinishReason,
     McpCallFinished,
+    McpCallSkipped,
     McpCallStarted,
     RunEvent,
     RunFinished,
@@ -231,6 +232,8 @@ async def _turns(
                 yield RunFinished(reason=_model_reason(reason))
                 return
             case LimitReached(reason=limit, detail=detail):
+                for call in turn.server_calls():
+                    yield _skipped(call, toolset, detail)
                 yield RunFinished(reason=limit, detail=detail)
                 return
             case ToolCallsRequested(server_calls=server_calls, client_calls=client_calls):
@@ -270,7 +273,9 @@ async def _answer_approvals(
         yield event
     for decision in request.approvals:
         if not decision.approve:
-            results.append(_tool_message(decision.call.id, denied_result(decision.reason)))
+            denial = denied_result(decision.reason)
+            results.append(_tool_message(decision.call.id, denial))
+            yield _skipped(decision.call, toolset, denial, denied=True)
     at = len(state.messages) if request.approvals_at is None else request.approvals_at
     state.messages[at:at] = results
 
@@ -284,6 +289,20 @@ def _approval_request(call: ToolCall, toolset: Toolset) -> ApprovalRequired:
     label, tool = describe(call, toolset)
     return ApprovalRequired(
         call_id=call.id, server_label=label, tool=tool, arguments=call.arguments
+    )
+
+
+def _skipped(
+    call: ToolCall, toolset: Toolset, reason: str, *, denied: bool = False
+) -> McpCallSkipped:
+    label, tool = describe(call, toolset)
+    return McpCallSkipped(
+        call_id=call.id,
+        server_label=label,
+        tool=tool,
+        arguments=call.arguments,
+        reason=reason,
+        denied=denied,
     )
 
 

@@ -106,9 +106,16 @@ def test_denied_call_does_not_run_and_the_model_is_told_why(
             }
         ],
     )
-    assert types_of(second) == ["message"]
+    assert types_of(second) == ["mcp_call", "message"]  # the call, marked as not run
+    skipped = second.output[0]
+    assert skipped.status == "incomplete" and skipped.approval_request_id == request.id
+    assert skipped.output is None and skipped.error is None
     assert "did not approve" in second.output_text and "not today" in second.output_text
     assert mcp_server.log.methods["tools/call"] == 0
+    third = client.responses.create(  # the folded conversation has no duplicate call
+        model="scripted-a", previous_response_id=second.id, tools=tools, input="say ok"
+    )
+    assert third.output_text == "ok"
 
 
 def test_approval_filters(client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
@@ -218,7 +225,8 @@ def test_max_tool_calls_ends_incomplete(
     )
     assert response.status == "incomplete"
     assert response.incomplete_details.reason == "max_tool_calls"
-    assert types_of(response).count("mcp_call") == 1
+    ran, skipped = [i for i in response.output if i.type == "mcp_call"]
+    assert ran.status == "completed" and skipped.status == "incomplete"  # the 2nd did not run
 
 
 def test_dead_server_is_424(client: openai.OpenAI) -> None:

@@ -16,6 +16,7 @@ from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
     McpCallFinished,
+    McpCallSkipped,
     McpCallStarted,
     RunEvent,
     RunFinished,
@@ -78,8 +79,23 @@ class ChatRenderer:
                         "arguments": event.arguments,
                         "output": None if event.error else event.output,
                         "error": event.error.wire() if event.error else None,
+                        "status": "failed" if event.error else "completed",
                         "duration_ms": round(event.duration_s * 1000, 1),
                         "notes": [wire(note) for note in event.notes],
+                    }
+                )
+            case McpCallSkipped():
+                self.mcp_calls.append(
+                    {
+                        "id": event.call_id,
+                        "server_label": event.server_label,
+                        "name": event.tool,
+                        "arguments": event.arguments,
+                        "output": None,
+                        "error": None,
+                        "status": "incomplete",
+                        "duration_ms": 0.0,
+                        "notes": [],
                     }
                 )
             case RunFinished():

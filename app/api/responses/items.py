@@ -27,6 +27,7 @@ from app.llm.client import Message
 from app.mcp.naming import exposed_name
 
 CALL_ITEMS = ("function_call", "mcp_call", "mcp_approval_request")
+NOT_RUN = "This call did not run: a limit ended the response first."
 
 
 @dataclass
@@ -126,6 +127,13 @@ class Conversation:
         )
 
     def _mcp_call(self, item: dict[str, Any], param: str) -> None:
+        if item.get("status") == "incomplete":
+            if item.get("approval_request_id"):
+                return  # denied: its request and the answer already stand for it
+            call = self._mcp_tool_call(item, param)
+            self._call(call)
+            self._results.append({"role": "tool", "tool_call_id": call["id"], "content": NOT_RUN})
+            return
         call = self._mcp_tool_call(item, param)
         self._call(call)
         error = item.get("error")

@@ -18,6 +18,7 @@ from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
     McpCallFinished,
+    McpCallSkipped,
     McpCallStarted,
     RunEvent,
     RunFinished,
@@ -161,6 +162,8 @@ class ResponseRenderer:
                 return self._mcp_started(event)
             case McpCallFinished():
                 return self._mcp_finished(event)
+            case McpCallSkipped():
+                return self._mcp_skipped(event)
             case ApprovalRequired():
                 item = {
                     "id": ids.approval_request_id(event.call_id),
@@ -270,7 +273,7 @@ class ResponseRenderer:
         return events
 
     def _mcp_started(self, event: McpCallStarted) -> list[StreamEvent]:
-        item = {
+        item: dict[str, Any] = {
             "id": ids.mcp_call_id(event.call_id),
             "type": "mcp_call",
             "server_label": event.server_label,
@@ -282,6 +285,7 @@ class ResponseRenderer:
             "approval_request_id": ids.approval_request_id(event.call_id)
             if event.approved
             else None,
+            "notes": [],
         }
         events = self._close_message()
         index, added = self._add(item)
@@ -303,13 +307,31 @@ class ResponseRenderer:
             error=event.error.wire() if event.error else None,
             status="failed" if event.error else "completed",
         )
-        if event.notes:  # toolbridge's extension: what the server did through us meanwhile
-            item["notes"] = [wire(note) for note in event.notes]
+        # toolbridge's extension: what the server did through us meanwhile
+        item["notes"] = [wire(note) for note in event.notes]
         state = "failed" if event.error else "completed"
         return [
             self._event(f"response.mcp_call.{state}", item_id=item["id"], output_index=index),
             self._done(index),
         ]
+
+    def _mcp_skipped(self, event: McpCallSkipped) -> list[StreamEvent]:
+        """A call that did not run: an ``mcp_call`` item, ``incomplete``."""
+        item: dict[str, Any] = {
+            "id": ids.mcp_call_id(event.call_id),
+            "type": "mcp_call",
+            "server_label": event.server_label,
+            "name": event.tool,
+            "arguments": event.arguments,
+            "output": None,
+            "error": None,
+            "status": "incomplete",
+            "approval_request_id": ids.approval_request_id(event.call_id) if event.denied else None,
+            "notes": [],
+        }
+        events = self._close_message()
+        index, added = self._add(item)
+        return [*events, added, self._done(index)]
 
     def _finish(self, event: RunFinished) -> list[StreamEvent]:
         events = self._close_message()

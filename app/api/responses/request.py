@@ -53,6 +53,8 @@ class ResponsesRequest(WireRequest):
     parallel_tool_calls: bool | None = None
     max_output_tokens: int | None = Field(default=None, ge=1, le=MAX_INT)
     max_tool_calls: int | None = Field(default=None, ge=0, le=MAX_INT)
+    mcp_limits: McpLimits | None = None
+    """toolbridge extension, as in Chat Completions: lower the run's limits."""
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, ge=0, le=1)
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
@@ -132,6 +134,15 @@ def _model_params(body: ResponsesRequest) -> dict[str, Any]:
     return params
 
 
+def _limits(body: ResponsesRequest) -> McpLimits | None:
+    """``mcp_limits`` with OpenAI's ``max_tool_calls`` folded in (the lower one wins)."""
+    if body.max_tool_calls is None:
+        return body.mcp_limits
+    limits = body.mcp_limits or McpLimits()
+    asked = [n for n in (limits.max_tool_calls, body.max_tool_calls) if n is not None]
+    return limits.model_copy(update={"max_tool_calls": min(asked)})
+
+
 async def parse_responses(
     body: ResponsesRequest, services: Services, principal: Principal
 ) -> ParsedResponses:
@@ -158,7 +169,7 @@ async def parse_responses(
         message_count=len(history) + len(input_items),
         tools=tools,
         params=_model_params(body),
-        mcp_limits=McpLimits(max_tool_calls=body.max_tool_calls),
+        mcp_limits=_limits(body),
         stream=bool(body.stream),
         default_approval=ALWAYS,
         known_tools=conversation.known_tools,
