@@ -18,7 +18,12 @@ from app.demo.scripted_model import create_scripted_model_app
 from app.main import create_app
 from app.store.connect import RedisClient, connect, warm_up
 from app.store.embedded import start_embedded_cluster, start_embedded_redis
-from tests.fixtures.mcp_servers import KINDS, RunningMcpServer, start_mcp_server
+from tests.fixtures.mcp_servers import (
+    KINDS,
+    RunningMcpServer,
+    build_big_server,
+    start_mcp_server,
+)
 from tests.fixtures.servers import ServerThread
 
 CLUSTER = os.environ.get("TOOLBRIDGE_TEST_REDIS") == "cluster"
@@ -98,6 +103,13 @@ def mcp_servers() -> Iterator[dict[str, RunningMcpServer]]:
     yield servers
     for server in servers.values():
         server.thread.stop()
+
+
+@pytest.fixture(scope="module")
+def big_server() -> Iterator[str]:
+    thread = ServerThread(build_big_server().streamable_http_app()).start()
+    yield f"{thread.url}/mcp"
+    thread.stop()
 
 
 @pytest.fixture

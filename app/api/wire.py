@@ -68,3 +68,11 @@ class WireRequest(BaseModel):
         except (TypeError, ValueError):
             pass  # not JSON-shaped: the field validators say what is wrong
         return data
+
+
+class ToolSearchParam(BaseModel):
+    """``{"type": "tool_search"}``: search the tools of servers marked ``defer_loading``."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["tool_search"]
+    execution: Literal["server", "client"] | None = None

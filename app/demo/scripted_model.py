@@ -6,6 +6,7 @@ states what the "model" does in plain words inside the user message:
 
 - ``call NAME {json}``: on the first turn after the user message, call tool NAME with these
   arguments (several lines = parallel calls in one turn).
+- ``then call NAME {json}``: call it on the turn after the first calls' results (a second step).
 - ``always call NAME {json}``: call it on every turn, even after tool results (for limit tests).
 - ``say TEXT``: answer TEXT.
 - ``words N``: answer N words, ``w0 w1 ...`` (a long answer to a short prompt).
@@ -68,6 +69,7 @@ class _Script:
     """The instructions found in a user message."""
 
     calls: list[tuple[str, str]] = field(default_factory=list)
+    then: list[tuple[str, str]] = field(default_factory=list)
     always: list[tuple[str, str]] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
 
@@ -81,6 +83,8 @@ def _read_script(script: str, reply: Reply) -> _Script:
             found.calls.append(_parse_call(rest))
         elif word == "always" and rest.startswith("call "):
             found.always.append(_parse_call(rest[5:]))
+        elif word == "then" and rest.startswith("call "):
+            found.then.append(_parse_call(rest[5:]))
         elif word == "say":
             found.said.append(rest)
         elif word == "words":
@@ -102,10 +106,13 @@ def script_reply(model: str, messages: list[dict[str, Any]]) -> Reply:
     reply = Reply()
     found = _read_script(script, reply)
     results = [m for m in after if m.get("role") == "tool"]
+    steps = sum(1 for m in after if m.get("role") == "assistant" and m.get("tool_calls"))
     if found.always:
         reply.tool_calls = found.always
     elif found.calls and not results:
         reply.tool_calls = found.calls
+    elif found.then and steps == 1:
+        reply.tool_calls = found.then
     elif results:
         names = _call_names(after)
         parts = [f"{names.get(str(m.get('tool_call_id')), '?')}={_text_of(m)}" for m in results]

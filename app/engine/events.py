@@ -119,6 +119,27 @@ class McpCallSkipped:
     """The caller denied it (an answer to an approval request)."""
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedTool:
+    """A deferred server's tool that a search loaded."""
+
+    server_label: str
+    server_description: str | None
+    name: str
+    """The model-facing name."""
+    tool: types.Tool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolSearched:
+    """The model searched the deferred servers' tools (toolbridge ran the search)."""
+
+    kind: Literal["tool_searched"] = "tool_searched"
+    call_id: str
+    arguments: dict[str, Any]
+    loaded: tuple[LoadedTool, ...]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ApprovalRequired:
     """An MCP call waits for the caller's approval; the run ends after this turn."""
@@ -216,6 +237,7 @@ RunEvent = (
     | McpCallStarted
     | McpCallFinished
     | McpCallSkipped
+    | ToolSearched
     | ApprovalRequired
     | TurnUsage
     | RunFinished

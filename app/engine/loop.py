@@ -22,6 +22,7 @@ from app.config import BudgetSettings, SamplingSettings
 from app.engine.events import (
     ApprovalRequired,
     FinishReason,
+    LoadedTool,
     McpCallFinished,
     McpCallSkipped,
     McpCallStarted,
@@ -30,12 +31,14 @@ from app.engine.events import (
     SamplingTotals,
     TokenTotals,
     ToolCall,
+    ToolSearched,
     ToolsListed,
     TurnStarted,
     TurnUsage,
 )
 from app.engine.history import restore_hidden_turns
 from app.engine.request import RunRequest
+from app.engine.search import FUNCTION_NAME, ToolSearch
 from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
@@ -109,6 +112,8 @@ class _RunState:
     span: Span | None = None
     """The run's trace span, parent of its model, tool and sampling spans."""
     tool_calls_made: int = 0
+    search: ToolSearch | None = None
+    """Tool search over deferred servers (set once the servers are listed)."""
 
 
 def decide(
@@ -132,11 +137,12 @@ def decide(
             f"{request.limits.max_turns} model turns before the model answered.",
         )
     limit = request.limits.max_tool_calls
-    if state.tool_calls_made + len(server_calls) > limit:
+    asked = len([c for c in server_calls if c.name != FUNCTION_NAME])  # searches are not MCP calls
+    if state.tool_calls_made + asked > limit:
         return LimitReached(
             "max_tool_calls",
             f"The run reached its limit of {limit} MCP tool "
-            f"calls; the model asked for {len(server_calls)} more.",
+            f"calls; the model asked for {asked} more.",
         )
     return ToolCallsRequested(server_calls, client_calls)
 
@@ -178,7 +184,10 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             for session in sessions:
                 if session.listed:
                     yield ToolsListed(server_label=session.spec.label, tools=tuple(session.tools))
-            toolset = Toolset(sessions, reserved=request.client_tool_names())
+            toolset = Toolset(sessions, reserved=request.client_tool_names() | {FUNCTION_NAME})
+            deferred = {s.spec.label: s.spec.description for s in sessions if s.spec.deferred}
+            state.search = ToolSearch(toolset, deferred)
+            state.search.replay(state.messages)
             async for event in _answer_approvals(request, toolset, state):
                 yield event
             tokens = TokenTotals()
@@ -217,10 +226,10 @@ async def _turns(
     request: RunRequest, deps: EngineDeps, toolset: Toolset, state: _RunState
 ) -> AsyncIterator[RunEvent]:
     """Model turns and MCP calls until the run ends; the last event is ``RunFinished``."""
-    tools = toolset.model_tools() + request.client_tools
     for index, turns_left in enumerate(reversed(range(request.limits.max_turns))):
         yield TurnStarted(index=index)
         turn = TurnAssembler(request.client_tool_names())
+        tools = _offered(request, toolset, state.search)
         try:
             async for event in _model_turn(request, deps, state, tools, turn):
                 yield event
@@ -233,25 +242,59 @@ async def _turns(
                 return
             case LimitReached(reason=limit, detail=detail):
                 for call in turn.server_calls():
-                    yield _skipped(call, toolset, detail)
+                    if call.name != FUNCTION_NAME:
+                        yield _skipped(call, toolset, detail)
                 yield RunFinished(reason=limit, detail=detail)
                 return
             case ToolCallsRequested(server_calls=server_calls, client_calls=client_calls):
                 state.messages.append(turn.assistant_message())
-                waiting = [c for c in server_calls if _requires_approval(c, toolset)]
-                runnable = [c for c in server_calls if c not in waiting]
-                results: list[Message] = []
-                async for event in _run_server_calls(runnable, toolset, request, state, results):
+                finished = False
+                async for event in _calls(
+                    server_calls, client_calls, request, deps, toolset, state
+                ):
+                    finished = isinstance(event, RunFinished)
                     yield event
-                state.messages.extend(results)
-                for call in waiting:
-                    yield _approval_request(call, toolset)
-                if waiting or client_calls:
-                    if client_calls and state.tool_calls_made and request.hidden_turns:
-                        await _keep_hidden_turns(deps, request, state, client_calls)
-                    why: FinishReason = "approval_required" if waiting else "tool_calls"
-                    yield RunFinished(reason=why, client_tool_calls=tuple(client_calls))
+                if finished:
                     return
+
+
+def _offered(
+    request: RunRequest, toolset: Toolset, search: ToolSearch | None
+) -> list[dict[str, Any]]:
+    """The tools of this turn. Loaded tools come last, so the start of the prompt stays the
+    same turn after turn (and cacheable)."""
+    searching = [search.function()] if search is not None and search.enabled else []
+    return toolset.eager_tools() + request.client_tools + searching + toolset.loaded_tools()
+
+
+async def _calls(
+    server_calls: list[ToolCall],
+    client_calls: list[ToolCall],
+    request: RunRequest,
+    deps: EngineDeps,
+    toolset: Toolset,
+    state: _RunState,
+) -> AsyncIterator[RunEvent]:
+    """Searches and MCP calls of one turn; ``RunFinished`` when the run stops here (calls that
+    wait for approval, or the caller's own tools)."""
+    search = state.search
+    results: list[Message] = []
+    searches = [c for c in server_calls if c.name == FUNCTION_NAME and search and search.enabled]
+    for call in searches:
+        yield _searched(call, search, results)
+    mcp_calls = [c for c in server_calls if c not in searches]
+    waiting = [c for c in mcp_calls if _requires_approval(c, toolset)]
+    runnable = [c for c in mcp_calls if c not in waiting]
+    async for event in _run_server_calls(runnable, toolset, request, state, results):
+        yield event
+    state.messages.extend(results)
+    for call in waiting:
+        yield _approval_request(call, toolset)
+    if waiting or client_calls:
+        if client_calls and state.tool_calls_made and request.hidden_turns:
+            await _keep_hidden_turns(deps, request, state, client_calls)
+        why: FinishReason = "approval_required" if waiting else "tool_calls"
+        yield RunFinished(reason=why, client_tool_calls=tuple(client_calls))
 
 
 async def _answer_approvals(
@@ -290,6 +333,17 @@ def _approval_request(call: ToolCall, toolset: Toolset) -> ApprovalRequired:
     return ApprovalRequired(
         call_id=call.id, server_label=label, tool=tool, arguments=call.arguments
     )
+
+
+def _searched(call: ToolCall, search: ToolSearch | None, results: list[Message]) -> ToolSearched:
+    """Run one tool search; the model reads what it loaded."""
+    assert search is not None
+    found = search.run(call)
+    results.append(_tool_message(call.id, found.text))
+    loaded = tuple(
+        LoadedTool(t.server_label, t.session.spec.description, t.name, t.tool) for t in found.loaded
+    )
+    return ToolSearched(call_id=call.id, arguments=found.arguments, loaded=loaded)
 
 
 def _skipped(

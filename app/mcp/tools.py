@@ -71,6 +71,11 @@ class BoundTool:
         return self.session.spec.label
 
     @property
+    def deferred(self) -> bool:
+        """Offered only once a tool search loads it."""
+        return self.session.spec.deferred
+
+    @property
     def requires_approval(self) -> bool:
         return self.session.spec.approval.requires_approval(self.tool)
 
@@ -101,15 +106,34 @@ class BoundTool:
 
 
 class Toolset:
-    """Every MCP tool of a run under its model-facing name."""
+    """Every MCP tool of a run under its model-facing name. A deferred server's tools are
+    offered only once loaded (by a tool search), after the others, in the order loaded."""
 
     def __init__(self, sessions: Iterable[ServerSession], reserved: Iterable[str]) -> None:
         by_key = {(s.spec.label, t.name): (s, t) for s in sessions for t in s.tools}
         names = build_name_map(by_key, reserved)
         self._tools = {name: BoundTool(name, *by_key[key]) for name, key in names.items()}
+        self._loaded: dict[str, None] = {}  # an ordered set
 
     def get(self, name: str) -> BoundTool | None:
-        return self._tools.get(name)
+        """The tool the model may call by ``name`` (None if it is not offered)."""
+        tool = self._tools.get(name)
+        if tool is None or (tool.deferred and name not in self._loaded):
+            return None
+        return tool
 
-    def model_tools(self) -> list[dict[str, Any]]:
-        return [tool.model_tool() for tool in self._tools.values()]
+    def deferred(self) -> list[BoundTool]:
+        """Tools of deferred servers, loaded or not (what a tool search ranks)."""
+        return [tool for tool in self._tools.values() if tool.deferred]
+
+    def load(self, tools: Iterable[BoundTool]) -> None:
+        for tool in tools:
+            self._loaded.setdefault(tool.name, None)
+
+    def eager_tools(self) -> list[dict[str, Any]]:
+        """The tools of servers that are not deferred, offered from the first turn."""
+        return [t.model_tool() for t in self._tools.values() if not t.deferred]
+
+    def loaded_tools(self) -> list[dict[str, Any]]:
+        """Deferred tools a search loaded, in the order loaded."""
+        return [self._tools[name].model_tool() for name in self._loaded]

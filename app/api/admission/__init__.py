@@ -15,7 +15,7 @@ import mcp_types as types
 from app.api.admission.limits import check_request_size, effective_limits
 from app.api.admission.servers import resolve_servers
 from app.api.deps import Services
-from app.api.wire import McpLimits, McpToolParam
+from app.api.wire import McpLimits, McpToolParam, ToolSearchParam
 from app.engine.request import ApprovalDecision, RunRequest
 from app.errors import InvalidRequest
 from app.llm.client import Message
@@ -30,7 +30,7 @@ async def admit(
     model: str,
     messages: list[Message],
     message_count: int,
-    tools: Sequence[McpToolParam | dict[str, Any]],
+    tools: Sequence[McpToolParam | ToolSearchParam | dict[str, Any]],
     params: dict[str, Any],
     mcp_limits: McpLimits | None,
     stream: bool,
@@ -49,7 +49,17 @@ async def admit(
     services.authorize_model(principal, model)
     mcp_tools: list[tuple[int, McpToolParam]] = []
     client_tools: list[dict[str, Any]] = []
+    searchable = False
     for index, tool in enumerate(tools):
+        if isinstance(tool, ToolSearchParam):
+            if tool.execution == "client":
+                raise InvalidRequest(
+                    "Client-executed tool search is not supported: omit 'execution' or set it "
+                    "to 'server' (toolbridge runs the search).",
+                    param=f"tools[{index}].execution",
+                )
+            searchable = True
+            continue
         if not isinstance(tool, McpToolParam):
             client_tools.append(tool)
             continue
@@ -60,6 +70,12 @@ async def admit(
                 param=f"tools[{index}].require_approval",
             )
         mcp_tools.append((index, tool))
+    for index, tool in mcp_tools:
+        if tool.defer_loading and not searchable:
+            raise InvalidRequest(
+                'defer_loading needs a {"type": "tool_search"} tool in the same request.',
+                param=f"tools[{index}].defer_loading",
+            )
     check_request_size(
         services.settings.request_limits,
         messages=message_count,

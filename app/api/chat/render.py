@@ -21,6 +21,7 @@ from app.engine.events import (
     RunEvent,
     RunFinished,
     TextDelta,
+    ToolSearched,
     ToolsListed,
     TurnStarted,
     TurnUsage,
@@ -42,6 +43,7 @@ class ChatRenderer:
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_searches: list[dict[str, Any]] = field(default_factory=list)
     finished: RunFinished | None = None
     new_turn: bool = False
     started: bool = False
@@ -98,6 +100,17 @@ class ChatRenderer:
                         "notes": [],
                     }
                 )
+            case ToolSearched():
+                self.tool_searches.append(
+                    {
+                        "id": event.call_id,
+                        "arguments": event.arguments,
+                        "loaded": [
+                            {"server_label": t.server_label, "name": t.tool.name, "tool": t.name}
+                            for t in event.loaded
+                        ],
+                    }
+                )
             case RunFinished():
                 self.finished = event
             case ToolsListed() | McpCallStarted() | ApprovalRequired() | TurnUsage():
@@ -118,7 +131,11 @@ class ChatRenderer:
         incomplete = None
         if self.finished is not None and self.finished.reason in _LIMIT_REASONS:
             incomplete = {"reason": self.finished.reason, "message": self.finished.detail}
-        return {"mcp_calls": self.mcp_calls, "incomplete_details": incomplete}
+        return {
+            "mcp_calls": self.mcp_calls,
+            "tool_searches": self.tool_searches,
+            "incomplete_details": incomplete,
+        }
 
     def usage_body(self) -> dict[str, Any]:
         assert self.finished is not None

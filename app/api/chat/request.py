@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
 from app.api.admission import admit
 from app.api.deps import Services
-from app.api.wire import MAX_INT, McpLimits, McpToolParam, WireRequest
+from app.api.wire import MAX_INT, McpLimits, McpToolParam, ToolSearchParam, WireRequest
 from app.engine.request import RunRequest
 from app.principal import Principal
 
@@ -29,7 +29,9 @@ class FunctionToolParam(BaseModel):
     function: FunctionDefinition
 
 
-ChatTool = Annotated[McpToolParam | FunctionToolParam, Field(discriminator="type")]
+ChatTool = Annotated[
+    McpToolParam | FunctionToolParam | ToolSearchParam, Field(discriminator="type")
+]
 
 
 class StreamOptions(BaseModel):
@@ -123,7 +125,7 @@ async def parse_chat(
 ) -> RunRequest:
     """The internal request for a chat completion."""
     tools = [
-        t if isinstance(t, McpToolParam) else t.model_dump(exclude_none=True)
+        t if isinstance(t, McpToolParam | ToolSearchParam) else t.model_dump(exclude_none=True)
         for t in body.tools or []
     ]
     return await admit(

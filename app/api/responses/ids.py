@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 
-_CALL_PREFIXES = ("mcpr_", "mcp_", "fc_")
+_CALL_PREFIXES = ("mcpr_", "mcp_", "fc_", "tsc_", "tso_")
 
 
 def _new(prefix: str) -> str:
@@ -43,6 +43,14 @@ def approval_request_id(call_id: str) -> str:
 
 def function_call_id(call_id: str) -> str:
     return f"fc_{call_id}"
+
+
+def tool_search_call_id(call_id: str) -> str:
+    return f"tsc_{call_id}"
+
+
+def tool_search_output_id(call_id: str) -> str:
+    return f"tso_{call_id}"
 
 
 def call_id_of(item_id: str) -> str:

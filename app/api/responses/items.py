@@ -12,6 +12,7 @@ across responses.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,11 +23,12 @@ from app.api.responses.ids import call_id_of
 from app.engine.events import ToolCall
 from app.engine.loop import TOOL_ERROR_PREFIX, denied_result
 from app.engine.request import ApprovalDecision
+from app.engine.search import FUNCTION_NAME as SEARCH_FUNCTION
 from app.errors import InvalidRequest
 from app.llm.client import Message
 from app.mcp.naming import exposed_name
 
-CALL_ITEMS = ("function_call", "mcp_call", "mcp_approval_request")
+CALL_ITEMS = ("function_call", "mcp_call", "mcp_approval_request", "tool_search_call")
 NOT_RUN = "This call did not run: a limit ended the response first."
 
 
@@ -79,20 +81,10 @@ class Conversation:
         match kind:
             case "message":
                 self.messages.append(_message(item, param))
-            case "function_call":
-                self._call(
-                    _tool_call(
-                        item.get("call_id") or call_id_of(str(item.get("id"))),
-                        _str(item, "name", param),
-                        _str(item, "arguments", param),
-                    )
-                )
-            case "function_call_output":
-                output = item.get("output")
-                text = output if isinstance(output, str) else _parts_text(output, param)
-                self.messages.append(
-                    {"role": "tool", "content": text, "tool_call_id": _str(item, "call_id", param)}
-                )
+            case "function_call" | "tool_search_call":
+                self._call(_client_or_search_call(item, param))
+            case "function_call_output" | "tool_search_output":
+                self.messages.append(_output_message(item, param))
             case "mcp_call":
                 self._mcp_call(item, param)
             case "mcp_approval_request":
@@ -230,6 +222,40 @@ def _tools(item: dict[str, Any], param: str) -> tuple[types.Tool, ...]:
         )
     except (KeyError, TypeError, ValidationError):
         raise InvalidRequest("Invalid mcp_list_tools item.", param=param) from None
+
+
+def _client_or_search_call(item: dict[str, Any], param: str) -> dict[str, Any]:
+    """A ``function_call`` (the caller's tool) or ``tool_search_call`` (our search) item as the
+    model's tool call."""
+    call_id = item.get("call_id") or call_id_of(str(item.get("id")))
+    if item.get("type") == "function_call":
+        return _tool_call(call_id, _str(item, "name", param), _str(item, "arguments", param))
+    arguments = item.get("arguments")
+    return _tool_call(
+        call_id, SEARCH_FUNCTION, json.dumps(arguments if isinstance(arguments, dict) else {})
+    )
+
+
+def _output_message(item: dict[str, Any], param: str) -> Message:
+    """A ``function_call_output`` or ``tool_search_output`` item as the tool message."""
+    if item.get("type") == "tool_search_output":
+        call_id = item.get("call_id") or call_id_of(str(item.get("id")))
+        return {"role": "tool", "content": _loaded_text(item), "tool_call_id": call_id}
+    output = item.get("output")
+    text = output if isinstance(output, str) else _parts_text(output, param)
+    return {"role": "tool", "content": text, "tool_call_id": _str(item, "call_id", param)}
+
+
+def _loaded_text(item: dict[str, Any]) -> str:
+    """What the model read after a search (the tools are loaded again by replaying it)."""
+    names = [
+        f"{namespace.get('name')}/{tool.get('name')}"
+        for namespace in item.get("tools") or []
+        if isinstance(namespace, dict)
+        for tool in namespace.get("tools") or []
+        if isinstance(tool, dict)
+    ]
+    return "Loaded these tools: " + ", ".join(names) if names else "Nothing was loaded."
 
 
 def _error_text(error: Any) -> str:

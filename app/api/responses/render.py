@@ -24,6 +24,7 @@ from app.engine.events import (
     RunFinished,
     TextDelta,
     TokenTotals,
+    ToolSearched,
     ToolsListed,
     TurnStarted,
     TurnUsage,
@@ -164,6 +165,8 @@ class ResponseRenderer:
                 return self._mcp_finished(event)
             case McpCallSkipped():
                 return self._mcp_skipped(event)
+            case ToolSearched():
+                return self._tool_searched(event)
             case ApprovalRequired():
                 item = {
                     "id": ids.approval_request_id(event.call_id),
@@ -332,6 +335,47 @@ class ResponseRenderer:
         events = self._close_message()
         index, added = self._add(item)
         return [*events, added, self._done(index)]
+
+    def _tool_searched(self, event: ToolSearched) -> list[StreamEvent]:
+        """A server-executed search: a ``tool_search_call`` item and its ``tool_search_output``
+        (the loaded tools, one namespace per server)."""
+        namespaces: dict[str, dict[str, Any]] = {}
+        for loaded in event.loaded:
+            namespace = namespaces.setdefault(
+                loaded.server_label,
+                {
+                    "type": "namespace",
+                    "name": loaded.server_label,
+                    "description": loaded.server_description or "",
+                    "tools": [],
+                },
+            )
+            function: dict[str, Any] = {"type": "function", "name": loaded.tool.name}
+            if loaded.tool.description:
+                function["description"] = loaded.tool.description
+            function["parameters"] = loaded.tool.input_schema
+            namespace["tools"].append(function)
+        call = {
+            "id": ids.tool_search_call_id(event.call_id),
+            "type": "tool_search_call",
+            "call_id": event.call_id,
+            "arguments": event.arguments,
+            "execution": "server",
+            "status": "completed",
+        }
+        output = {
+            "id": ids.tool_search_output_id(event.call_id),
+            "type": "tool_search_output",
+            "call_id": event.call_id,
+            "execution": "server",
+            "status": "completed",
+            "tools": list(namespaces.values()),
+        }
+        events = self._close_message()
+        for item in (call, output):
+            index, added = self._add(item)
+            events += [added, self._done(index)]
+        return events
 
     def _finish(self, event: RunFinished) -> list[StreamEvent]:
         events = self._close_message()

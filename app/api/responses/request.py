@@ -13,7 +13,7 @@ from app.api.admission import admit
 from app.api.deps import Services
 from app.api.responses import ids
 from app.api.responses.items import fold
-from app.api.wire import MAX_INT, McpLimits, McpToolParam, WireRequest
+from app.api.wire import MAX_INT, McpLimits, McpToolParam, ToolSearchParam, WireRequest
 from app.engine.request import RunRequest
 from app.errors import InvalidRequest
 from app.mcp.naming import exposed_name
@@ -37,7 +37,9 @@ class ResponsesFunctionTool(BaseModel):
         return {"type": "function", "function": function}
 
 
-ResponsesTool = Annotated[McpToolParam | ResponsesFunctionTool, Field(discriminator="type")]
+ResponsesTool = Annotated[
+    McpToolParam | ResponsesFunctionTool | ToolSearchParam, Field(discriminator="type")
+]
 
 
 class ResponsesRequest(WireRequest):
@@ -160,7 +162,10 @@ async def parse_responses(
     conversation = fold(history, input_items, instructions=body.instructions)
     if not conversation.messages:
         raise InvalidRequest("input is empty: give a message, or instructions.", param="input")
-    tools = [t if isinstance(t, McpToolParam) else t.as_chat_tool() for t in body.tools or []]
+    tools = [
+        t if isinstance(t, McpToolParam | ToolSearchParam) else t.as_chat_tool()
+        for t in body.tools or []
+    ]
     request = await admit(
         services,
         principal,
