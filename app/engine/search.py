@@ -30,7 +30,9 @@ _K1, _B = 1.2, 0.75
 _RELATIVE_CUTOFF = 0.3
 """A tool scoring under this share of the best match is not loaded: a few good tools beat five
 where most match only a common word."""
-_STOPWORDS = frozenset("a an and by for from in of on or the to with".split())
+_STOPWORDS = frozenset(
+    ["a", "an", "and", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with"]
+)
 _WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+|[A-Z]+(?![a-z])")
 
 
