@@ -293,3 +293,36 @@ def test_a_replayed_list_is_filtered_by_the_sdk_before_the_model_sees_it(
     client.responses.create(model="scripted-a", input=replay, tools=tools, store=False)
     offered = [t["function"]["name"] for t in calls[before]["tools"]]
     assert "calc__echo" in offered and "calc__smuggled" not in offered
+
+
+@pytest.mark.parametrize(
+    ("extra", "param"),
+    [
+        ({"tunnel_id": "tunnel_1"}, "tools[0].tunnel_id"),
+        ({"allowed_callers": ["programmatic"]}, "tools[0].allowed_callers"),
+        ({"allowed_callers": ["direct", "programmatic"]}, "tools[0].allowed_callers"),
+    ],
+)
+def test_what_cannot_be_honoured_is_a_400_naming_it(
+    client: openai.OpenAI, mcp_server: RunningMcpServer, extra: dict[str, Any], param: str
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(
+            model="scripted-a", input="hi", tools=[mcp_tool(mcp_server, **extra)]
+        )
+    assert caught.value.body["param"] == param
+
+
+def test_direct_callers_and_mcp_limits_are_honoured(
+    client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    response = client.responses.create(
+        model="scripted-a",
+        input='always call calc__echo {"text": "x"}',
+        tools=[mcp_tool(mcp_server, allowed_callers=["direct"], require_approval="never")],
+        extra_body={"mcp_limits": {"max_turns": 2}},
+    )
+    assert response.status == "incomplete"
+    assert response.incomplete_details.reason == "max_turns"
+    statuses = [item.status for item in response.output if item.type == "mcp_call"]
+    assert statuses == ["completed", "incomplete"]
