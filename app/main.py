@@ -21,7 +21,7 @@ from app.budget.ledger import Ledger
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
 from app.demo.scripted_model import create_scripted_model_app
-from app.engine.loop import EngineDeps
+from app.engine.deps import EngineDeps
 from app.errors import StoreUnavailable
 from app.llm.client import ModelClient
 from app.logs import configure_logging

@@ -10,7 +10,7 @@ from fastapi import Request
 from app.api.auth import KeyRing
 from app.budget.scopes import estimate, key_scopes
 from app.config import RegisteredServer, Settings
-from app.engine.loop import EngineDeps
+from app.engine.deps import EngineDeps
 from app.errors import PermissionDenied
 from app.mcp.ssrf import AddressPolicy
 from app.principal import Principal

@@ -16,9 +16,9 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from app.budget.ledger import Hold, Ledger, Scope
-from app.budget.scopes import estimate, key_scopes, run_scope
-from app.config import BudgetSettings, SamplingSettings
+from app.budget.ledger import Scope
+from app.budget.scopes import key_scopes, run_scope
+from app.engine.deps import EngineDeps
 from app.engine.events import (
     ApprovalRequired,
     FinishReason,
@@ -37,19 +37,17 @@ from app.engine.events import (
     TurnUsage,
 )
 from app.engine.history import restore_hidden_turns
+from app.engine.model_turn import model_turn
 from app.engine.request import RunRequest
 from app.engine.search import FUNCTION_NAME, ToolSearch
 from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
-from app.llm.client import Message, ModelCall, ModelClient
-from app.mcp.clients import McpClients
+from app.llm.client import Message
 from app.mcp.run_sessions import RunSessions
 from app.mcp.tools import Toolset
 from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
 from app.sampling.handler import RunSampling
-from app.store.hidden_turns import HiddenTurns
-from app.store.rate import RateLimiter
 from app.tracing import span
 
 TOOL_ERROR_PREFIX = "[tool error] "
@@ -60,19 +58,6 @@ def denied_result(reason: str | None) -> str:
     """What the model reads for a call the caller did not approve."""
     why = f" Reason: {reason}" if reason else ""
     return f"The user did not approve this tool call, so it was not run.{why}"
-
-
-@dataclass(frozen=True, slots=True)
-class EngineDeps:
-    """What the loop needs from the process."""
-
-    models: ModelClient
-    mcp: McpClients
-    hidden: HiddenTurns
-    rates: RateLimiter
-    sampling: SamplingSettings
-    ledger: Ledger
-    budget: BudgetSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,7 +216,9 @@ async def _turns(
         turn = TurnAssembler(request.client_tool_names())
         tools = _offered(request, toolset, state.search)
         try:
-            async for event in _model_turn(request, deps, state, tools, turn):
+            async for event in model_turn(
+                request, deps, state.messages, state.scopes, state.span, tools, turn
+            ):
                 yield event
         except BudgetExceeded as exc:
             yield RunFinished(reason="budget_exceeded", detail=exc.message)
@@ -362,59 +349,6 @@ def _skipped(
 
 def _tool_message(call_id: str, content: str) -> Message:
     return {"role": "tool", "tool_call_id": call_id, "content": content}
-
-
-async def _model_turn(
-    request: RunRequest,
-    deps: EngineDeps,
-    state: _RunState,
-    tools: list[dict[str, Any]],
-    turn: TurnAssembler,
-) -> AsyncIterator[RunEvent]:
-    limit_key = "max_tokens"
-    if "max_completion_tokens" in request.params:
-        limit_key = "max_completion_tokens"
-    asked = request.params.get(limit_key)
-    cost = estimate(
-        deps.models.prices(request.model),
-        state.messages,
-        tools,
-        max_tokens=asked or deps.budget.default_max_tokens,
-        min_tokens=deps.budget.min_output_tokens,
-    )
-    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
-    with span(f"chat {request.model}", attributes, parent=state.span) as turn_span:
-        async with deps.ledger.hold(state.scopes, cost) as hold:
-            params = request.params
-            if hold.capped:  # the call may produce no more than its hold pays for
-                params = {**params, limit_key: hold.max_tokens}
-                turn.cut_by_budget = hold.max_tokens < cost.max_tokens
-            call = ModelCall(request.model, state.messages, tools, params)
-            async for event in _stream_turn(call, request, deps, turn, hold):
-                if isinstance(event, TurnUsage):
-                    turn_span.set_attribute("gen_ai.usage.input_tokens", event.prompt_tokens)
-                    turn_span.set_attribute("gen_ai.usage.output_tokens", event.completion_tokens)
-                yield event
-        turn_span.set_attribute("gen_ai.response.finish_reasons", [turn.finish_reason or ""])
-
-
-async def _stream_turn(
-    call: ModelCall, request: RunRequest, deps: EngineDeps, turn: TurnAssembler, hold: Hold
-) -> AsyncIterator[RunEvent]:
-    async for chunk in deps.models.complete(call, stream=request.stream_model):
-        for event in turn.add(chunk):
-            yield event
-        if chunk.usage is not None:
-            usage = chunk.usage
-            hold.cost_usd = deps.models.cost_usd(request.model, usage)
-            hold.check_output(request.model, usage.completion_tokens)
-            yield TurnUsage(
-                model=request.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                cached_tokens=usage.cached_tokens,
-                reasoning_tokens=usage.reasoning_tokens,
-            )
 
 
 async def _run_server_calls(

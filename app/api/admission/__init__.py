@@ -23,6 +23,43 @@ from app.mcp.servers import NEVER, ApprovalPolicy
 from app.principal import Principal
 
 
+def split_tools(
+    tools: Sequence[McpToolParam | ToolSearchParam | dict[str, Any]], *, supports_approval: bool
+) -> tuple[list[tuple[int, McpToolParam]], list[dict[str, Any]]]:
+    """The MCP tools (with their index) and the caller's function tools, after checking what
+    an endpoint cannot honour: approvals where there is no approval protocol, a client-executed
+    tool search, ``defer_loading`` without a ``tool_search`` tool."""
+    mcp_tools: list[tuple[int, McpToolParam]] = []
+    client_tools: list[dict[str, Any]] = []
+    searches = [(i, t) for i, t in enumerate(tools) if isinstance(t, ToolSearchParam)]
+    for index, search in searches:
+        if search.execution == "client":
+            raise InvalidRequest(
+                "Client-executed tool search is not supported: omit 'execution' or set it "
+                "to 'server' (toolbridge runs the search).",
+                param=f"tools[{index}].execution",
+            )
+    for index, tool in enumerate(tools):
+        if isinstance(tool, ToolSearchParam):
+            continue
+        if not isinstance(tool, McpToolParam):
+            client_tools.append(tool)
+            continue
+        if not supports_approval and tool.require_approval not in (None, "never"):
+            raise InvalidRequest(
+                "Chat Completions has no approval protocol: set require_approval to "
+                "'never', or use /v1/responses for MCP approvals.",
+                param=f"tools[{index}].require_approval",
+            )
+        if tool.defer_loading and not searches:
+            raise InvalidRequest(
+                'defer_loading needs a {"type": "tool_search"} tool in the same request.',
+                param=f"tools[{index}].defer_loading",
+            )
+        mcp_tools.append((index, tool))
+    return mcp_tools, client_tools
+
+
 async def admit(
     services: Services,
     principal: Principal,
@@ -47,35 +84,7 @@ async def admit(
     tools already in Chat Completions' shape. ``message_count`` is what counts against the
     message limit (input items in Responses, earlier ones included)."""
     services.authorize_model(principal, model)
-    mcp_tools: list[tuple[int, McpToolParam]] = []
-    client_tools: list[dict[str, Any]] = []
-    searchable = False
-    for index, tool in enumerate(tools):
-        if isinstance(tool, ToolSearchParam):
-            if tool.execution == "client":
-                raise InvalidRequest(
-                    "Client-executed tool search is not supported: omit 'execution' or set it "
-                    "to 'server' (toolbridge runs the search).",
-                    param=f"tools[{index}].execution",
-                )
-            searchable = True
-            continue
-        if not isinstance(tool, McpToolParam):
-            client_tools.append(tool)
-            continue
-        if not supports_approval and tool.require_approval not in (None, "never"):
-            raise InvalidRequest(
-                "Chat Completions has no approval protocol: set require_approval to "
-                "'never', or use /v1/responses for MCP approvals.",
-                param=f"tools[{index}].require_approval",
-            )
-        mcp_tools.append((index, tool))
-    for index, tool in mcp_tools:
-        if tool.defer_loading and not searchable:
-            raise InvalidRequest(
-                'defer_loading needs a {"type": "tool_search"} tool in the same request.',
-                param=f"tools[{index}].defer_loading",
-            )
+    mcp_tools, client_tools = split_tools(tools, supports_approval=supports_approval)
     check_request_size(
         services.settings.request_limits,
         messages=message_count,

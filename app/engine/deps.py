@@ -1,0 +1,25 @@
+"""What the engine needs from the process, built once in the app's lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.budget.ledger import Ledger
+from app.config import BudgetSettings, SamplingSettings
+from app.llm.client import ModelClient
+from app.mcp.clients import McpClients
+from app.store.hidden_turns import HiddenTurns
+from app.store.rate import RateLimiter
+
+
+@dataclass(frozen=True, slots=True)
+class EngineDeps:
+    """What the loop needs from the process."""
+
+    models: ModelClient
+    mcp: McpClients
+    hidden: HiddenTurns
+    rates: RateLimiter
+    sampling: SamplingSettings
+    ledger: Ledger
+    budget: BudgetSettings

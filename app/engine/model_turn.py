@@ -1,0 +1,74 @@
+"""One model call of a run: budgeted, traced, assembled into a turn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from opentelemetry.trace import Span
+
+from app.budget.ledger import Hold, Scope
+from app.budget.scopes import estimate
+from app.engine.deps import EngineDeps
+from app.engine.events import RunEvent, TurnUsage
+from app.engine.request import RunRequest
+from app.engine.turn import TurnAssembler
+from app.llm.client import Message, ModelCall
+from app.tracing import span
+
+
+async def model_turn(
+    request: RunRequest,
+    deps: EngineDeps,
+    messages: list[Message],
+    scopes: list[Scope],
+    parent: Span | None,
+    tools: list[dict[str, Any]],
+    turn: TurnAssembler,
+) -> AsyncIterator[RunEvent]:
+    """One model call under a budget hold: the call may produce no more output than the hold
+    pays for (``max_tokens`` is set to it), and the hold is settled to what it cost."""
+    limit_key = "max_tokens"
+    if "max_completion_tokens" in request.params:
+        limit_key = "max_completion_tokens"
+    asked = request.params.get(limit_key)
+    cost = estimate(
+        deps.models.prices(request.model),
+        messages,
+        tools,
+        max_tokens=asked or deps.budget.default_max_tokens,
+        min_tokens=deps.budget.min_output_tokens,
+    )
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
+    with span(f"chat {request.model}", attributes, parent=parent) as turn_span:
+        async with deps.ledger.hold(scopes, cost) as hold:
+            params = request.params
+            if hold.capped:  # the call may produce no more than its hold pays for
+                params = {**params, limit_key: hold.max_tokens}
+                turn.cut_by_budget = hold.max_tokens < cost.max_tokens
+            call = ModelCall(request.model, messages, tools, params)
+            async for event in _stream_turn(call, request, deps, turn, hold):
+                if isinstance(event, TurnUsage):
+                    turn_span.set_attribute("gen_ai.usage.input_tokens", event.prompt_tokens)
+                    turn_span.set_attribute("gen_ai.usage.output_tokens", event.completion_tokens)
+                yield event
+        turn_span.set_attribute("gen_ai.response.finish_reasons", [turn.finish_reason or ""])
+
+
+async def _stream_turn(
+    call: ModelCall, request: RunRequest, deps: EngineDeps, turn: TurnAssembler, hold: Hold
+) -> AsyncIterator[RunEvent]:
+    async for chunk in deps.models.complete(call, stream=request.stream_model):
+        for event in turn.add(chunk):
+            yield event
+        if chunk.usage is not None:
+            usage = chunk.usage
+            hold.cost_usd = deps.models.cost_usd(request.model, usage)
+            hold.check_output(request.model, usage.completion_tokens)
+            yield TurnUsage(
+                model=request.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+            )
