@@ -52,6 +52,10 @@ class RegisteredServer(BaseModel):
     transport: Literal["streamable_http", "sse", "stdio"] = "streamable_http"
     command: list[str] | None = None
     """stdio only: the command line that starts the server."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """stdio only: environment variables for the server (literal values; not for secrets)."""
+    env_from_env: dict[str, str] = Field(default_factory=dict)
+    """stdio only: server variable -> toolbridge's variable holding its value (for secrets)."""
     headers_from_env: dict[str, str] = Field(default_factory=dict)
     """Header name -> environment variable holding its value (secrets never sit in the file)."""
     description: str | None = None
@@ -73,6 +77,14 @@ class RegisteredServer(BaseModel):
         if self.transport != "stdio" and not self.url:
             raise ValueError(f"MCP server {self.label!r}: {self.transport} transport needs 'url'")
         return self
+
+    def environment(self) -> dict[str, str]:
+        """A stdio server's own variables, resolved now (a missing variable is skipped). The
+        server also gets the few the SDK passes (HOME, PATH, SHELL, TERM, ...), nothing else."""
+        resolved = {
+            name: os.environ[var] for name, var in self.env_from_env.items() if var in os.environ
+        }
+        return {**self.env, **resolved}
 
     def headers(self) -> dict[str, str]:
         """Static headers resolved from the environment now (a missing variable is skipped)."""

@@ -97,7 +97,9 @@ class McpClients:
         """An unopened SDK client for one attempt at ``spec``."""
         server: Any
         if spec.transport == "stdio":
-            params = StdioServerParameters(command=spec.command[0], args=list(spec.command[1:]))
+            params = StdioServerParameters(
+                command=spec.command[0], args=list(spec.command[1:]), env=dict(spec.env) or None
+            )
             server = stdio_transport(params, spec.label, self._stderr_level)
         elif uses_sse(spec, attempt):
             assert spec.url is not None

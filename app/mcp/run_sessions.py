@@ -35,6 +35,13 @@ _CLOSE_TIMEOUT_S = 5.0
 """A server that hangs on session teardown cannot hold a finished run open longer."""
 
 
+def _offers_tools(client: Client) -> bool:
+    """Whether the server declared the ``tools`` capability: a server that offers only prompts
+    or resources is a server with no tools here, not a failure."""
+    capabilities = client.session.server_capabilities
+    return capabilities is None or capabilities.tools is not None
+
+
 class RunSessions:
     """The MCP sessions of one run; leaving it closes them all (on the task that opened it)."""
 
@@ -126,7 +133,10 @@ class RunSessions:
         await self._tg.start(self._keep_open, client, spec.label, close)
         try:
             callbacks.watch_undeclared(client.session)
-            if spec.known_tools is not None:
+            if not _offers_tools(client):
+                logger.info("MCP server offers no tools: server=%s", spec.label)
+                tools: list[types.Tool] = []
+            elif spec.known_tools is not None:
                 # The conversation already holds this server's list (OpenAI reuses it too): the
                 # SDK must know the tools to call them on a 2026-07-28 server without listing.
                 tools = absorb_tool_listing(client.session, list(spec.known_tools))

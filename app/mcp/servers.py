@@ -65,6 +65,8 @@ class ServerSpec:
     transport: Transport = "streamable_http"
     command: tuple[str, ...] = ()
     """stdio only (operator-registered servers only)."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """stdio only: the server's own environment variables (may hold secrets)."""
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     """Sent to this server only; secret, never logged or stored."""
     allowed_tools: ToolFilter | None = None

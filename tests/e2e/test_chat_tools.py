@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from typing import Any
 
 import openai
+import pytest
 
-from tests.conftest import mcp_tool
+from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
@@ -234,3 +236,27 @@ def test_oversized_arguments_are_refused(
     completion = ask(small, f'call calc__echo {{"text": "{text}"}}', [mcp_tool(mcp_server)])
     assert calls_of(completion)[0]["error"]["message"] == "The arguments are larger than 256 bytes."
     assert mcp_server.log.methods["tools/call"] == 0
+
+
+def test_registered_stdio_servers_get_their_configured_environment_only(
+    toolbridge_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TB_TEST_SECRET_SOURCE", "s3cret")
+    servers = [
+        {
+            "label": "env_calc",
+            "transport": "stdio",
+            "command": [sys.executable, "-m", "tests.fixtures.mcp_servers"],
+            "env": {"TB_LITERAL": "plain"},
+            "env_from_env": {"TB_SECRET": "TB_TEST_SECRET_SOURCE"},
+        }
+    ]
+    server = toolbridge_factory(mcp_servers=servers)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    script = "\n".join(
+        f'call env_calc__env_var {{"name": "{name}"}}'
+        for name in ("TB_LITERAL", "TB_SECRET", "TB_TEST_SECRET_SOURCE")
+    )
+    completion = ask(client, script, [{"type": "mcp", "server_label": "env_calc"}])
+    outputs = [call["output"] for call in calls_of(completion)]
+    assert outputs == ["plain", "s3cret", "unset"]  # toolbridge's own variables stay its own

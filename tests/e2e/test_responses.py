@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import httpx
+import mcp_types
 import openai
 import pytest
 
@@ -326,3 +327,32 @@ def test_direct_callers_and_mcp_limits_are_honoured(
     assert response.incomplete_details.reason == "max_turns"
     statuses = [item.status for item in response.output if item.type == "mcp_call"]
     assert statuses == ["completed", "incomplete"]
+
+
+def test_a_server_without_tools_is_a_server_with_no_tools(client: openai.OpenAI) -> None:
+    """A server that declares only prompts (no ``tools`` capability) is not a failure."""
+    from mcp.server.lowlevel import Server
+
+    async def list_prompts(ctx: Any, params: Any) -> mcp_types.ListPromptsResult:
+        return mcp_types.ListPromptsResult(prompts=[mcp_types.Prompt(name="greet")])
+
+    server = Server("prompts-only", on_list_prompts=list_prompts)
+    thread = ServerThread(server.streamable_http_app()).start()
+    try:
+        response = client.responses.create(
+            model="scripted-a",
+            input="say fine",
+            tools=[
+                {
+                    "type": "mcp",
+                    "server_label": "prompts",
+                    "server_url": f"{thread.url}/mcp",
+                    "require_approval": "never",
+                }
+            ],
+        )
+    finally:
+        thread.stop()
+    listing, message = response.output
+    assert listing.type == "mcp_list_tools" and listing.tools == [] and listing.error is None
+    assert response.output_text == "fine"

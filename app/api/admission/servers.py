@@ -190,6 +190,7 @@ def _registered(
         url=server.url,
         transport=server.transport,
         command=tuple(server.command or ()),
+        env=server.environment(),
         headers={**server.headers(), **_checked_headers(tool, param)},
         allowed_tools=_tool_filter(tool.allowed_tools),
         registered=True,
