@@ -53,6 +53,27 @@ class ServerUnreachable(ToolbridgeError):
         self.reason = reason
 
 
+class AuthorizationRequired(ServerUnreachable):
+    """An MCP server answered 401: the caller must authorize (OAuth) and send ``authorization``.
+
+    ``resource_metadata`` and ``scope`` are what the server's ``WWW-Authenticate`` said (MCP's
+    authorization spec), passed on so a client knows where to start."""
+
+    def __init__(self, server_label: str, resource_metadata: str | None, scope: str | None) -> None:
+        how = ""
+        if resource_metadata:
+            how += f" Its protected resource metadata: {resource_metadata}."
+        if scope:
+            how += f" Scopes it asks for: {scope}."
+        super().__init__(
+            server_label,
+            "The server requires authorization: obtain a token (OAuth) and send it as the "
+            f"tool's 'authorization'.{how}",
+        )
+        self.resource_metadata = resource_metadata
+        self.scope = scope
+
+
 class UpstreamModelError(ToolbridgeError):
     """The model provider failed; ``status`` is what it (or the connection) said."""
 

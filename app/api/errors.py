@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
+    AuthorizationRequired,
     BudgetExceeded,
     InvalidRequest,
     ModelNotFound,
@@ -96,7 +97,11 @@ def error_response_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
         for cls in type(exc).__mro__:
             if cls in _TABLE:
                 status, type_, code = _TABLE[cls]
-                return status, envelope(exc.message, type_, param=exc.param, code=code)
+                body = envelope(exc.message, type_, param=exc.param, code=code)
+                if isinstance(exc, AuthorizationRequired):  # what the server said, for OAuth
+                    challenge = {"resource_metadata": exc.resource_metadata, "scope": exc.scope}
+                    body["error"]["www_authenticate"] = challenge
+                return status, body
     logger.error("unhandled error", exc_info=exc)
     return 500, envelope("The server had an error while processing your request.", "server_error")
 

@@ -9,8 +9,10 @@ servers callers name by URL, which connects only to addresses the SSRF guard che
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,33 @@ class _SharedTransport(httpx2.AsyncBaseTransport):
         """The pool belongs to the process, not to this session."""
 
 
+_CHALLENGE_PARAM = re.compile(r'(resource_metadata|scope)\s*=\s*"([^"]*)"')
+
+
+@dataclass
+class Challenges:
+    """The ``WWW-Authenticate`` challenges of 401 answers one attempt met (the SDK reports a
+    401 only as a generic error, so the transport notes them on the way through)."""
+
+    seen: list[dict[str, str]] = field(default_factory=list)
+
+
+class _ChallengeWatch(httpx2.AsyncBaseTransport):
+    def __init__(self, inner: httpx2.AsyncBaseTransport, challenges: Challenges) -> None:
+        self._inner = inner
+        self._challenges = challenges
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = await self._inner.handle_async_request(request)
+        if response.status_code == 401:
+            header = response.headers.get("www-authenticate", "")
+            self._challenges.seen.append(dict(_CHALLENGE_PARAM.findall(header)))
+        return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class McpClients:
     """Makes SDK clients for servers, over the process's pools and caches."""
 
@@ -77,11 +106,14 @@ class McpClients:
         self._default_ttl_ms = default_ttl_s * 1000
         self._share_public = share_public
 
-    def _http_factory(self, spec: ServerSpec) -> Callable[..., httpx2.AsyncClient]:
+    def _http_factory(
+        self, spec: ServerSpec, challenges: Challenges
+    ) -> Callable[..., httpx2.AsyncClient]:
         """Makes the per-session HTTP clients: the registered pool, or the checked one."""
         transport: httpx2.AsyncBaseTransport = self._transport
         if spec.pinned is not None:
             transport = PinnedTransport(self._caller_pool, spec.pinned)
+        transport = _ChallengeWatch(transport, challenges)
 
         def make(
             headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
@@ -93,8 +125,15 @@ class McpClients:
 
         return make
 
-    def client(self, spec: ServerSpec, attempt: Attempt, callbacks: ServerCallbacks) -> Client:
-        """An unopened SDK client for one attempt at ``spec``."""
+    def client(
+        self,
+        spec: ServerSpec,
+        attempt: Attempt,
+        callbacks: ServerCallbacks,
+        challenges: Challenges,
+    ) -> Client:
+        """An unopened SDK client for one attempt at ``spec``; 401 challenges it meets are
+        noted in ``challenges``."""
         server: Any
         if spec.transport == "stdio":
             params = StdioServerParameters(
@@ -104,12 +143,14 @@ class McpClients:
         elif uses_sse(spec, attempt):
             assert spec.url is not None
             server = sse_client(
-                spec.url, headers=dict(spec.headers), httpx_client_factory=self._http_factory(spec)
+                spec.url,
+                headers=dict(spec.headers),
+                httpx_client_factory=self._http_factory(spec, challenges),
             )
         else:
             assert spec.url is not None
             server = streamable_http_client(
-                spec.url, http_client=self._http_factory(spec)(dict(spec.headers))
+                spec.url, http_client=self._http_factory(spec, challenges)(dict(spec.headers))
             )
         mode, prior = sdk_mode(spec, attempt)
         cache = CacheConfig(

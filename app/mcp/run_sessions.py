@@ -19,9 +19,9 @@ import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 
-from app.errors import ServerUnreachable
+from app.errors import AuthorizationRequired, ServerUnreachable
 from app.mcp.callbacks import Sampler, ServerCallbacks
-from app.mcp.clients import McpClients
+from app.mcp.clients import Challenges, McpClients
 from app.mcp.eras import Attempt, attempts, to_remember
 from app.mcp.sdk_internals import absorb_tool_listing
 from app.mcp.servers import ServerSpec
@@ -107,9 +107,18 @@ class RunSessions:
         remembered = await eras.get(spec.target()) if spec.transport != "stdio" else None
         first_failure: BaseException | None = None
         for attempt in attempts(spec, remembered):
+            challenges = Challenges()
             try:
-                session, client = await self._open_with(spec, attempt)
-            except Exception as exc:  # noqa: BLE001 - boundary: connecting to a foreign server
+                session, client = await self._open_with(spec, attempt, challenges)
+            except Exception as exc:
+                if challenges.seen:
+                    # The server is there and speaks this era; the caller lacks authorization.
+                    # Nothing else to try, and nothing to forget.
+                    challenge = challenges.seen[-1]
+                    logger.warning("MCP server requires authorization: server=%s", spec.label)
+                    raise AuthorizationRequired(
+                        spec.label, challenge.get("resource_metadata"), challenge.get("scope")
+                    ) from exc
                 if attempt.remembered:
                     await eras.forget(spec.target())  # stale (the server was redeployed)
                 elif first_failure is None:
@@ -122,12 +131,14 @@ class RunSessions:
         logger.warning("MCP server unreachable: server=%s reason=%s", spec.label, reason)
         raise ServerUnreachable(spec.label, reason)
 
-    async def _open_with(self, spec: ServerSpec, attempt: Attempt) -> tuple[ServerSession, Client]:
+    async def _open_with(
+        self, spec: ServerSpec, attempt: Attempt, challenges: Challenges
+    ) -> tuple[ServerSession, Client]:
         assert self._tg is not None, "RunSessions must be entered"
         callbacks = ServerCallbacks(
             spec.label, sampler=self._sampler_for(spec), declare_elicitation=spec.elicitation
         )
-        client = self._clients.client(spec, attempt, callbacks)
+        client = self._clients.client(spec, attempt, callbacks, challenges)
         close = anyio.Event()
         self._closers.append(close)
         await self._tg.start(self._keep_open, client, spec.label, close)
