@@ -22,10 +22,22 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api.errors import error_response_body
+from app.engine.events import McpCallProgress
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
 """Chat Completions' end of stream."""
+
+
+def sse_comment(text: str) -> str:
+    """A comment line: SSE clients (the OpenAI SDKs among them) ignore it; people can read it."""
+    return ": " + " ".join(text.split()) + "\n\n"
+
+
+def progress_text(event: McpCallProgress) -> str:
+    """``progress <call id> 3/10 message`` (the total and message when the server gave them)."""
+    amount = f"{event.progress:g}" + (f"/{event.total:g}" if event.total is not None else "")
+    return " ".join(filter(None, ["progress", event.call_id, amount, event.message]))
 
 
 def sse_event(data: dict[str, Any], *, name: str | None = None) -> str:

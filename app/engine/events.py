@@ -105,6 +105,17 @@ class McpCallFinished:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class McpCallProgress:
+    """A running MCP call's server reported progress."""
+
+    kind: Literal["mcp_call_progress"] = "mcp_call_progress"
+    call_id: str
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class McpCallSkipped:
     """An MCP tool call the model asked for that did not run: the caller denied it, or a limit
     ended the run first."""
@@ -235,6 +246,7 @@ RunEvent = (
     | TextDelta
     | ClientToolCallDelta
     | McpCallStarted
+    | McpCallProgress
     | McpCallFinished
     | McpCallSkipped
     | ToolSearched

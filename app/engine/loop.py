@@ -7,6 +7,7 @@ decision; the run ends with exactly one ``RunFinished``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import uuid
@@ -14,6 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from opentelemetry.trace import Span
 
 from app.budget.ledger import Scope
@@ -24,6 +26,7 @@ from app.engine.events import (
     FinishReason,
     LoadedTool,
     McpCallFinished,
+    McpCallProgress,
     McpCallSkipped,
     McpCallStarted,
     RunEvent,
@@ -44,12 +47,16 @@ from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
 from app.llm.client import Message
+from app.mcp.notes import Progress
 from app.mcp.run_sessions import RunSessions
+from app.mcp.session import ToolOutcome
 from app.mcp.tools import Toolset
 from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
 from app.sampling.handler import RunSampling
 from app.tracing import span
 
+_PROGRESS_BUFFER = 64
+"""Progress updates waiting for a slow reader; more are dropped (the latest is in the notes)."""
 TOOL_ERROR_PREFIX = "[tool error] "
 """Chat tool messages have no error flag; the model reads failures behind this prefix."""
 
@@ -333,6 +340,37 @@ def _searched(call: ToolCall, search: ToolSearch | None, results: list[Message])
     return ToolSearched(call_id=call.id, arguments=found.arguments, loaded=loaded)
 
 
+async def _with_progress(
+    calls: list[ToolCall],
+    toolset: Toolset,
+    request: RunRequest,
+    state: _RunState,
+    outcomes: list[ToolOutcome],
+) -> AsyncIterator[RunEvent]:
+    """Run the calls; while they run, pass on the progress their servers report."""
+    send, receive = anyio.create_memory_object_stream[McpCallProgress](_PROGRESS_BUFFER)
+
+    def report(call_id: str, progress: Progress) -> None:
+        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
+            send.send_nowait(
+                McpCallProgress(
+                    call_id=call_id,
+                    progress=progress.progress,
+                    total=progress.total,
+                    message=progress.message,
+                )
+            )  # a slow reader misses some updates, never the result
+
+    async def work() -> None:
+        async with send:
+            outcomes.extend(await execute_all(calls, toolset, request.limits, state.span, report))
+
+    async with anyio.create_task_group() as tg, receive:
+        tg.start_soon(work)
+        async for progress in receive:
+            yield progress
+
+
 def _skipped(
     call: ToolCall, toolset: Toolset, reason: str, *, denied: bool = False
 ) -> McpCallSkipped:
@@ -371,7 +409,9 @@ async def _run_server_calls(
             arguments=call.arguments,
             approved=approved,
         )
-    outcomes = await execute_all(calls, toolset, request.limits, state.span)
+    outcomes: list[ToolOutcome] = []
+    async for event in _with_progress(calls, toolset, request, state, outcomes):
+        yield event
     state.tool_calls_made += len(calls)
     for (call, label, tool), outcome in zip(described, outcomes, strict=True):
         prefix = TOOL_ERROR_PREFIX if outcome.is_error else ""

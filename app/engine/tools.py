@@ -6,11 +6,15 @@ metrics; several calls run concurrently and come back in the model's order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import anyio
 from opentelemetry.trace import Span, Status, StatusCode
 
 from app.config import Limits
 from app.engine.events import ToolCall
+from app.mcp.notes import Progress
 from app.mcp.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
 from app.metrics import TOOL_CALLS, TOOL_SECONDS
@@ -25,7 +29,13 @@ def describe(call: ToolCall, toolset: Toolset) -> tuple[str, str]:
     return bound.server_label, bound.tool.name
 
 
-async def _call(call: ToolCall, toolset: Toolset, limits: Limits) -> ToolOutcome:
+ProgressSink = Callable[[str, Progress], None]
+"""Receives (call id, progress) while calls run."""
+
+
+async def _call(
+    call: ToolCall, toolset: Toolset, limits: Limits, on_progress: ProgressSink | None
+) -> ToolOutcome:
     bound = toolset.get(call.name)
     if bound is None:
         missing = f"There is no tool named '{call.name}'."
@@ -39,11 +49,16 @@ async def _call(call: ToolCall, toolset: Toolset, limits: Limits) -> ToolOutcome
         arguments.value,
         timeout_s=limits.tool_timeout_s,
         max_chars=limits.max_tool_output_chars,
+        on_progress=None if on_progress is None else partial(on_progress, call.id),
     )
 
 
 async def execute(
-    call: ToolCall, toolset: Toolset, limits: Limits, parent: Span | None = None
+    call: ToolCall,
+    toolset: Toolset,
+    limits: Limits,
+    parent: Span | None = None,
+    on_progress: ProgressSink | None = None,
 ) -> ToolOutcome:
     """Run one call (never raises for the tool's failures: they are the outcome's error)."""
     label, tool = describe(call, toolset)
@@ -54,7 +69,7 @@ async def execute(
         "toolbridge.mcp.server_label": label,
     }
     with span(f"execute_tool {tool}", attributes, parent=parent) as tool_span:
-        outcome = await _call(call, toolset, limits)
+        outcome = await _call(call, toolset, limits, on_progress)
         if outcome.is_error:
             tool_span.set_status(Status(StatusCode.ERROR, "tool error"))
     TOOL_CALLS.labels(label or "(none)", "error" if outcome.is_error else "ok").inc()
@@ -63,13 +78,17 @@ async def execute(
 
 
 async def execute_all(
-    calls: list[ToolCall], toolset: Toolset, limits: Limits, parent: Span | None = None
+    calls: list[ToolCall],
+    toolset: Toolset,
+    limits: Limits,
+    parent: Span | None = None,
+    on_progress: ProgressSink | None = None,
 ) -> list[ToolOutcome]:
     """Run calls concurrently; outcomes in the calls' order."""
     outcomes: list[ToolOutcome | None] = [None] * len(calls)
 
     async def run_one(index: int, call: ToolCall) -> None:
-        outcomes[index] = await execute(call, toolset, limits, parent)
+        outcomes[index] = await execute(call, toolset, limits, parent, on_progress)
 
     async with anyio.create_task_group() as tg:
         for index, call in enumerate(calls):

@@ -46,7 +46,17 @@ class CapabilityRefused:
     message: str
 
 
-Note = ElicitationDeclined | Sampled | SamplingDeclined | CapabilityRefused
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Progress:
+    """The latest progress the server reported for the call (``notifications/progress``)."""
+
+    kind: Literal["progress"] = "progress"
+    progress: float
+    total: float | None = None
+    message: str | None = None
+
+
+Note = ElicitationDeclined | Sampled | SamplingDeclined | CapabilityRefused | Progress
 
 
 def wire(note: Note) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from app.mcp.callbacks import ServerCallbacks
-from app.mcp.notes import ElicitationDeclined, Note
+from app.mcp.notes import ElicitationDeclined, Note, Progress
 from app.mcp.results import result_text, truncate
 from app.mcp.servers import ServerSpec
 
@@ -160,18 +161,33 @@ class ServerSession:
         return result_text(result, prefer_structured=self.spec.prefer_structured_content)
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], *, timeout_s: float, max_chars: int
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        timeout_s: float,
+        max_chars: int,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> ToolOutcome:
         """Call a tool; any failure becomes an error outcome, never an exception.
 
-        Notes the server's callbacks leave while the call runs are the call's (with parallel
-        calls to one server, a note goes to every call in flight then)."""
+        A progress token goes with every call: the server's progress reaches ``on_progress`` as
+        it comes, and the latest is the call's note. Notes the server's callbacks leave while
+        the call runs are the call's (with parallel calls to one server, a note goes to every
+        call in flight then)."""
         started, first_note = time.monotonic(), len(self._notes)
+        latest: list[Progress] = []
+
+        async def progressed(progress: float, total: float | None, message: str | None) -> None:
+            latest[:] = [Progress(progress=progress, total=total, message=message)]
+            if on_progress is not None:
+                on_progress(latest[0])
+
         self._callbacks.begin_call()
         error: ToolError | None = None
         try:
             with anyio.fail_after(timeout_s):
-                result = await self._client.call_tool(name, arguments)
+                result = await self._client.call_tool(name, arguments, progress_callback=progressed)
             text = self._text(result)
             if result.is_error:
                 dumped = (
@@ -190,5 +206,5 @@ class ServerSession:
             text=truncate(text, max_chars),
             error=error,
             duration_s=time.monotonic() - started,
-            notes=tuple(self._notes[first_note:]),
+            notes=tuple(self._notes[first_note:]) + tuple(latest),
         )

@@ -142,3 +142,34 @@ def test_model_failure_after_start_is_an_error_event(
     assert error["error"]["type"] == "server_error"
     assert "scripted failure" in error["error"]["message"]
     assert lines[-1] == "data: [DONE]"
+
+
+@pytest.mark.parametrize("kind", ["modern", "legacy"])
+def test_progress_reaches_a_streaming_client_as_comments_and_the_call_notes(
+    toolbridge: ServerThread, mcp_servers: dict[str, RunningMcpServer], kind: str
+) -> None:
+    """A progress token goes with every call; SDKs ignore the comment lines."""
+    body = {
+        "model": "scripted-a",
+        "stream": True,
+        "messages": [{"role": "user", "content": 'call calc__progress_steps {"steps": 3}'}],
+        "tools": [mcp_tool(mcp_servers[kind])],
+    }
+    comments, chunks = [], []
+    with httpx.stream(
+        "POST",
+        f"{toolbridge.url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+        timeout=60,
+    ) as answer:
+        for line in answer.iter_lines():
+            if line.startswith(": progress"):
+                comments.append(line)
+            elif line.startswith("data: {"):
+                chunks.append(json.loads(line[6:]))
+    assert comments and comments[-1].endswith("3/3 step 3"), comments
+    extension = next(c["toolbridge"] for c in chunks if "toolbridge" in c)
+    (call,) = extension["mcp_calls"]
+    assert call["output"] == "3 steps"
+    assert call["notes"][-1] == {"kind": "progress", "progress": 3, "total": 3, "message": "step 3"}

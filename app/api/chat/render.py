@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from app.api.errors import error_response_body
-from app.api.sse import DONE, sse_event
+from app.api.sse import DONE, progress_text, sse_comment, sse_event
 from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
     McpCallFinished,
+    McpCallProgress,
     McpCallSkipped,
     McpCallStarted,
     RunEvent,
@@ -53,6 +54,8 @@ class ChatRenderer:
 
     def absorb(self, event: RunEvent) -> list[str]:
         """Take in an event; the chunks it makes when streaming."""
+        if isinstance(event, McpCallProgress):  # no chunk carries it: a comment line does
+            return [sse_comment(progress_text(event))] if self.stream and self.started else []
         deltas = self._deltas(event)
         if not self.stream:
             return []
@@ -113,7 +116,13 @@ class ChatRenderer:
                 )
             case RunFinished():
                 self.finished = event
-            case ToolsListed() | McpCallStarted() | ApprovalRequired() | TurnUsage():
+            case (
+                ToolsListed()
+                | McpCallStarted()
+                | McpCallProgress()
+                | ApprovalRequired()
+                | TurnUsage()
+            ):
                 pass
             case _:
                 assert_never(event)

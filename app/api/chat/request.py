@@ -51,6 +51,14 @@ class ToolCallParam(BaseModel):
     function: ToolCallFunction
 
 
+_TEXT_ONLY = frozenset({"text"})
+_PART_TYPES = {
+    "user": frozenset({"text", "image_url", "input_audio", "file"}),
+    "assistant": frozenset({"text", "refusal"}),
+}
+"""Content part types by role, as OpenAI's Chat Completions takes them (the rest: text)."""
+
+
 class ChatMessage(BaseModel):
     """A message; what each role needs is checked here, the rest goes to the model as sent."""
 
@@ -70,6 +78,16 @@ class ChatMessage(BaseModel):
             raise ValueError(f"a {self.role} message needs content")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs tool_call_id")
+        if isinstance(self.content, list):
+            allowed = _PART_TYPES.get(self.role, _TEXT_ONLY)
+            for part in self.content:
+                if part.get("type") not in allowed:
+                    raise ValueError(
+                        f"a {self.role} message's content parts must have a type among: "
+                        + ", ".join(sorted(allowed))
+                    )
+                if part["type"] == "text" and not isinstance(part.get("text"), str):
+                    raise ValueError("a text content part needs 'text'")
         return self
 
 

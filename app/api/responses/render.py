@@ -13,11 +13,12 @@ from typing import Any, assert_never
 
 from app.api.errors import error_response_body
 from app.api.responses import ids
-from app.api.sse import sse_event
+from app.api.sse import progress_text, sse_comment, sse_event
 from app.engine.events import (
     ApprovalRequired,
     ClientToolCallDelta,
     McpCallFinished,
+    McpCallProgress,
     McpCallSkipped,
     McpCallStarted,
     RunEvent,
@@ -129,6 +130,8 @@ class ResponseRenderer:
 
     def absorb(self, event: RunEvent) -> list[str]:
         """Take in a run event; the stream events it makes, when streaming."""
+        if isinstance(event, McpCallProgress):  # no stream event carries it: a comment line does
+            return [sse_comment(progress_text(event))] if self.stream else []
         events = self._events(event)
         return [_sse(e) for e in events] if self.stream else []
 
@@ -178,7 +181,7 @@ class ResponseRenderer:
                 events = self._close_message()
                 index, added = self._add(item)
                 return [*events, added, self._done(index)]
-            case TurnUsage():
+            case TurnUsage() | McpCallProgress():
                 return []
             case RunFinished():
                 return self._finish(event)
