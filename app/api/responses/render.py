@@ -279,20 +279,7 @@ class ResponseRenderer:
         return events
 
     def _mcp_started(self, event: McpCallStarted) -> list[StreamEvent]:
-        item: dict[str, Any] = {
-            "id": ids.mcp_call_id(event.call_id),
-            "type": "mcp_call",
-            "server_label": event.server_label,
-            "name": event.tool,
-            "arguments": event.arguments,
-            "output": None,
-            "error": None,
-            "status": "in_progress",
-            "approval_request_id": ids.approval_request_id(event.call_id)
-            if event.approved
-            else None,
-            "notes": [],
-        }
+        item = _mcp_call_item(event, "in_progress", approved=event.approved)
         events = self._close_message()
         index, added = self._add(item)
         self._mcp_calls[event.call_id] = index
@@ -323,18 +310,7 @@ class ResponseRenderer:
 
     def _mcp_skipped(self, event: McpCallSkipped) -> list[StreamEvent]:
         """A call that did not run: an ``mcp_call`` item, ``incomplete``."""
-        item: dict[str, Any] = {
-            "id": ids.mcp_call_id(event.call_id),
-            "type": "mcp_call",
-            "server_label": event.server_label,
-            "name": event.tool,
-            "arguments": event.arguments,
-            "output": None,
-            "error": None,
-            "status": "incomplete",
-            "approval_request_id": ids.approval_request_id(event.call_id) if event.denied else None,
-            "notes": [],
-        }
+        item = _mcp_call_item(event, "incomplete", approved=event.denied)
         events = self._close_message()
         index, added = self._add(item)
         return [*events, added, self._done(index)]
@@ -416,6 +392,24 @@ class ResponseRenderer:
         Response error allows for failures like ours)."""
         self.status, self.error = "failed", {"code": "server_error", "message": message}
         return self._close_message() + self.final_events()
+
+
+def _mcp_call_item(
+    event: McpCallStarted | McpCallSkipped, status: str, *, approved: bool
+) -> dict[str, Any]:
+    """An ``mcp_call`` item before its result; ``approved``: it answers an approval request."""
+    return {
+        "id": ids.mcp_call_id(event.call_id),
+        "type": "mcp_call",
+        "server_label": event.server_label,
+        "name": event.tool,
+        "arguments": event.arguments,
+        "output": None,
+        "error": None,
+        "status": status,
+        "approval_request_id": ids.approval_request_id(event.call_id) if approved else None,
+        "notes": [],
+    }
 
 
 def _sse(event: StreamEvent) -> str:
