@@ -196,13 +196,20 @@ class Ledger:
 
     async def adopt_legacy_keys(self) -> int:
         """Rename budget records of the layout before hash tags (one node only: a cluster never
-        ran the old layout), so an upgrade keeps every key's spend. Returns how many moved."""
+        ran the old layout), so an upgrade keeps every key's spend. Returns how many moved.
+
+        Done once per Redis (a marker key says so): scanning the keyspace at every start would
+        cost start-up time for nothing."""
+        marker = f"{self._prefix}layout"
         moved = 0
         with store_errors("Budgets"):
+            if await self._redis.get(marker) == b"hash-tagged":
+                return 0
             async for name in self._redis.scan_iter(match=f"{self._legacy_prefix}*"):
                 old = name.decode() if isinstance(name, bytes) else str(name)
                 await self._redis.renamenx(old, self._prefix + old[len(self._legacy_prefix) :])
                 moved += 1
+            await self._redis.set(marker, "hash-tagged")
         return moved
 
     def _keys(self, scopes: Sequence[Scope]) -> list[str]:
