@@ -6,13 +6,15 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tests/conformance/package.json
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# Today's OpenAI SDK for the client tests that run it in a process of their own: litellm
 	# 1.106.2, which the app runs on, requires openai<3 (see README, "OpenAI SDK versions").
 	$(PY) -m pip install --quiet --no-deps --target $(VENV)/openai3 openai==3.54.0
+	# The MCP conformance suite and the Node 22 it runs on (Linux x64; elsewhere its test skips).
+	-cd tests/conformance && npm install --no-audit --no-fund --silent
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install toolbridge with its test tools

@@ -11,6 +11,8 @@ from typing import Any
 
 import jsonschema
 import mcp_types as types
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from app.mcp.naming import build_name_map
 from app.mcp.session import ServerSession
@@ -40,7 +42,10 @@ def _validator(schema_json: str) -> jsonschema.protocols.Validator:
         cls.check_schema(schema)
     except jsonschema.exceptions.SchemaError:
         return jsonschema.Draft202012Validator({})
-    return cls(schema)
+    # An empty registry: a $ref resolves within the schema (and the bundled metaschemas) only.
+    # jsonschema would otherwise fetch a network $ref: a server's schema must never make us
+    # reach a URL (SEP-2106; an SSRF path around the server_url guard).
+    return cls(schema, registry=Registry())
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,10 @@ class BoundTool:
         if not isinstance(arguments, dict):
             return BadArguments("The arguments must be a JSON object.")
         validator = _validator(json.dumps(self.tool.input_schema or {}, sort_keys=True))
-        error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        try:
+            error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        except Unresolvable:  # a $ref we will not fetch: the server judges that part itself
+            error = None
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"
             return BadArguments(
