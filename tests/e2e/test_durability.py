@@ -179,12 +179,13 @@ def test_make_run_stops_when_make_gets_sigterm_and_honours_dotenv(tmp_path: Path
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TOOLBRIDGE_", "MAKE"))}
     env.update(TOOLBRIDGE_PORT=str(port), TOOLBRIDGE_DATA_DIR=str(tmp_path / "data"))
-    # A checkout of our own, so its .env is ours: the Makefile, pyproject.toml and the venv.
-    for name in ("Makefile", "pyproject.toml"):
-        shutil.copy2(REPO / name, tmp_path / name)
-    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    # A checkout of our own, so its .env is ours: the Makefile, what it installs from, the venv.
     installed = (REPO / ".venv" / ".installed").stat().st_mtime
-    os.utime(tmp_path / "pyproject.toml", (installed - 1, installed - 1))  # the venv is current
+    for name in ("Makefile", "pyproject.toml", "tests/conformance/package.json"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, tmp_path / name)
+        os.utime(tmp_path / name, (installed - 1, installed - 1))  # the venv is current
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
     # .env says closed: make run's open-mode default must not override it.
     (tmp_path / ".env").write_text("TOOLBRIDGE_ALLOW_ANONYMOUS=false\nTOOLBRIDGE_WORKERS=2\n")
     make = subprocess.Popen(
