@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 
-from tests.conftest import LIMITED_KEY
+from tests.conftest import CLUSTER, LIMITED_KEY
 from tests.fixtures.servers import ServerThread
 
 
@@ -22,6 +22,10 @@ def test_healthz_and_readyz(toolbridge: ServerThread) -> None:
     ready = httpx.get(f"{toolbridge.url}/readyz")
     assert ready.status_code == 200
     assert ready.json()["redis"] == "ok"
+    if CLUSTER:  # the cluster's state and size are reported
+        assert ready.json()["redis_cluster"] == {"state": "ok", "primaries": 3}
+    else:
+        assert "redis_cluster" not in ready.json()
 
 
 def test_readyz_fails_when_redis_is_unreachable(toolbridge_factory) -> None:  # type: ignore[arg-type]
