@@ -36,8 +36,9 @@ def sse_comment(text: str) -> str:
 
 def progress_text(event: McpCallProgress) -> str:
     """``progress <call id> 3/10 message`` (the total and message when the server gave them)."""
-    amount = f"{event.progress:g}" + (f"/{event.total:g}" if event.total is not None else "")
-    return " ".join(filter(None, ["progress", event.call_id, amount, event.message]))
+    update = event.update
+    amount = f"{update.progress:g}" + (f"/{update.total:g}" if update.total is not None else "")
+    return " ".join(filter(None, ["progress", event.call_id, amount, update.message]))
 
 
 def sse_event(data: dict[str, Any], *, name: str | None = None) -> str:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import mcp_types as types
 
-from app.mcp.notes import Note
+from app.mcp.notes import Note, Progress
 from app.mcp.session import ToolError
 
 
@@ -110,9 +110,7 @@ class McpCallProgress:
 
     kind: Literal["mcp_call_progress"] = "mcp_call_progress"
     call_id: str
-    progress: float
-    total: float | None = None
-    message: str | None = None
+    update: Progress
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

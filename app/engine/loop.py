@@ -353,12 +353,7 @@ async def _with_progress(
     def report(call_id: str, progress: Progress) -> None:
         with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
             send.send_nowait(
-                McpCallProgress(
-                    call_id=call_id,
-                    progress=progress.progress,
-                    total=progress.total,
-                    message=progress.message,
-                )
+                McpCallProgress(call_id=call_id, update=progress)
             )  # a slow reader misses some updates, never the result
 
     async def work() -> None:
