@@ -3,7 +3,6 @@ toolbridge for any model, against a real 200-tool MCP server."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -127,6 +126,8 @@ def test_defer_loading_needs_tool_search_and_search_runs_on_the_server(
     assert post(deferred(big_server)[:1])["param"] == "tools[0].defer_loading"
     client_search = [deferred(big_server)[0], {"type": "tool_search", "execution": "client"}]
     assert post(client_search)["param"] == "tools[1].execution"
+    own = {"type": "function", "name": "tool_search", "parameters": {"type": "object"}}
+    assert post([*deferred(big_server), own])["param"] == "tools[2]"  # the name is taken
 
 
 def test_figures_prompt_tokens_and_search_latency(
@@ -161,4 +162,3 @@ def test_figures_prompt_tokens_and_search_latency(
         f"(3 model calls, small prompts)"
     )
     assert with_search * 20 < with_all
-    assert os.environ.get("CI") or searched > 0  # timing is reported, not judged here

@@ -17,6 +17,7 @@ from app.api.admission.servers import resolve_servers
 from app.api.deps import Services
 from app.api.wire import McpLimits, McpToolParam, ToolSearchParam
 from app.engine.request import ApprovalDecision, RunRequest
+from app.engine.search import FUNCTION_NAME as SEARCH_FUNCTION
 from app.errors import InvalidRequest
 from app.llm.client import Message
 from app.mcp.servers import NEVER, ApprovalPolicy
@@ -43,6 +44,12 @@ def split_tools(
         if isinstance(tool, ToolSearchParam):
             continue
         if not isinstance(tool, McpToolParam):
+            if searches and tool.get("function", {}).get("name") == SEARCH_FUNCTION:
+                raise InvalidRequest(
+                    f"'{SEARCH_FUNCTION}' is the name of the tool search function: give your "
+                    "own function another name.",
+                    param=f"tools[{index}]",
+                )
             client_tools.append(tool)
             continue
         if not supports_approval and tool.require_approval not in (None, "never"):
