@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.api.errors import error_response_body
 from app.engine.events import McpCallProgress
+from app.mcp.notes import TaskState
 
 KEEPALIVE = b": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
@@ -35,8 +36,11 @@ def sse_comment(text: str) -> str:
 
 
 def progress_text(event: McpCallProgress) -> str:
-    """``progress <call id> 3/10 message`` (the total and message when the server gave them)."""
+    """``progress <call id> 3/10 message`` (the total and message when the server gave them), or
+    ``task <call id> working message`` for a call that runs as an MCP task."""
     update = event.update
+    if isinstance(update, TaskState):
+        return " ".join(filter(None, ["task", event.call_id, update.status, update.message]))
     amount = f"{update.progress:g}" + (f"/{update.total:g}" if update.total is not None else "")
     return " ".join(filter(None, ["progress", event.call_id, amount, update.message]))
 

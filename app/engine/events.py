@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 import mcp_types as types
 
-from app.mcp.notes import Note, Progress
+from app.mcp.notes import CallUpdate, Note
 from app.mcp.session import ToolError
 
 
@@ -106,11 +106,11 @@ class McpCallFinished:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class McpCallProgress:
-    """A running MCP call's server reported progress."""
+    """A running MCP call's server reported progress, or its task changed status."""
 
     kind: Literal["mcp_call_progress"] = "mcp_call_progress"
     call_id: str
-    update: Progress
+    update: CallUpdate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -47,7 +47,7 @@ from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
 from app.llm.client import Message
-from app.mcp.notes import Progress
+from app.mcp.notes import CallUpdate
 from app.mcp.run_sessions import RunSessions
 from app.mcp.session import ToolOutcome
 from app.mcp.tools import Toolset
@@ -350,7 +350,7 @@ async def _with_progress(
     """Run the calls; while they run, pass on the progress their servers report."""
     send, receive = anyio.create_memory_object_stream[McpCallProgress](_PROGRESS_BUFFER)
 
-    def report(call_id: str, progress: Progress) -> None:
+    def report(call_id: str, progress: CallUpdate) -> None:
         with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
             send.send_nowait(
                 McpCallProgress(call_id=call_id, update=progress)

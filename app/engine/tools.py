@@ -14,7 +14,7 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from app.config import Limits
 from app.engine.events import ToolCall
-from app.mcp.notes import Progress
+from app.mcp.notes import CallUpdate
 from app.mcp.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
 from app.metrics import TOOL_CALLS, TOOL_SECONDS
@@ -29,7 +29,7 @@ def describe(call: ToolCall, toolset: Toolset) -> tuple[str, str]:
     return bound.server_label, bound.tool.name
 
 
-ProgressSink = Callable[[str, Progress], None]
+ProgressSink = Callable[[str, CallUpdate], None]
 """Receives (call id, progress) while calls run."""
 
 

@@ -23,6 +23,7 @@ from mcp.client.session import ClientRequestContext
 
 from app.mcp.notes import CapabilityRefused, ElicitationDeclined, Note
 from app.mcp.sdk_internals import InputDispatch, wrap_input_dispatch
+from app.mcp.tasks import TasksExtension
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class ServerCallbacks:
             )
         if self.declare_elicitation:
             options["elicitation_callback"] = self.elicit
+        options["extensions"] = [TasksExtension()]
         return options
 
     def declaration(self) -> str:
@@ -99,6 +101,7 @@ class ServerCallbacks:
         declared = {
             "sampling": None if sampling is None else sampling.model_dump(mode="json"),
             "elicitation": "elicitation_callback" in options,
+            "extensions": sorted(e.identifier for e in options["extensions"]),
         }
         return json.dumps(declared, sort_keys=True)
 

@@ -56,7 +56,20 @@ class Progress:
     message: str | None = None
 
 
-Note = ElicitationDeclined | Sampled | SamplingDeclined | CapabilityRefused | Progress
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskState:
+    """The call runs as an MCP task (``app/mcp/tasks.py``): its latest status."""
+
+    kind: Literal["task"] = "task"
+    task_id: str
+    status: str
+    message: str | None = None
+
+
+CallUpdate = Progress | TaskState
+"""What a running call reports as it goes (streamed to the caller; the latest is a note)."""
+
+Note = ElicitationDeclined | Sampled | SamplingDeclined | CapabilityRefused | Progress | TaskState
 
 
 def wire(note: Note) -> dict[str, Any]:

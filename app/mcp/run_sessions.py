@@ -26,6 +26,7 @@ from app.mcp.eras import Attempt, attempts, to_remember
 from app.mcp.sdk_internals import absorb_tool_listing
 from app.mcp.servers import ServerSpec
 from app.mcp.session import ServerSession, describe_failure
+from app.mcp.tasks import takes_task_calls
 
 logger = logging.getLogger(__name__)
 
@@ -142,26 +143,28 @@ class RunSessions:
         close = anyio.Event()
         self._closers.append(close)
         await self._tg.start(self._keep_open, client, spec.label, close)
+        listed = spec.known_tools is None  # False: the tools came from the conversation
         try:
             callbacks.watch_undeclared(client.session)
             if not _offers_tools(client):
                 logger.info("MCP server offers no tools: server=%s", spec.label)
                 tools: list[types.Tool] = []
-            elif spec.known_tools is not None:
+            elif spec.known_tools is not None and not takes_task_calls(client.server_capabilities):
                 # The conversation already holds this server's list (OpenAI reuses it too): the
                 # SDK must know the tools to call them on a 2026-07-28 server without listing.
                 tools = absorb_tool_listing(client.session, list(spec.known_tools))
             else:
+                # (A 2025-11-25 server that runs tools as tasks is listed even so: which tools
+                # need a task is in the listing, not in the conversation's copy of it.)
                 with anyio.fail_after(self._list_timeout_s):
                     tools = await self._list_tools(client)
+                listed = True
         except BaseException:
             close.set()  # a failed attempt does not stay open until the run ends
             raise
         if spec.allowed_tools is not None:
             tools = [t for t in tools if spec.allowed_tools.matches(t)]
-        session = ServerSession(
-            spec, client, tools, listed=spec.known_tools is None, callbacks=callbacks
-        )
+        session = ServerSession(spec, client, tools, listed=listed, callbacks=callbacks)
         return session, client
 
     async def _keep_open(

@@ -40,12 +40,34 @@ def wrap_input_dispatch(session: Any, wrap: Callable[[InputDispatch], InputDispa
     session.dispatch_input_request = wrap(session.dispatch_input_request)
 
 
+async def send_unvalidated(session: Any, request: types.Request[Any, Any]) -> dict[str, Any]:
+    """Send ``request`` as ``ClientSession.send_request`` does, and return the raw result.
+
+    For a 2025-11-25 task-augmented ``tools/call``: the SDK validates every ``tools/call``
+    result as a ``CallToolResult`` and so refuses the ``CreateTaskResult`` the server must send.
+
+    Private: ``ClientSession._stamp`` (version headers and ``_meta``), ``._dispatcher``."""
+    data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+    opts: dict[str, Any] = {}
+    session._stamp(data, opts)
+    raw: dict[str, Any] = await session._dispatcher.send_raw_request(
+        data["method"], data.get("params"), opts
+    )
+    return raw
+
+
 def check() -> None:
     """Raise ``SdkIncompatible`` unless every internal above exists with the expected shape."""
     absorb = getattr(ClientSession, "_absorb_tool_listing", None)
     if absorb is None or "complete" not in inspect.signature(absorb).parameters:
         raise SdkIncompatible(
             "the installed mcp SDK has no ClientSession._absorb_tool_listing(result, complete=): "
+            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
+        )
+    init = inspect.getsource(ClientSession.__init__)
+    if "self._stamp" not in init or "self._dispatcher" not in init:
+        raise SdkIncompatible(
+            "the installed mcp SDK's ClientSession has no _stamp/_dispatcher: "
             "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
         )
     if not inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)):

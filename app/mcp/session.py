@@ -16,9 +16,10 @@ from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from app.mcp.callbacks import ServerCallbacks
-from app.mcp.notes import ElicitationDeclined, Note, Progress
+from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
 from app.mcp.results import result_text, truncate
 from app.mcp.servers import ServerSpec
+from app.mcp.tasks import observing, run_legacy_task, wants_legacy_task
 
 logger = logging.getLogger(__name__)
 
@@ -167,27 +168,31 @@ class ServerSession:
         *,
         timeout_s: float,
         max_chars: int,
-        on_progress: Callable[[Progress], None] | None = None,
+        on_progress: Callable[[CallUpdate], None] | None = None,
     ) -> ToolOutcome:
         """Call a tool; any failure becomes an error outcome, never an exception.
 
         A progress token goes with every call: the server's progress reaches ``on_progress`` as
         it comes, and the latest is the call's note. Notes the server's callbacks leave while
         the call runs are the call's (with parallel calls to one server, a note goes to every
-        call in flight then)."""
+        call in flight then). A call the server runs as a task (``app/mcp/tasks.py``) reports
+        each status the same way; its latest is a note too."""
         started, first_note = time.monotonic(), len(self._notes)
-        latest: list[Progress] = []
+        latest: dict[type, CallUpdate] = {}
+
+        def update(news: CallUpdate) -> None:
+            latest[type(news)] = news
+            if on_progress is not None:
+                on_progress(news)
 
         async def progressed(progress: float, total: float | None, message: str | None) -> None:
-            latest[:] = [Progress(progress=progress, total=total, message=message)]
-            if on_progress is not None:
-                on_progress(latest[0])
+            update(Progress(progress=progress, total=total, message=message))
 
         self._callbacks.begin_call()
         error: ToolError | None = None
         try:
-            with anyio.fail_after(timeout_s):
-                result = await self._client.call_tool(name, arguments, progress_callback=progressed)
+            with anyio.fail_after(timeout_s), observing(update):
+                result = await self._call(name, arguments, timeout_s, progressed)
             text = self._text(result)
             if result.is_error:
                 dumped = (
@@ -206,5 +211,15 @@ class ServerSession:
             text=truncate(text, max_chars),
             error=error,
             duration_s=time.monotonic() - started,
-            notes=tuple(self._notes[first_note:]) + tuple(latest),
+            notes=tuple(self._notes[first_note:]) + tuple(latest.values()),
         )
+
+    async def _call(
+        self, name: str, arguments: dict[str, Any], timeout_s: float, progressed: Any
+    ) -> types.CallToolResult:
+        tool = next((t for t in self.tools if t.name == name), None)
+        if wants_legacy_task(tool, self._client.server_capabilities):
+            # The server keeps the task a little longer than we wait for it.
+            ttl_ms = int(timeout_s * 1000) + 60_000
+            return await run_legacy_task(self._client.session, name, arguments, ttl_ms=ttl_ms)
+        return await self._client.call_tool(name, arguments, progress_callback=progressed)
