@@ -271,6 +271,9 @@ class Settings(BaseSettings):
     """How long stored responses (``store: true``) are kept."""
     model_num_retries: int = Field(default=2, ge=0)
     model_timeout_s: float = Field(default=600.0, gt=0)
+    model_direct: bool = True
+    """Call a model with one OpenAI-compatible deployment (``openai/...`` with an ``api_base``)
+    directly instead of through litellm (``app/llm/direct.py``)."""
     keepalive_s: float = Field(default=10.0, gt=0)
     """SSE comment interval while tools run."""
 

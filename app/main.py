@@ -61,6 +61,7 @@ def _build_services(
         settings.effective_models(),
         num_retries=settings.model_num_retries,
         timeout_s=settings.model_timeout_s,
+        direct=settings.model_direct,
     )
     engine = EngineDeps(
         models=models,
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await stack.enter_async_context(demo_mcp.router.lifespan_context(demo_mcp))
             await warm_up(redis)
             services = _build_services(settings, redis, pool, caller)
+            stack.push_async_callback(services.engine.models.aclose)
             if not settings.redis_cluster:
                 await _adopt_legacy_budget_keys(services)
             app.state.services = services

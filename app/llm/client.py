@@ -1,4 +1,5 @@
-"""Model calls through ``litellm.Router``: the only module that imports litellm.
+"""Model calls: OpenAI-compatible deployments directly (``app/llm/direct.py``), every other
+through ``litellm.Router`` (this is the only module that imports litellm).
 
 Streamed or not, a call yields the same ``ModelChunk`` values, so the engine has one path.
 litellm's exceptions are translated here, once, into ``UpstreamModelError``/``ModelNotFound``.
@@ -21,6 +22,7 @@ from litellm.router import Router
 
 from app.config import ModelEntry
 from app.errors import ModelNotFound, UpstreamModelError
+from app.llm.direct import Deployment, DirectClient
 
 litellm.suppress_debug_info = True
 for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
@@ -107,42 +109,86 @@ def _translate_errors(model: str) -> Iterator[None]:
         ) from exc
 
 
-def _usage(raw: Any) -> Usage | None:
+def _usage(raw: dict[str, Any] | None) -> Usage | None:
     if not raw:
         return None
-    prompt_details = getattr(raw, "prompt_tokens_details", None)
-    completion_details = getattr(raw, "completion_tokens_details", None)
+    prompt_details = raw.get("prompt_tokens_details") or {}
+    completion_details = raw.get("completion_tokens_details") or {}
     return Usage(
-        prompt_tokens=raw.prompt_tokens or 0,
-        completion_tokens=raw.completion_tokens or 0,
-        cached_tokens=getattr(prompt_details, "cached_tokens", 0) or 0,
-        reasoning_tokens=getattr(completion_details, "reasoning_tokens", 0) or 0,
+        prompt_tokens=raw.get("prompt_tokens") or 0,
+        completion_tokens=raw.get("completion_tokens") or 0,
+        cached_tokens=prompt_details.get("cached_tokens") or 0,
+        reasoning_tokens=completion_details.get("reasoning_tokens") or 0,
     )
 
 
-def _tool_deltas(raw_calls: Any) -> tuple[ToolCallDelta, ...]:
+def _tool_deltas(raw_calls: list[dict[str, Any]] | None) -> tuple[ToolCallDelta, ...]:
     deltas = []
     for position, call in enumerate(raw_calls or ()):
-        function = call.function
-        index = getattr(call, "index", None)
+        function = call.get("function") or {}
+        index = call.get("index")
         deltas.append(
             ToolCallDelta(
                 index=position if index is None else index,
-                id=call.id,
-                name=function.name if function else None,
-                arguments=(function.arguments or "") if function else "",
+                id=call.get("id"),
+                name=function.get("name"),
+                arguments=function.get("arguments") or "",
             )
         )
     return tuple(deltas)
 
 
+def _whole(response: dict[str, Any]) -> ModelChunk:
+    """A whole completion (OpenAI's JSON) as one chunk."""
+    choice = response["choices"][0]
+    message = choice.get("message") or {}
+    return ModelChunk(
+        text=message.get("content") or "",
+        tool_calls=_tool_deltas(message.get("tool_calls")),
+        finish_reason=choice.get("finish_reason"),
+        usage=_usage(response.get("usage")),
+    )
+
+
+def _piece(chunk: dict[str, Any]) -> ModelChunk:
+    """A streamed chunk (OpenAI's JSON)."""
+    usage = _usage(chunk.get("usage"))
+    if not chunk.get("choices"):
+        return ModelChunk(usage=usage)
+    choice = chunk["choices"][0]
+    delta = choice.get("delta") or {}
+    return ModelChunk(
+        text=delta.get("content") or "",
+        tool_calls=_tool_deltas(delta.get("tool_calls")),
+        finish_reason=choice.get("finish_reason"),
+        usage=usage,
+    )
+
+
 class ModelClient:
     """The configured models, behind one litellm Router."""
 
-    def __init__(self, models: list[ModelEntry], *, num_retries: int, timeout_s: float) -> None:
+    def __init__(
+        self,
+        models: list[ModelEntry],
+        *,
+        num_retries: int,
+        timeout_s: float,
+        direct: bool = True,
+    ) -> None:
         self._names = list(dict.fromkeys(m.model_name for m in models))
         self._entries = {m.model_name: m for m in reversed(models)}  # the first one wins
         self._prices: dict[str, Prices | None] = {}
+        self._direct_client = DirectClient(num_retries=num_retries)
+        self._direct: dict[str, Deployment] = {}
+        """Models called without litellm: one OpenAI-compatible deployment (several would need
+        the Router's load balancing)."""
+        for name in self._names if direct else ():
+            deployments = [m for m in models if m.model_name == name]
+            if len(deployments) == 1:
+                deployment = Deployment.of(deployments[0].litellm_params, timeout_s)
+                if deployment is not None:
+                    self._direct[name] = deployment
         self._router: Router | None = (
             Router(
                 model_list=[m.model_dump() for m in models],
@@ -152,6 +198,13 @@ class ModelClient:
             if models
             else None
         )
+
+    async def aclose(self) -> None:
+        await self._direct_client.aclose()
+
+    def is_direct(self, model: str) -> bool:
+        """Whether calls to ``model`` skip litellm."""
+        return model in self._direct
 
     def names(self) -> list[str]:
         return list(self._names)
@@ -205,33 +258,22 @@ class ModelClient:
         kwargs: dict[str, Any] = {**call.params, "model": call.model, "messages": call.messages}
         if call.tools:
             kwargs["tools"] = call.tools
+        deployment = self._direct.get(call.model)
+        if deployment is not None:
+            body = {k: v for k, v in kwargs.items() if k != "model"}
+            if not stream:
+                yield _whole(await self._direct_client.complete(deployment, call.model, body))
+                return
+            async for piece in self._direct_client.stream(deployment, call.model, body):
+                yield _piece(piece)
+            return
         with _translate_errors(call.model):
             if not stream:
                 response = await self._router.acompletion(**kwargs)
-                choice = response.choices[0]
-                yield ModelChunk(
-                    text=choice.message.content or "",
-                    tool_calls=_tool_deltas(choice.message.tool_calls),
-                    finish_reason=choice.finish_reason,
-                    usage=_usage(getattr(response, "usage", None)),
-                )
+                yield _whole(response.model_dump())
                 return
             chunks = await self._router.acompletion(
                 **kwargs, stream=True, stream_options={"include_usage": True}
             )
             async for chunk in chunks:
-                yield self._convert(chunk)
-
-    @staticmethod
-    def _convert(chunk: Any) -> ModelChunk:
-        usage = _usage(getattr(chunk, "usage", None))
-        if not chunk.choices:
-            return ModelChunk(usage=usage)
-        choice = chunk.choices[0]
-        delta = choice.delta
-        return ModelChunk(
-            text=getattr(delta, "content", None) or "",
-            tool_calls=_tool_deltas(getattr(delta, "tool_calls", None)),
-            finish_reason=choice.finish_reason,
-            usage=usage,
-        )
+                yield _piece(chunk.model_dump())

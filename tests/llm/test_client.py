@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anyio
 import pytest
 
@@ -11,7 +13,13 @@ from app.llm.client import ModelCall, ModelChunk, ModelClient, Usage
 from tests.fixtures.servers import ServerThread
 
 
-def client_for(scripted_model: ServerThread) -> ModelClient:
+@pytest.fixture(params=[True, False], ids=["direct", "litellm"])
+def direct(request: pytest.FixtureRequest) -> bool:
+    """Every behaviour holds on both paths: OpenAI-compatible directly, and through litellm."""
+    return bool(request.param)
+
+
+def client_for(scripted_model: ServerThread, direct: bool = True) -> ModelClient:
     entry = ModelEntry(
         model_name="m",
         litellm_params={
@@ -21,22 +29,27 @@ def client_for(scripted_model: ServerThread) -> ModelClient:
         },
         model_info={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
     )
-    return ModelClient([entry], num_retries=0, timeout_s=30)
+    client = ModelClient([entry], num_retries=0, timeout_s=30, direct=direct)
+    assert client.is_direct("m") is direct
+    return client
 
 
 def collect(client: ModelClient, text: str, *, stream: bool) -> list[ModelChunk]:
     call = ModelCall(model="m", messages=[{"role": "user", "content": text}])
 
     async def go() -> list[ModelChunk]:
-        return [chunk async for chunk in client.complete(call, stream=stream)]
+        try:
+            return [chunk async for chunk in client.complete(call, stream=stream)]
+        finally:
+            await client.aclose()  # its connections belong to this event loop
 
     return anyio.run(go)
 
 
 def test_streamed_and_whole_calls_give_the_same_answer_and_usage(
-    scripted_model: ServerThread,
+    scripted_model: ServerThread, direct: bool
 ) -> None:
-    client = client_for(scripted_model)
+    client = client_for(scripted_model, direct)
     whole = collect(client, "say hello there", stream=False)
     streamed = collect(client, "say hello there", stream=True)
     assert "".join(c.text for c in whole) == "".join(c.text for c in streamed) == "hello there"
@@ -55,10 +68,68 @@ def test_prices_cost_and_unknown_models(scripted_model: ServerThread) -> None:
         client.check("nope")
 
 
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("status", [400, 429, 503])
 def test_a_provider_failure_is_translated_once_with_its_status(
-    scripted_model: ServerThread,
+    scripted_model: ServerThread, direct: bool, status: int, stream: bool
 ) -> None:
     with pytest.raises(UpstreamModelError) as caught:
-        collect(client_for(scripted_model), "fail 503", stream=False)
-    assert caught.value.status == 503
+        collect(client_for(scripted_model, direct), f"fail {status}", stream=stream)
+    assert caught.value.status == status
     assert caught.value.message.startswith("Model provider error for 'm'")
+    assert f"scripted failure {status}" in caught.value.message
+
+
+def test_tool_calls_arrive_the_same_way(scripted_model: ServerThread, direct: bool) -> None:
+    tool = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
+    call = ModelCall(
+        model="m", messages=[{"role": "user", "content": 'call add {"a": 1}'}], tools=[tool]
+    )
+    client = client_for(scripted_model, direct)
+
+    async def go(stream: bool) -> list[ModelChunk]:
+        try:
+            return [chunk async for chunk in client.complete(call, stream=stream)]
+        finally:
+            await client.aclose()
+
+    for stream in (False, True):
+        chunks = anyio.run(go, stream)
+        deltas = [d for c in chunks for d in c.tool_calls]
+        assert deltas[0].name == "add" and deltas[0].id
+        assert json.loads("".join(d.arguments for d in deltas)) == {"a": 1}
+        assert chunks[-1].finish_reason == "tool_calls" or any(
+            c.finish_reason == "tool_calls" for c in chunks
+        )
+
+
+def test_an_unreachable_provider_is_a_503(direct: bool) -> None:
+    entry = ModelEntry(
+        model_name="m",
+        litellm_params={"model": "openai/x", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"},
+    )
+    client = ModelClient([entry], num_retries=0, timeout_s=5, direct=direct)
+    with pytest.raises(UpstreamModelError) as caught:
+        collect(client, "hello", stream=False)
+    # litellm reports a refused connection as its InternalServerError (500, so a 502 to callers).
+    assert caught.value.status == (503 if direct else 500)
+
+
+def test_only_plain_openai_compatible_deployments_skip_litellm() -> None:
+    def entry(name: str, **params: str) -> ModelEntry:
+        return ModelEntry(model_name=name, litellm_params=params)
+
+    base = {"api_base": "http://model.example/v1", "api_key": "k"}
+    client = ModelClient(
+        [
+            entry("plain", model="openai/a", **base),
+            entry("anthropic", model="anthropic/claude", api_key="k"),
+            entry("no-base", model="openai/gpt", api_key="k"),
+            entry("extra", model="openai/a", api_version="2024-01-01", **base),
+            entry("twice", model="openai/a", **base),
+            entry("twice", model="openai/b", **base),
+        ],
+        num_retries=0,
+        timeout_s=5,
+    )
+    assert [n for n in client.names() if client.is_direct(n)] == ["plain"]

@@ -1,0 +1,176 @@
+"""OpenAI-compatible deployments called directly (httpx2 + orjson), without litellm.
+
+litellm's own work costs several milliseconds of CPU per model call (profiled in
+``make bench``: ``floor+litellm`` against ``floor``), and a toolbridge run makes at least two.
+A deployment whose provider already speaks OpenAI's Chat Completions (``openai/<model>`` with
+an ``api_base``, nothing else litellm would have to translate) gains nothing from that work,
+so it is called here with the same results: the same chunks and usage, retries of what a
+retry can fix, the provider's status on errors. Every other deployment goes through
+``litellm.Router`` (``app/llm/client.py``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx2
+import orjson
+
+from app.errors import UpstreamModelError
+
+PREFIX = "openai/"
+"""litellm's provider prefix for any OpenAI-compatible endpoint."""
+SUPPORTED_PARAMS = frozenset({"model", "api_base", "api_key", "timeout", "organization"})
+"""``litellm_params`` this path honours; a deployment with any other goes through litellm."""
+RETRYABLE = frozenset({408, 409, 429, 500, 502, 503, 504})
+BACKOFF_S = (0.5, 8.0)
+"""First retry delay and the longest one (doubling, with jitter; ``Retry-After`` wins)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Where a model lives: ``{base_url}/chat/completions``, as ``model``."""
+
+    base_url: str
+    model: str
+    headers: Mapping[str, str]
+    timeout_s: float
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any], timeout_s: float) -> Deployment | None:
+        """The direct deployment for these ``litellm_params``, or None if litellm is needed."""
+        model, base = params.get("model"), params.get("api_base")
+        if not (isinstance(model, str) and model.startswith(PREFIX) and isinstance(base, str)):
+            return None
+        if not set(params) <= SUPPORTED_PARAMS:
+            return None
+        headers = {"Content-Type": "application/json"}
+        if params.get("api_key"):
+            headers["Authorization"] = f"Bearer {params['api_key']}"
+        if params.get("organization"):
+            headers["OpenAI-Organization"] = str(params["organization"])
+        timeout = float(params.get("timeout") or timeout_s)
+        return cls(base.rstrip("/"), model.removeprefix(PREFIX), headers, timeout)
+
+
+def _detail(body: bytes) -> str:
+    """The provider's error message (OpenAI's ``{"error": {"message"}}``), or its start."""
+    try:
+        error = orjson.loads(body).get("error")
+    except (orjson.JSONDecodeError, AttributeError):
+        return body[:200].decode(errors="replace")
+    message = error.get("message") if isinstance(error, dict) else error
+    return str(message)[:300]
+
+
+def _retry_after_s(response: httpx2.Response) -> float | None:
+    try:
+        return min(float(response.headers["retry-after"]), BACKOFF_S[1])
+    except (KeyError, ValueError):
+        return None
+
+
+class DirectClient:
+    """Chat Completions requests to OpenAI-compatible deployments, over one connection pool."""
+
+    def __init__(self, *, num_retries: int) -> None:
+        self._num_retries = num_retries
+        self._pool: httpx2.AsyncClient | None = None
+
+    @property
+    def _http(self) -> httpx2.AsyncClient:
+        """Made on first use, in the event loop that serves (and again after ``aclose``)."""
+        if self._pool is None:
+            self._pool = httpx2.AsyncClient(
+                limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+            )
+        return self._pool
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.aclose()
+
+    async def send(
+        self, deployment: Deployment, name: str, body: dict[str, Any], *, stream: bool
+    ) -> httpx2.Response:
+        """POST the request (retrying what a retry can fix); the open response on success.
+
+        ``name`` is the model's name for callers, used in error messages."""
+        payload = orjson.dumps({**body, "model": deployment.model})
+        url = f"{deployment.base_url}/chat/completions"
+        delay = BACKOFF_S[0]
+        for attempt in range(self._num_retries + 1):
+            last = attempt == self._num_retries
+            try:
+                request = self._http.build_request(
+                    "POST",
+                    url,
+                    content=payload,
+                    headers=deployment.headers,
+                    timeout=deployment.timeout_s,
+                )
+                response = await self._http.send(request, stream=stream)
+            except httpx2.TimeoutException as exc:
+                if last:
+                    raise _error(name, "the request timed out", 504) from exc
+            except httpx2.HTTPError as exc:
+                if last:
+                    raise _error(name, f"could not connect ({type(exc).__name__})", 503) from exc
+            else:
+                if response.status_code < 400:
+                    return response
+                await response.aread()
+                await response.aclose()
+                status = response.status_code
+                if last or status not in RETRYABLE:
+                    if status == 404:
+                        raise _error(name, "model not found at the provider", 404)
+                    raise _error(name, _detail(response.content), status)
+                delay = _retry_after_s(response) or delay
+            await anyio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, BACKOFF_S[1])
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def complete(
+        self, deployment: Deployment, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A whole completion, as the provider's JSON."""
+        response = await self.send(deployment, name, body, stream=False)
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            raise _error(name, "the provider's answer is not JSON", 502) from exc
+        if not isinstance(answer, dict) or not answer.get("choices"):
+            raise _error(name, "the provider's answer has no choices", 502)
+        return answer
+
+    async def stream(
+        self, deployment: Deployment, name: str, body: dict[str, Any]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """A streamed completion's chunks (server-sent events up to ``[DONE]``)."""
+        streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
+        response = await self.send(deployment, name, streamed, stream=True)
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue  # comments, event names, blank separators
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    return
+                chunk = orjson.loads(data)
+                if isinstance(chunk, dict) and "error" in chunk:
+                    raise _error(name, _detail(data.encode()), None)
+                yield chunk
+        except httpx2.HTTPError as exc:
+            raise _error(name, f"the stream broke ({type(exc).__name__})", 503) from exc
+        finally:
+            await response.aclose()
+
+
+def _error(model: str, detail: str, status: int | None) -> UpstreamModelError:
+    return UpstreamModelError(f"Model provider error for '{model}': {detail}", status=status)
