@@ -4,6 +4,10 @@ The standard job is a chat completion whose model calls one MCP tool: two model 
 tool call. The floor makes the same calls directly: a minimal client that holds one MCP
 connection and posts the two model requests itself. Backends, toolbridge and the load generator
 run as separate processes on this machine, so the figures include real HTTP on loopback.
+
+Every figure is printed with its target (issue 13) and whether it is met; the exit status is 1
+when any target is missed, so a regression is visible. Targets compare with the floor measured
+in the same run: these machines are shared and noisy, absolute numbers are not comparable.
 """
 
 from __future__ import annotations
@@ -26,11 +30,22 @@ from mcp import Client
 
 from app.store.embedded import free_port, start_embedded_redis
 
-SCRIPT = 'call demo__add {"a": 2, "b": 3}'
-EXPECTED = 'done: demo__add={"result": 5.0}'
 KEY = "sk-bench"
+LABELS = {"modern": "demo", "legacy": "legacy", "stdio": "local"}
+"""The registered server of each kind, by label (one toolbridge serves all three)."""
 
-Job = Callable[[], Awaitable[None]]
+
+def script(label: str = "demo") -> str:
+    return f'call {label}__add {{"a": 2, "b": 3}}'
+
+
+def expected(label: str = "demo") -> str:
+    return f"done: {label}__add=5.0"
+
+
+SCRIPT, EXPECTED = script(), expected()
+
+Job = Callable[[], Awaitable[Any]]
 
 
 def start_backends() -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -42,8 +57,10 @@ def start_backends() -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 
 def start_toolbridge(
-    urls: dict[str, str], redis_url: str, server: str, workdir: Path
-) -> tuple[subprocess.Popen[bytes], str]:
+    urls: dict[str, str], redis_url: str, workdir: Path
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    """A toolbridge process with the three servers registered; its URL and start-up seconds
+    (process start to ``/readyz`` answering 200)."""
     config = {
         "model_list": [
             {
@@ -55,10 +72,19 @@ def start_toolbridge(
                 },
             }
         ],
-        "mcp_servers": [{"label": "demo", "url": urls[server]}],
+        "mcp_servers": [
+            {"label": LABELS["modern"], "url": urls["modern"]},
+            {"label": LABELS["legacy"], "url": urls["legacy"]},
+            {
+                "label": LABELS["stdio"],
+                "transport": "stdio",
+                "command": [sys.executable, "-m", "bench.stdio_server"],
+                "env": {"PYTHONPATH": str(Path(__file__).parent.parent)},
+            },
+        ],
         "api_keys": [{"id": "bench", "key": KEY}],
     }
-    path = workdir / f"toolbridge-{server}.json"
+    path = workdir / "toolbridge.json"
     path.write_text(json.dumps(config))  # JSON is YAML
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TOOLBRIDGE_")}
@@ -67,8 +93,9 @@ def start_toolbridge(
         TOOLBRIDGE_REDIS_URL=redis_url,
         TOOLBRIDGE_PORT=str(port),
         TOOLBRIDGE_LOG_LEVEL="WARNING",
-        TOOLBRIDGE_REDIS_PREFIX=f"bench-{server}-{time.time_ns()}:",
+        TOOLBRIDGE_REDIS_PREFIX=f"bench-{time.time_ns()}:",
     )
+    started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "app"],
         env=env,
@@ -77,28 +104,57 @@ def start_toolbridge(
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    deadline = started + 60
+    while time.perf_counter() < deadline:
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
+                return process, url, time.perf_counter() - started
         except httpx.HTTPError:
             pass
-        time.sleep(0.2)
+        time.sleep(0.01)
     raise RuntimeError("toolbridge did not start")
 
 
-def toolbridge_job(http: httpx.AsyncClient, url: str) -> Job:
+def toolbridge_job(http: httpx.AsyncClient, url: str, label: str = "demo") -> Job:
     body = {
         "model": "bench",
-        "messages": [{"role": "user", "content": SCRIPT}],
-        "tools": [{"type": "mcp", "server_label": "demo"}],
+        "messages": [{"role": "user", "content": script(label)}],
+        "tools": [{"type": "mcp", "server_label": label}],
     }
 
     async def job() -> None:
         response = await http.post(
             f"{url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEY}"}
         )
-        assert response.json()["choices"][0]["message"]["content"] == EXPECTED, response.text
+        assert response.json()["choices"][0]["message"]["content"] == expected(label), response.text
+
+    return job
+
+
+def toolbridge_ttfb(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[float]]:
+    """The chat job streamed: seconds to the first chunk carrying text."""
+    body = {
+        "model": "bench",
+        "stream": True,
+        "messages": [{"role": "user", "content": SCRIPT}],
+        "tools": [{"type": "mcp", "server_label": "demo"}],
+    }
+
+    async def job() -> float:
+        started = time.perf_counter()
+        async with http.stream(
+            "POST",
+            f"{url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
+                    first = time.perf_counter() - started
+                    async for _ in response.aiter_lines():
+                        pass
+                    return first
+        raise AssertionError("no text arrived")
 
     return job
 
@@ -122,22 +178,24 @@ def responses_job(http: httpx.AsyncClient, url: str, *, store: bool = True) -> J
     return job
 
 
-def floor_job(http: httpx.AsyncClient, model_url: str, mcp: Client) -> Job:
-    """The same work with nothing in between: model, tool, model."""
+def floor_job(
+    http: httpx.AsyncClient, model_url: str, mcp: Client, *, stream: bool = False
+) -> Callable[[], Awaitable[float]]:
+    """The same work with nothing in between: model, tool, model (the second call streamed if
+    ``stream``). Returns the seconds to the first text."""
     tools = [
         {
             "type": "function",
             "function": {"name": "demo__add", "parameters": {"type": "object", "properties": {}}},
         }
     ]
+    url = f"{model_url}/v1/chat/completions"
 
-    async def job() -> None:
+    async def job() -> float:
+        started = time.perf_counter()
         messages: list[dict[str, Any]] = [{"role": "user", "content": SCRIPT}]
         first = (
-            await http.post(
-                f"{model_url}/v1/chat/completions",
-                json={"model": "bench", "messages": messages, "tools": tools},
-            )
+            await http.post(url, json={"model": "bench", "messages": messages, "tools": tools})
         ).json()
         message = first["choices"][0]["message"]
         call = message["tool_calls"][0]
@@ -147,16 +205,22 @@ def floor_job(http: httpx.AsyncClient, model_url: str, mcp: Client) -> Job:
             {
                 "role": "tool",
                 "tool_call_id": call["id"],
-                "content": json.dumps(result.structured_content),
+                "content": result.content[0].text,  # type: ignore[union-attr]
             },
         ]
-        second = (
-            await http.post(
-                f"{model_url}/v1/chat/completions",
-                json={"model": "bench", "messages": messages, "tools": tools},
-            )
-        ).json()
-        assert second["choices"][0]["message"]["content"] == EXPECTED
+        body = {"model": "bench", "messages": messages, "tools": tools, "stream": stream}
+        if not stream:
+            second = (await http.post(url, json=body)).json()
+            assert second["choices"][0]["message"]["content"] == EXPECTED
+            return time.perf_counter() - started
+        async with http.stream("POST", url, json=body) as response:
+            async for line in response.aiter_lines():
+                if line.startswith("data: {") and '"content":"' in line.replace(" ", ""):
+                    first_text = time.perf_counter() - started
+                    async for _ in response.aiter_lines():
+                        pass
+                    return first_text
+        raise AssertionError("no text arrived")
 
     return job
 
@@ -197,7 +261,7 @@ def litellm_floor_job(model_url: str, mcp: Client) -> Job:
             {
                 "role": "tool",
                 "tool_call_id": call.id,
-                "content": json.dumps(result.structured_content),
+                "content": result.content[0].text,  # type: ignore[union-attr]
             },
         ]
         second = await router.acompletion(model="bench", messages=messages, tools=tools)
@@ -240,42 +304,129 @@ async def mcp_requests_per_run(
     return (after - before) / runs
 
 
-async def measure(args: argparse.Namespace, urls: dict[str, str], bridges: dict[str, str]) -> None:
-    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+def rss_mb(pid: int) -> float:
+    """Resident memory of one process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+class Report:
+    """Figures with their targets; ``missed`` counts the targets not met."""
+
+    def __init__(self) -> None:
+        self.missed = 0
+
+    def figure(self, name: str, value: float, unit: str, target: str, met: bool) -> None:
+        self.missed += not met
+        print(
+            f"  {name:<52} {value:9.2f} {unit:<6} target {target:<28} {'met' if met else 'MISSED'}"
+        )
+
+
+async def measure(
+    args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int, startup_s: float
+) -> int:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    report = Report()
     async with httpx.AsyncClient(timeout=60, limits=limits) as http, Client(urls["modern"]) as mcp:
-        jobs = {
+        idle_mb = rss_mb(pid)
+        jobs: dict[str, Job] = {
             "floor": floor_job(http, urls["model"], mcp),
             "floor+litellm": litellm_floor_job(urls["model"], mcp),
-            "toolbridge": toolbridge_job(http, bridges["modern"]),
-            "responses": responses_job(http, bridges["modern"]),
+            "chat": toolbridge_job(http, bridge),
+            "responses": responses_job(http, bridge),
+            "chat, stdio server": toolbridge_job(http, bridge, LABELS["stdio"]),
         }
-        for job in jobs.values():  # warm caches, pools and imports
+        for job in jobs.values():  # warm caches, pools, imports and the stdio process
             await latency_ms(job, 20)
         rows = {}
+        print(
+            "figures (p50/p99 at concurrency 1; requests/s at concurrency "
+            f"{args.concurrency}; {args.requests} requests each)"
+        )
         for name, job in jobs.items():
             p50, p99 = await latency_ms(job, args.requests)
             rps = await throughput(job, args.concurrency, args.requests)
             rows[name] = (p50, p99, rps)
-            print(
-                f"{name:<14} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   "
-                f"{rps:7.1f} req/s at concurrency {args.concurrency}"
+            print(f"  {name:<20} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {rps:7.1f} req/s")
+        ttfb = {}
+        for name, first_text in (
+            ("floor", floor_job(http, urls["model"], mcp, stream=True)),
+            ("chat", toolbridge_ttfb(http, bridge)),
+        ):
+            for _ in range(10):
+                await first_text()
+            samples = sorted([await first_text() * 1000 for _ in range(args.requests // 2)])
+            ttfb[name] = statistics.median(samples)
+        print(f"  streaming, first text: floor {ttfb['floor']:.2f} ms, chat {ttfb['chat']:.2f} ms")
+        fp50, _, frps = rows["floor"]
+        lp50, _, _ = rows["floor+litellm"]
+        print(f"  litellm's own cost (floor+litellm - floor): {lp50 - fp50:.2f} ms at p50")
+
+        print("targets")
+        for name in ("chat", "responses"):
+            p50, _, rps = rows[name]
+            report.figure(
+                f"{name}: p50 over the floor", p50 - fp50, "ms", "<= 5 ms", p50 - fp50 <= 5
             )
-        fp50, fp99, frps = rows["floor"]
-        lp50, _, lrps = rows["floor+litellm"]
-        print(f"litellm's own cost (floor+litellm - floor): {lp50 - fp50:.2f} ms at p50")
-        for name in ("toolbridge", "responses"):
-            bp50, bp99, brps = rows[name]
-            print(
-                f"{name}: added at p50 {bp50 - fp50:.2f} ms (target <= 10 ms), p99 ratio "
-                f"{bp99 / fp99:.2f}x, throughput ratio {brps / frps:.2f} (target >= 0.5); "
-                f"over floor+litellm: {bp50 - lp50:.2f} ms at p50, throughput ratio "
-                f"{brps / lrps:.2f}"
+            report.figure(
+                f"{name}: requests/s, ratio to the floor",
+                rps / frps,
+                "x",
+                ">= 0.7",
+                rps / frps >= 0.7,
             )
+        added = ttfb["chat"] - ttfb["floor"]
+        report.figure(
+            "chat streamed: first text over the floor's", added, "ms", "<= 5 ms", added <= 5
+        )
         for server in ("modern", "legacy"):
-            warm = toolbridge_job(http, bridges[server])
+            warm = toolbridge_job(http, bridge, LABELS[server])
             await warm()
             per_run = await mcp_requests_per_run(http, urls, server, warm)
-            print(f"MCP HTTP requests per toolbridge request, warm {server} server: {per_run:.1f}")
+            report.figure(
+                f"MCP HTTP requests per tool call, warm {server} server",
+                per_run,
+                "",
+                "<= 1",
+                per_run <= 1,
+            )
+        stdio_added = rows["chat, stdio server"][0] - rows["chat"][0]
+        report.figure(
+            "stdio server: p50 over the same job over HTTP",
+            stdio_added,
+            "ms",
+            "<= 10 ms",
+            stdio_added <= 10,
+        )
+        report.figure(
+            "memory: RSS idle (after start-up)", idle_mb, "MB", "<= 200 MB", idle_mb <= 200
+        )
+        peak = 0.0
+        burst = toolbridge_job(http, bridge)
+
+        async def sample() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, rss_mb(pid))
+                await asyncio.sleep(0.02)
+
+        sampler = asyncio.create_task(sample())
+        await asyncio.gather(*(burst() for _ in range(100)))
+        sampler.cancel()
+        await asyncio.sleep(1)
+        after = rss_mb(pid)
+        report.figure(
+            "memory: RSS peak during 100 concurrent runs", peak, "MB", "<= 250 MB", peak <= 250
+        )
+        report.figure("memory: RSS after them", after, "MB", "<= 250 MB", after <= 250)
+        report.figure(
+            "start-up to ready (installed venv)", startup_s, "s", "<= 2 s", startup_s <= 2
+        )
+    print(f"{report.missed} target(s) missed" if report.missed else "all targets met")
+    return 1 if report.missed else 0
 
 
 def main() -> None:
@@ -286,18 +437,16 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="toolbridge-bench-"))
     redis_server = start_embedded_redis(workdir / "redis", persist=False)
     backends, urls = start_backends()
-    bridges: dict[str, str] = {}
-    processes = []
+    process = None
     try:
-        for server in ("modern", "legacy"):
-            process, bridges[server] = start_toolbridge(urls, redis_server.url, server, workdir)
-            processes.append(process)
-        asyncio.run(measure(args, urls, bridges))
+        process, bridge, startup_s = start_toolbridge(urls, redis_server.url, workdir)
+        status = asyncio.run(measure(args, urls, bridge, process.pid, startup_s))
     finally:
-        for process in processes:
+        if process is not None:
             process.terminate()
         backends.terminate()
         redis_server.stop()
+    sys.exit(status)
 
 
 if __name__ == "__main__":

@@ -278,7 +278,12 @@ class Ledger:
 
     async def ensure_available(self, scopes: Sequence[Scope], least_usd: float = 0.0) -> None:
         """Raise ``BudgetExceeded`` if a limited scope cannot pay ``least_usd`` (before a run:
-        one call's input and its minimum output), or has nothing left at all."""
+        one call's input and its minimum output), or has nothing left at all.
+
+        Without a limit there is nothing to check, so no round trip (a Redis that is down is
+        still found by the first call's reservation, before anything is spent)."""
+        if all(scope.limit_usd == UNLIMITED for scope in scopes):
+            return
         try:
             statuses = await self.status(scopes)
         except StoreUnavailable:

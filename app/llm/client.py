@@ -7,26 +7,36 @@ litellm's exceptions are translated here, once, into ``UpstreamModelError``/``Mo
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download at import
-
-import litellm
-import openai
-from litellm.router import Router
+from typing import TYPE_CHECKING, Any
 
 from app.config import ModelEntry
 from app.errors import ModelNotFound, UpstreamModelError
 from app.llm.direct import Deployment, DirectClient
 
-litellm.suppress_debug_info = True
-for _name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
-    logging.getLogger(_name).setLevel(logging.WARNING)
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from litellm.router import Router
+
+
+@functools.cache
+def _litellm() -> ModuleType:
+    """litellm, imported on first use: it takes seconds and ~100 MB, and a service whose models
+    are all called directly (``app/llm/direct.py``) never needs it."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no price-map download
+    import litellm
+
+    litellm.suppress_debug_info = True
+    for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return litellm
+
 
 Message = dict[str, Any]
 """A message in OpenAI's Chat Completions format: the conversation's lingua franca."""
@@ -81,18 +91,15 @@ class ModelCall:
     """OpenAI sampling parameters passed through (temperature, max_tokens, tool_choice, ...)."""
 
 
-_STATUS_BY_CLASS: tuple[tuple[type[Exception], int], ...] = (
-    (litellm.exceptions.Timeout, 504),
-    (litellm.exceptions.APIConnectionError, 503),
-)
-
-
 @contextmanager
 def _translate_errors(model: str) -> Iterator[None]:
     """Re-raise litellm's errors as ours, with the provider's status where it has one."""
+    import openai  # imported by litellm: free here
+
+    exceptions = _litellm().exceptions
     try:
         yield
-    except litellm.exceptions.NotFoundError as exc:
+    except exceptions.NotFoundError as exc:
         raise UpstreamModelError(
             f"Model provider error for '{model}': model not found at the provider", status=404
         ) from exc
@@ -100,7 +107,7 @@ def _translate_errors(model: str) -> Iterator[None]:
         if not isinstance(exc, openai.OpenAIError):
             raise
         status = getattr(exc, "status_code", None)
-        for cls, mapped in _STATUS_BY_CLASS:
+        for cls, mapped in ((exceptions.Timeout, 504), (exceptions.APIConnectionError, 503)):
             if isinstance(exc, cls):
                 status = mapped
         detail = str(exc).split("\n", 1)[0][:300]
@@ -166,7 +173,7 @@ def _piece(chunk: dict[str, Any]) -> ModelChunk:
 
 
 class ModelClient:
-    """The configured models, behind one litellm Router."""
+    """The configured models: called directly, or behind one litellm Router."""
 
     def __init__(
         self,
@@ -189,13 +196,14 @@ class ModelClient:
                 deployment = Deployment.of(deployments[0].litellm_params, timeout_s)
                 if deployment is not None:
                     self._direct[name] = deployment
+        routed = [m for m in models if m.model_name not in self._direct]
         self._router: Router | None = (
-            Router(
-                model_list=[m.model_dump() for m in models],
+            _litellm().Router(
+                model_list=[m.model_dump() for m in routed],
                 num_retries=num_retries,
                 timeout=timeout_s,
             )
-            if models
+            if routed
             else None
         )
 
@@ -232,7 +240,7 @@ class ModelClient:
                 float(info.get("output_cost_per_token", 0.0)),
             )
         try:
-            known = litellm.get_model_info(str(entry.litellm_params.get("model", "")))
+            known = _litellm().get_model_info(str(entry.litellm_params.get("model", "")))
         except Exception:  # noqa: BLE001 - litellm raises bare Exception for unknown models
             return None
         return Prices(
@@ -254,7 +262,6 @@ class ModelClient:
     async def complete(self, call: ModelCall, *, stream: bool) -> AsyncIterator[ModelChunk]:
         """Call the model; streamed or not, yield chunks ending with finish reason and usage."""
         self.check(call.model)
-        assert self._router is not None
         kwargs: dict[str, Any] = {**call.params, "model": call.model, "messages": call.messages}
         if call.tools:
             kwargs["tools"] = call.tools
@@ -267,6 +274,7 @@ class ModelClient:
             async for piece in self._direct_client.stream(deployment, call.model, body):
                 yield _piece(piece)
             return
+        assert self._router is not None, "every model not called directly is routed"
         with _translate_errors(call.model):
             if not stream:
                 response = await self._router.acompletion(**kwargs)

@@ -23,7 +23,7 @@ from mcp.client.session import ClientRequestContext
 
 from app.mcp.notes import CapabilityRefused, ElicitationDeclined, Note
 from app.mcp.sdk_internals import InputDispatch, wrap_input_dispatch
-from app.mcp.tasks import TasksExtension
+from app.mcp.tasks import TASKS
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class ServerCallbacks:
             )
         if self.declare_elicitation:
             options["elicitation_callback"] = self.elicit
-        options["extensions"] = [TasksExtension()]
+        options["extensions"] = [TASKS]
         return options
 
     def declaration(self) -> str:

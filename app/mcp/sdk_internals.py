@@ -7,11 +7,13 @@ use against the installed SDK.
 
 from __future__ import annotations
 
+import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
+from mcp.client import session as session_module
 from mcp.client.session import ClientSession
 
 
@@ -56,12 +58,43 @@ async def send_unvalidated(session: Any, request: types.Request[Any, Any]) -> di
     return raw
 
 
+def cache_claim_adapters() -> None:
+    """Build the ``tools/call`` result adapter once per set of result claims, not per session.
+
+    A client with result claims (our tasks extension) makes the SDK build a pydantic
+    ``TypeAdapter`` for every session it opens (about a millisecond of CPU, profiled), though it
+    depends only on the claims, which are the same objects every time (``app/mcp/tasks.py``).
+
+    Private: ``mcp.client.session._build_call_tool_adapter(active)``, replaced by a caching
+    wrapper (idempotent)."""
+    build = session_module._build_call_tool_adapter
+    if hasattr(build, "toolbridge_cached"):
+        return
+    built: dict[frozenset[tuple[str, Any]], Any] = {}
+
+    @functools.wraps(build)
+    def cached(active: Mapping[str, Any]) -> Any:
+        key = frozenset(active.items())
+        if key not in built:
+            built[key] = build(active)
+        return built[key]
+
+    cached.toolbridge_cached = True  # type: ignore[attr-defined]
+    session_module._build_call_tool_adapter = cached
+
+
 def check() -> None:
     """Raise ``SdkIncompatible`` unless every internal above exists with the expected shape."""
     absorb = getattr(ClientSession, "_absorb_tool_listing", None)
     if absorb is None or "complete" not in inspect.signature(absorb).parameters:
         raise SdkIncompatible(
             "the installed mcp SDK has no ClientSession._absorb_tool_listing(result, complete=): "
+            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
+        )
+    build = getattr(session_module, "_build_call_tool_adapter", None)
+    if build is None or list(inspect.signature(build).parameters) != ["active"]:
+        raise SdkIncompatible(
+            "the installed mcp SDK has no mcp.client.session._build_call_tool_adapter(active): "
             "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
         )
     init = inspect.getsource(ClientSession.__init__)

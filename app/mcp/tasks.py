@@ -36,7 +36,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INTERNAL_ERROR
 
 from app.mcp.notes import TaskState
-from app.mcp.sdk_internals import send_unvalidated
+from app.mcp.sdk_internals import cache_claim_adapters, send_unvalidated
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +153,11 @@ class TasksExtension(ClientExtension):
 
     identifier = IDENTIFIER
 
+    def __init__(self) -> None:
+        self._claims = (ResultClaim(result_type="task", model=CreatedTask, resolve=self.resolve),)
+
     def claims(self) -> Sequence[ResultClaim[Any]]:
-        return (ResultClaim(result_type="task", model=CreatedTask, resolve=self.resolve),)
+        return self._claims
 
     async def resolve(self, created: CreatedTask, ctx: ClaimContext) -> types.CallToolResult:
         """Poll the task to its end; cancel it if we stop waiting first."""
@@ -222,6 +225,12 @@ def takes_task_calls(capabilities: types.ServerCapabilities) -> bool:
     """2025-11-25: the server runs ``tools/call`` as a task when asked to."""
     requests = capabilities.tasks.requests if capabilities.tasks else None
     return requests is not None and requests.tools is not None and requests.tools.call is not None
+
+
+TASKS = TasksExtension()
+"""One instance for every client: it keeps no state, and the same claims let the SDK's result
+adapter be built once (``sdk_internals.cache_claim_adapters``)."""
+cache_claim_adapters()
 
 
 def wants_legacy_task(tool: types.Tool | None, capabilities: types.ServerCapabilities) -> bool:

@@ -13,8 +13,8 @@ import uuid
 import pytest
 
 from app.budget.ledger import Ledger, Scope
-from app.errors import BudgetExceeded
-from app.store.connect import RedisClient
+from app.errors import BudgetExceeded, StoreUnavailable
+from app.store.connect import RedisClient, connect
 from tests.conftest import CLUSTER, redis_client
 
 
@@ -41,6 +41,18 @@ def test_reserve_settle_release(redis_url: str) -> None:
                 raise RuntimeError("the model call failed")
         assert (await ledger.status(scopes))[0].held_usd == 0.0  # released, not spent
         await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_without_a_limit_the_check_before_a_run_costs_nothing(redis_url: str) -> None:
+    async def scenario() -> None:
+        nowhere = connect("redis://127.0.0.1:1", cluster=False, ca_file=None)
+        ledger = Ledger(nowhere, "tb-nowhere:", hold_ttl_s=60)  # any round trip fails
+        await ledger.ensure_available([Scope("key:free:total"), Scope("run:r")], 1e9)
+        with pytest.raises(StoreUnavailable):
+            await ledger.ensure_available([Scope("key:capped:total", 1.0)], 0.1)
+        await nowhere.aclose()
 
     asyncio.run(scenario())
 

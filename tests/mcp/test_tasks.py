@@ -50,3 +50,16 @@ def test_the_servers_poll_interval_is_honoured_within_bounds(
     interval_ms: int | None, seconds: float
 ) -> None:
     assert _poll_interval_s(interval_ms) == seconds
+
+
+def test_the_sdk_builds_the_result_adapter_for_the_tasks_claim_once() -> None:
+    from mcp.client import session as sdk_session
+
+    from app.mcp.tasks import TASKS
+
+    active = {"task": TASKS.claims()[0]}
+    first = sdk_session._build_call_tool_adapter(active)
+    assert sdk_session._build_call_tool_adapter(dict(active)) is first
+    # ...and it still tells a task from a tool result.
+    task = {"resultType": "task", "taskId": "t1", "status": "working"}
+    assert type(first.validate_python(task)).__name__ == "CreatedTask"
