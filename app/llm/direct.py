@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -37,7 +37,7 @@ class Deployment:
 
     base_url: str
     model: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)  # the API key: never in a log line
     timeout_s: float
 
     @classmethod

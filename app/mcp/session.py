@@ -12,6 +12,7 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
@@ -215,7 +216,7 @@ class ServerSession:
         )
 
     async def _call(
-        self, name: str, arguments: dict[str, Any], timeout_s: float, progressed: Any
+        self, name: str, arguments: dict[str, Any], timeout_s: float, progressed: ProgressFnT
     ) -> types.CallToolResult:
         tool = next((t for t in self.tools if t.name == name), None)
         if wants_legacy_task(tool, self._client.server_capabilities):

@@ -75,39 +75,30 @@ def _poll_interval_s(interval_ms: int | None) -> float:
 
 
 class _TaskFields(types.Result):
+    """2026-07-28's ``Task`` (the SDK types only 2025-11-25's, ``types.Task``)."""
+
     task_id: str
     status: str
     status_message: str | None = None
+    poll_interval_ms: int | None = None
 
 
 class CreatedTask(_TaskFields):
-    """2026-07-28: ``CreateTaskResult``, a ``tools/call`` answered with a task handle."""
+    """``CreateTaskResult``: a ``tools/call`` answered with a task handle."""
 
     result_type: Literal["task"]
-    poll_interval_ms: int | None = None
 
 
 class DetailedTask(_TaskFields):
-    """2026-07-28: ``tasks/get``'s answer, with what the status carries."""
+    """``tasks/get``'s answer, with what the status carries."""
 
-    poll_interval_ms: int | None = None
     input_requests: types.InputRequests | None = None
     result: dict[str, Any] | None = None
     error: types.ErrorData | None = None
 
 
-class LegacyTask(_TaskFields):
-    """2025-11-25: a ``Task`` (``tasks/get``'s answer)."""
-
-    poll_interval: int | None = None
-
-
-class _CreatedLegacyTask(types.Result):
-    task: LegacyTask
-
-
-class _TaskParams(types.RequestParams):
-    task_id: str
+_TaskParams = types.GetTaskRequestParams
+"""``{"taskId"}``: the same params in both eras."""
 
 
 class _UpdateParams(_TaskParams):
@@ -253,7 +244,7 @@ async def run_legacy_task(
             name=name, arguments=arguments, task=types.TaskMetadata(ttl=ttl_ms)
         )
     )
-    task = _CreatedLegacyTask.model_validate(await send_unvalidated(session, call)).task
+    task = types.CreateTaskResult.model_validate(await send_unvalidated(session, call)).task
     task_id = task.task_id
     _observe(task_id, task.status, task.status_message)
     cancel = types.CancelTaskRequest(params=types.CancelTaskRequestParams(task_id=task_id))
@@ -263,7 +254,7 @@ async def run_legacy_task(
             await anyio.sleep(_poll_interval_s(task.poll_interval))
             polled = await session.send_request(
                 types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id)),
-                LegacyTask,
+                types.GetTaskResult,
             )
             if (polled.status, polled.status_message) != (task.status, task.status_message):
                 _observe(task_id, polled.status, polled.status_message)
