@@ -168,6 +168,17 @@ class Limits(BaseModel):
     """Arguments the model writes for one call; larger ones go back to it as an error."""
 
 
+class SessionPoolSettings(BaseModel):
+    """Warm MCP sessions kept between one caller's runs (``app/mcp/pool.py``)."""
+
+    idle_s: float = Field(default=60.0, gt=0)
+    """A session unused for this long is closed (for stdio servers: the process stops)."""
+    max_idle: int = Field(default=64, ge=0)
+    """Idle sessions kept in all; 0 turns pooling off (every run opens and closes its own)."""
+    max_idle_per_server: int = Field(default=4, ge=1)
+    """Idle sessions kept per caller key, server and credentials."""
+
+
 class SamplingSettings(BaseModel):
     """How toolbridge answers MCP servers' sampling requests."""
 
@@ -279,6 +290,7 @@ class Settings(BaseSettings):
 
     limits: Limits = Field(default_factory=Limits)
     request_limits: RequestLimits = Field(default_factory=RequestLimits)
+    mcp_pool: SessionPoolSettings = Field(default_factory=SessionPoolSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     model_list: list[ModelEntry] = Field(default_factory=list)

@@ -27,6 +27,7 @@ from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
 from app.mcp.clients import McpClients, tls_context
+from app.mcp.pool import SessionPool
 from app.mcp.ssrf import AddressPolicy, caller_pool
 from app.store.connect import RedisClient, connect, warm_up
 from app.store.hidden_turns import HiddenTurns
@@ -46,6 +47,7 @@ def _build_services(
     redis: RedisClient,
     pool: httpx2.AsyncHTTPTransport,
     caller_pool: httpx2.AsyncHTTPTransport,
+    sessions: SessionPool,
 ) -> Services:
     prefix = settings.redis_prefix
     clients = McpClients(
@@ -66,6 +68,7 @@ def _build_services(
     engine = EngineDeps(
         models=models,
         mcp=clients,
+        sessions=sessions,
         hidden=HiddenTurns(redis, prefix, settings.hidden_turns_ttl_s),
         rates=RateLimiter(redis, prefix),
         sampling=settings.sampling,
@@ -143,7 +146,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if demo_mcp is not None:
                 await stack.enter_async_context(demo_mcp.router.lifespan_context(demo_mcp))
             await warm_up(redis)
-            services = _build_services(settings, redis, pool, caller)
+            sessions = await stack.enter_async_context(
+                SessionPool(
+                    idle_s=settings.mcp_pool.idle_s,
+                    max_idle=settings.mcp_pool.max_idle,
+                    max_idle_per_server=settings.mcp_pool.max_idle_per_server,
+                )
+            )
+            services = _build_services(settings, redis, pool, caller, sessions)
             stack.push_async_callback(services.engine.models.aclose)
             if not settings.redis_cluster:
                 await _adopt_legacy_budget_keys(services)

@@ -6,7 +6,7 @@ run one worker per pod (scale with replicas) for exact figures.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 REQUESTS = Counter(
     "toolbridge_http_requests", "HTTP requests by route and status", ["route", "status"]
@@ -28,6 +28,9 @@ TOOL_SECONDS = Histogram(
     "MCP tool call latency",
     ["server"],
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+POOLED_SESSIONS = Gauge(
+    "toolbridge_mcp_pooled_sessions", "Warm MCP sessions (app/mcp/pool.py)", ["state"]
 )
 TOOL_LISTS = Counter("toolbridge_mcp_tool_list_cache", "Tool-list cache look-ups", ["result"])
 SAMPLING = Counter(

@@ -8,6 +8,7 @@ from app.budget.ledger import Ledger
 from app.config import BudgetSettings, SamplingSettings
 from app.llm.client import ModelClient
 from app.mcp.clients import McpClients
+from app.mcp.pool import SessionPool
 from app.store.hidden_turns import HiddenTurns
 from app.store.rate import RateLimiter
 
@@ -18,6 +19,7 @@ class EngineDeps:
 
     models: ModelClient
     mcp: McpClients
+    sessions: SessionPool
     hidden: HiddenTurns
     rates: RateLimiter
     sampling: SamplingSettings

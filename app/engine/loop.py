@@ -170,7 +170,11 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             parent_span=run_span,
         )
         async with RunSessions(
-            deps.mcp, list_timeout_s=request.limits.list_timeout_s, sampler_for=sampling.sampler_for
+            deps.mcp,
+            deps.sessions,
+            owner=request.principal.key_id,
+            list_timeout_s=request.limits.list_timeout_s,
+            sampler_for=sampling.sampler_for,
         ) as run_sessions:
             sessions = await run_sessions.open_all(request.servers)
             for session in sessions:

@@ -1,7 +1,8 @@
 """What toolbridge answers when an MCP server calls back during a tool call.
 
-Each connection of a run gets its own ``ServerCallbacks``, so a request is answered for
-exactly the caller (and run) whose tool call caused it.
+Each connection gets its own ``ServerCallbacks``, bound to the one run it serves at a time
+(``bind`` when a run leases it, ``unbind`` when the run is done: ``app/mcp/pool.py``), so a
+request is answered for exactly the caller (and run) whose tool call caused it.
 
 - ``elicitation/create``: there is no human on our side, so every elicitation, form or URL
   mode, in both protocol eras, is answered ``{"action": "decline"}``: a spec-conformant answer
@@ -36,6 +37,19 @@ class Sampler(Protocol):
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData: ...
 
 
+class _NoRun:
+    """Answers sampling between runs: refused, no run to charge it to."""
+
+    async def sample(
+        self, params: types.CreateMessageRequestParams, notes: list[Note], nth_in_call: int
+    ) -> types.ErrorData:
+        logger.warning("sampling request refused: no tool call in progress")
+        return types.ErrorData(code=types.INVALID_REQUEST, message="no tool call in progress")
+
+
+_NO_RUN = _NoRun()
+
+
 @dataclass
 class ServerCallbacks:
     """The callbacks of one MCP connection, and the notes they leave for the caller."""
@@ -48,6 +62,18 @@ class ServerCallbacks:
     calls_in_flight: int = 0
     samples_in_call: int = 0
     """Sampling requests since the current tool call(s) began (parallel calls share it)."""
+
+    def bind(self, label: str, sampler: Sampler | None) -> None:
+        """Serve a new run: its sampler and label, and fresh notes and counts."""
+        assert (sampler is None) == (self.sampler is None), "the declaration must not change"
+        self.server_label, self.sampler = label, sampler
+        self.notes, self.calls_in_flight, self.samples_in_call = [], 0, 0
+
+    def unbind(self) -> None:
+        """No run is served: what the server asks for until the next ``bind`` is refused."""
+        if self.sampler is not None:
+            self.sampler = _NO_RUN
+        self.notes = []
 
     def begin_call(self) -> None:
         if self.calls_in_flight == 0:

@@ -1,9 +1,9 @@
 """Process-wide MCP client resources: the HTTP pools, the shared caches, and SDK clients.
 
-Every run opens its own MCP sessions (callbacks bound to one caller; no session is shared
-between callers), but they ride pooled ``httpx2`` transports, so TCP and TLS set-up is paid once
-per server, not once per request: one pool for operator-registered servers, and one for the
-servers callers name by URL, which connects only to addresses the SSRF guard checked.
+Sessions are kept warm between runs of one caller (``app/mcp/pool.py``) and ride pooled
+``httpx2`` transports, so TCP and TLS set-up is paid once per server, not once per request:
+one pool for operator-registered servers, and one for the servers callers name by URL, which
+connects only to addresses the SSRF guard checked.
 """
 
 from __future__ import annotations
@@ -60,23 +60,27 @@ _CHALLENGE_PARAM = re.compile(r'(resource_metadata|scope)\s*=\s*"([^"]*)"')
 
 
 @dataclass
-class Challenges:
-    """The ``WWW-Authenticate`` challenges of 401 answers one attempt met (the SDK reports a
-    401 only as a generic error, so the transport notes them on the way through)."""
+class TransportWatch:
+    """What one session's HTTP exchanges showed that the SDK does not report: the
+    ``WWW-Authenticate`` challenges of 401 answers (the SDK reports a 401 only as a generic
+    error), and whether the server answered 404 to our session id (it forgot the session)."""
 
-    seen: list[dict[str, str]] = field(default_factory=list)
+    challenges: list[dict[str, str]] = field(default_factory=list)
+    session_gone: bool = False
 
 
-class _ChallengeWatch(httpx2.AsyncBaseTransport):
-    def __init__(self, inner: httpx2.AsyncBaseTransport, challenges: Challenges) -> None:
+class _Watching(httpx2.AsyncBaseTransport):
+    def __init__(self, inner: httpx2.AsyncBaseTransport, watch: TransportWatch) -> None:
         self._inner = inner
-        self._challenges = challenges
+        self._watch = watch
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         response = await self._inner.handle_async_request(request)
         if response.status_code == 401:
             header = response.headers.get("www-authenticate", "")
-            self._challenges.seen.append(dict(_CHALLENGE_PARAM.findall(header)))
+            self._watch.challenges.append(dict(_CHALLENGE_PARAM.findall(header)))
+        elif response.status_code == 404 and "mcp-session-id" in request.headers:
+            self._watch.session_gone = True
         return response
 
     async def aclose(self) -> None:
@@ -107,13 +111,13 @@ class McpClients:
         self._share_public = share_public
 
     def _http_factory(
-        self, spec: ServerSpec, challenges: Challenges
+        self, spec: ServerSpec, watch: TransportWatch
     ) -> Callable[..., httpx2.AsyncClient]:
         """Makes the per-session HTTP clients: the registered pool, or the checked one."""
         transport: httpx2.AsyncBaseTransport = self._transport
         if spec.pinned is not None:
             transport = PinnedTransport(self._caller_pool, spec.pinned)
-        transport = _ChallengeWatch(transport, challenges)
+        transport = _Watching(transport, watch)
 
         def make(
             headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
@@ -130,10 +134,10 @@ class McpClients:
         spec: ServerSpec,
         attempt: Attempt,
         callbacks: ServerCallbacks,
-        challenges: Challenges,
+        watch: TransportWatch,
     ) -> Client:
-        """An unopened SDK client for one attempt at ``spec``; 401 challenges it meets are
-        noted in ``challenges``."""
+        """An unopened SDK client for one attempt at ``spec``; what its HTTP exchanges show is
+        noted in ``watch``."""
         server: Any
         if spec.transport == "stdio":
             params = StdioServerParameters(
@@ -145,12 +149,12 @@ class McpClients:
             server = sse_client(
                 spec.url,
                 headers=dict(spec.headers),
-                httpx_client_factory=self._http_factory(spec, challenges),
+                httpx_client_factory=self._http_factory(spec, watch),
             )
         else:
             assert spec.url is not None
             server = streamable_http_client(
-                spec.url, http_client=self._http_factory(spec, challenges)(dict(spec.headers))
+                spec.url, http_client=self._http_factory(spec, watch)(dict(spec.headers))
             )
         mode, prior = sdk_mode(spec, attempt)
         cache = CacheConfig(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx2
@@ -16,13 +16,18 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from app.mcp.callbacks import ServerCallbacks
 from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
 from app.mcp.results import result_text, truncate
 from app.mcp.servers import ServerSpec
 from app.mcp.tasks import observing, run_legacy_task, wants_legacy_task
 
+if TYPE_CHECKING:
+    from app.mcp.pool import Lease
+
 logger = logging.getLogger(__name__)
+
+Renew = Callable[[ServerSpec, "Lease"], Awaitable["Lease"]]
+"""Opens a new session in place of a stale one (``RunSessions``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +120,28 @@ def describe_failure(exc: BaseException) -> str:
 
 
 class ServerSession:
-    """An open MCP session with one server, and the tools it offers this run."""
+    """An MCP session leased to one run with one server, and the tools it offers this run."""
 
     def __init__(
         self,
         spec: ServerSpec,
-        client: Client,
+        lease: Lease,
         tools: list[types.Tool],
         *,
         listed: bool,
-        callbacks: ServerCallbacks,
+        renew: Renew,
     ) -> None:
         self.spec = spec
         self.tools = tools
         self.listed = listed  # False: the tools came from the conversation, not the server
-        self._client = client
-        self._callbacks = callbacks
-        self._notes = callbacks.notes  # appended to by this session's callbacks
+        self._lease = lease
+        self._renew = renew
+        self._renewing = anyio.Lock()
+
+    @property
+    def _notes(self) -> list[Note]:
+        """Appended to by the session's callbacks (a renewed session keeps the same list)."""
+        return self._lease.callbacks.notes
 
     def _failed(self, tool: str, exc: Exception) -> str:
         """The error text for a failed call; a 2025-11-25 "URL elicitation required" (-32042)
@@ -189,7 +199,8 @@ class ServerSession:
         async def progressed(progress: float, total: float | None, message: str | None) -> None:
             update(Progress(progress=progress, total=total, message=message))
 
-        self._callbacks.begin_call()
+        callbacks = self._lease.callbacks
+        callbacks.begin_call()
         error: ToolError | None = None
         try:
             with anyio.fail_after(timeout_s), observing(update):
@@ -204,10 +215,13 @@ class ServerSession:
         except TimeoutError:
             text = f"Tool call timed out after {timeout_s:g}s"
             error = ProtocolError(TIMED_OUT, text)
+            self._lease.fit = False  # the call may still be running there
         except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
             text, error = self._failed(name, exc), failure_of(exc)
+            if not isinstance(error, ProtocolError) or error.code in (TIMED_OUT, CONNECTION_CLOSED):
+                self._lease.fit = False  # the transport failed, not the tool: no next run here
         finally:
-            self._callbacks.end_call()
+            callbacks.end_call()
         return ToolOutcome(
             text=truncate(text, max_chars),
             error=error,
@@ -218,9 +232,33 @@ class ServerSession:
     async def _call(
         self, name: str, arguments: dict[str, Any], timeout_s: float, progressed: ProgressFnT
     ) -> types.CallToolResult:
+        lease = self._lease
+        try:
+            return await self._call_on(lease.client, name, arguments, timeout_s, progressed)
+        except MCPError:
+            if not (lease.reused and lease.watch.session_gone):
+                raise
+        # The server forgot a warm session while it was idle (restarted, expired it): it answered
+        # 404, so the call never ran there. A new session, as the spec asks, and the call again.
+        async with self._renewing:  # parallel calls renew once
+            if self._lease is lease:
+                logger.info(
+                    "MCP session expired on the server; reopened: server=%s", self.spec.label
+                )
+                self._lease = await self._renew(self.spec, lease)
+        return await self._call_on(self._lease.client, name, arguments, timeout_s, progressed)
+
+    async def _call_on(
+        self,
+        client: Client,
+        name: str,
+        arguments: dict[str, Any],
+        timeout_s: float,
+        progressed: ProgressFnT,
+    ) -> types.CallToolResult:
         tool = next((t for t in self.tools if t.name == name), None)
-        if wants_legacy_task(tool, self._client.server_capabilities):
+        if wants_legacy_task(tool, client.server_capabilities):
             # The server keeps the task a little longer than we wait for it.
             ttl_ms = int(timeout_s * 1000) + 60_000
-            return await run_legacy_task(self._client.session, name, arguments, ttl_ms=ttl_ms)
-        return await self._client.call_tool(name, arguments, progress_callback=progressed)
+            return await run_legacy_task(client.session, name, arguments, ttl_ms=ttl_ms)
+        return await client.call_tool(name, arguments, progress_callback=progressed)
