@@ -39,8 +39,13 @@ SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def bridge(toolbridge_factory: Any) -> Any:
-    """A toolbridge that may reach the scenario servers (they listen on localhost)."""
-    return toolbridge_factory(ssrf_allowlist=["127.0.0.1/32", "::1/128", "localhost"])
+    """A toolbridge that may reach the scenario servers (they listen on localhost), with warm
+    sessions off: a scenario's server stops right after the adapter's last request and waits
+    for every connection to it to end, which a warm 2025-11-25 session's GET stream would hold
+    open for the pool's idle time (warm sessions are tested in ``test_session_pool.py``)."""
+    return toolbridge_factory(
+        ssrf_allowlist=["127.0.0.1/32", "::1/128", "localhost"], mcp_pool={"max_idle": 0}
+    )
 
 
 @pytest.mark.skipif(not NODE.exists(), reason="the conformance suite is not installed (make)")
