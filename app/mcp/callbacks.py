@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import anyio
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 
@@ -62,6 +63,8 @@ class ServerCallbacks:
     calls_in_flight: int = 0
     samples_in_call: int = 0
     """Sampling requests since the current tool call(s) began (parallel calls share it)."""
+    tools_changed: bool = False
+    """The server said ``notifications/tools/list_changed`` on this connection."""
 
     def bind(self, label: str, sampler: Sampler | None) -> None:
         """Serve a new run: its sampler and label, and fresh notes and counts."""
@@ -105,9 +108,15 @@ class ServerCallbacks:
         self.samples_in_call += 1
         return await self.sampler.sample(params, self.notes, self.samples_in_call)
 
+    async def on_message(self, message: Any) -> None:
+        """Server notifications (the SDK evicts the shared tool-list cache itself)."""
+        if isinstance(message, types.ToolListChangedNotification):
+            self.tools_changed = True
+        await anyio.lowlevel.checkpoint()
+
     def client_options(self) -> dict[str, Any]:
         """Arguments for ``mcp.Client``: a callback declares its capability."""
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"message_handler": self.on_message}
         if self.sampler is not None:
             options["sampling_callback"] = self.sample
             options["sampling_capabilities"] = types.SamplingCapability(

@@ -107,6 +107,8 @@ class McpClients:
         self._stderr_level = stderr_level
         self._cache_store = cache_store
         self.eras = eras
+        self.default_ttl_s = default_ttl_s
+        """A tool list's cache life when the server gives none."""
         self._default_ttl_ms = default_ttl_s * 1000
         self._share_public = share_public
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 
 import anyio
+import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 
@@ -35,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT_S = 5.0
 """A server that hangs on session teardown cannot hold anything open longer."""
+LISTING_REUSE_S = 10.0
+"""How long a warm session reuses the tool list it last saw (at most the cache's TTL) instead of
+reading the shared cache again: a server's ``tools/list_changed`` on this session drops it at
+once; one seen by another replica reaches this one within this bound."""
 
 
 def pool_key(spec: ServerSpec, owner: str, declaration: str) -> str:
@@ -62,6 +67,19 @@ class Lease:
     fit: bool = True
     """False once anything went wrong on it: it is closed, never given to another run."""
     idle_since: float = 0.0
+    listing: tuple[float, list[types.Tool]] | None = None
+    """When the server's tools were last listed on this session, and the list (unfiltered)."""
+
+    def recent_listing(self, max_age_s: float) -> list[types.Tool] | None:
+        """The tools last listed here, if recent and the server has not said they changed."""
+        if self.listing is None or self.callbacks.tools_changed:
+            return None
+        listed_at, tools = self.listing
+        return tools if anyio.current_time() - listed_at < max_age_s else None
+
+    def remember_listing(self, tools: list[types.Tool]) -> None:
+        self.callbacks.tools_changed = False
+        self.listing = (anyio.current_time(), tools)
 
     @property
     def usable(self) -> bool:

@@ -21,7 +21,7 @@ from app.errors import AuthorizationRequired, ServerUnreachable
 from app.mcp.callbacks import Sampler, ServerCallbacks
 from app.mcp.clients import McpClients, TransportWatch
 from app.mcp.eras import Attempt, attempts, to_remember
-from app.mcp.pool import Lease, SessionPool, pool_key
+from app.mcp.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
 from app.mcp.sdk_internals import absorb_tool_listing
 from app.mcp.servers import ServerSpec
 from app.mcp.session import ServerSession, describe_failure
@@ -109,7 +109,7 @@ class RunSessions:
             lease.callbacks.bind(spec.label, sampler)
             self._leases.append(lease)
             try:
-                tools, listed = await self._tools(spec, lease.client)
+                tools, listed = await self._tools(spec, lease)
             except Exception as exc:  # noqa: BLE001 - a stale session: try the next, or open one
                 lease.drop()
                 logger.info(
@@ -181,16 +181,16 @@ class RunSessions:
         self._leases.append(lease)
         try:
             callbacks.watch_undeclared(client.session)
-            tools, listed = await self._tools(spec, client)
+            tools, listed = await self._tools(spec, lease)
         except BaseException:
             lease.drop()  # a failed attempt does not stay open until the run ends
             raise
         return lease, tools, listed
 
-    async def _tools(self, spec: ServerSpec, client: Client) -> tuple[list[types.Tool], bool]:
+    async def _tools(self, spec: ServerSpec, lease: Lease) -> tuple[list[types.Tool], bool]:
         """The server's tools for this run, and whether they were listed (False: they came from
         the conversation)."""
-        listed = spec.known_tools is None
+        client, listed = lease.client, spec.known_tools is None
         if not _offers_tools(client):
             logger.info("MCP server offers no tools: server=%s", spec.label)
             tools: list[types.Tool] = []
@@ -201,8 +201,13 @@ class RunSessions:
         else:
             # (A 2025-11-25 server that runs tools as tasks is listed even so: which tools
             # need a task is in the listing, not in the conversation's copy of it.)
-            with anyio.fail_after(self._list_timeout_s):
-                tools = await self._list_tools(client)
+            reuse_s = min(LISTING_REUSE_S, self._clients.default_ttl_s)
+            if (recent := lease.recent_listing(reuse_s)) is not None:
+                tools = recent
+            else:
+                with anyio.fail_after(self._list_timeout_s):
+                    tools = await self._list_tools(client)
+                lease.remember_listing(tools)
             listed = True
         if spec.allowed_tools is not None:
             tools = [t for t in tools if spec.allowed_tools.matches(t)]

@@ -13,6 +13,7 @@ from typing import Any
 import openai
 import psutil
 import pytest
+from mcp.server.mcpserver import Context
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.config import ApiKeyConfig, RegisteredServer
@@ -205,3 +206,35 @@ def test_a_stdio_server_stays_up_between_runs_and_stops_when_idle(
     while {p.pid for p in _stdio_servers()} - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not {p.pid for p in _stdio_servers()} - before  # idle for 1 s: stopped
+
+
+@pytest.fixture
+def growing() -> Iterator[RunningMcpServer]:
+    """A 2025-11-25 server whose ``grow`` tool adds a tool and says so (tools/list_changed)."""
+    log = RequestLog()
+    server = build_test_server(log, legacy_only=True)
+
+    @server.tool()
+    async def grow(ctx: Context) -> str:
+        """Adds the ``extra`` tool."""
+        server.add_tool(lambda: "grown", name="extra", description="Added at run time.")
+        await ctx.session.send_tool_list_changed()
+        return "grew"
+
+    thread = ServerThread(_counting(server.streamable_http_app(), log)).start()
+    yield RunningMcpServer(kind="legacy", url=f"{thread.url}/mcp", log=log, thread=thread)
+    thread.stop()
+
+
+def test_a_warm_session_reuses_its_tool_list_until_the_server_says_it_changed(
+    bridge: ServerThread, growing: RunningMcpServer
+) -> None:
+    client = client_for(bridge)
+    add_once(client, growing)
+    growing.log.reset()
+    add_once(client, growing)
+    assert dict(growing.log.methods) == {"tools/call": 1}  # neither listed nor read from Redis
+    grown = chat(client, mcp_tool(growing), "call calc__grow {}")
+    assert grown.choices[0].message.content == "done: calc__grow=grew"
+    extra = chat(client, mcp_tool(growing), "call calc__extra {}")
+    assert extra.choices[0].message.content == "done: calc__extra=grown"
