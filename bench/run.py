@@ -300,6 +300,48 @@ async def throughput(job: Job, concurrency: int, total: int) -> float:
     return total / (time.perf_counter() - started)
 
 
+async def interleaved_latency(jobs: dict[str, Job], count: int) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) at concurrency 1 of every job, a sample of each in turn, so the
+    machine's drift during the run weighs on every job alike."""
+    samples: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(count):
+        for name, job in jobs.items():
+            samples[name].append((await latency_ms(job, 1))[0])
+    figures = {}
+    for name, values in samples.items():
+        ordered = sorted(values)
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        figures[name] = (statistics.median(ordered), p99)
+    return figures
+
+
+async def interleaved(
+    jobs: dict[str, Job], count: int, concurrency: int
+) -> dict[str, tuple[float, float, float]]:
+    """``interleaved_latency``, and requests/s at ``concurrency`` (median of three rounds,
+    alternating between the jobs)."""
+    latency = await interleaved_latency(jobs, count)
+    rounds: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(3):
+        for name, job in jobs.items():
+            rounds[name].append(await throughput(job, concurrency, max(count // 3, 16)))
+    return {name: (*latency[name], statistics.median(rounds[name])) for name in jobs}
+
+
+async def first_text_ms(
+    jobs: dict[str, Callable[[], Awaitable[float]]], count: int
+) -> dict[str, float]:
+    """Median milliseconds to the first text of each streamed job, interleaved."""
+    for first_text in jobs.values():
+        for _ in range(10):
+            await first_text()
+    firsts: dict[str, list[float]] = {name: [] for name in jobs}
+    for _ in range(count):
+        for name, first_text in jobs.items():
+            firsts[name].append(await first_text() * 1000)
+    return {name: statistics.median(values) for name, values in firsts.items()}
+
+
 async def mcp_requests_per_run(
     http: httpx.AsyncClient, urls: dict[str, str], server: str, job: Job, runs: int = 20
 ) -> float:
@@ -341,7 +383,6 @@ async def measure(
         idle_mb = rss_mb(pid)
         jobs: dict[str, Job] = {
             "floor": floor_job(http, urls["model"], mcp),
-            "floor+litellm": litellm_floor_job(urls["model"], mcp),
             "chat": toolbridge_job(http, bridge),
             "responses": responses_job(http, bridge),
         }
@@ -350,29 +391,30 @@ async def measure(
         # The stdio server's process is warm after the first run (app/mcp/pool.py).
         stdio_job = toolbridge_job(http, bridge, LABELS["stdio"])
         await latency_ms(stdio_job, 3)
-        stdio_p50, stdio_p99 = await latency_ms(stdio_job, 50)
-        rows = {}
+        stdio = await interleaved_latency({"http": jobs["chat"], "stdio": stdio_job}, 50)
+        stdio_p50, stdio_p99 = stdio["stdio"]
         print(
             "figures (p50/p99 at concurrency 1; requests/s at concurrency "
             f"{args.concurrency}; {args.requests} requests each)"
         )
-        for name, job in jobs.items():
-            p50, p99 = await latency_ms(job, args.requests)
-            rps = await throughput(job, args.concurrency, args.requests)
-            rows[name] = (p50, p99, rps)
+        rows = await interleaved(jobs, args.requests, args.concurrency)
+        for name, (p50, p99, rps) in rows.items():
             print(f"  {name:<20} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   {rps:7.1f} req/s")
-        ttfb = {}
-        for name, first_text in (
-            ("floor", floor_job(http, urls["model"], mcp, stream=True)),
-            ("chat", toolbridge_ttfb(http, bridge)),
-        ):
-            for _ in range(10):
-                await first_text()
-            samples = sorted([await first_text() * 1000 for _ in range(args.requests // 2)])
-            ttfb[name] = statistics.median(samples)
+        ttfb = await first_text_ms(
+            {
+                "floor": floor_job(http, urls["model"], mcp, stream=True),
+                "chat": toolbridge_ttfb(http, bridge),
+            },
+            args.requests // 2,
+        )
         print(f"  streaming, first text: floor {ttfb['floor']:.2f} ms, chat {ttfb['chat']:.2f} ms")
         fp50, _, frps = rows["floor"]
-        lp50, _, _ = rows["floor+litellm"]
+        # Last, on its own: litellm leaves background tasks in this process that would slow
+        # every job measured after it.
+        litellm_job = litellm_floor_job(urls["model"], mcp)
+        await latency_ms(litellm_job, 20)
+        lp50, lp99 = await latency_ms(litellm_job, args.requests // 2)
+        print(f"  {'floor+litellm':<20} p50 {lp50:7.2f} ms   p99 {lp99:7.2f} ms (measured last)")
         print(f"  litellm's own cost (floor+litellm - floor): {lp50 - fp50:.2f} ms at p50")
 
         print("targets")
@@ -404,7 +446,7 @@ async def measure(
                 per_run <= 1,
             )
         print(f"  {'chat, stdio server':<20} p50 {stdio_p50:7.2f} ms   p99 {stdio_p99:7.2f} ms")
-        stdio_added = stdio_p50 - rows["chat"][0]
+        stdio_added = stdio_p50 - stdio["http"][0]
         report.figure(
             "stdio server: p50 over the same job over HTTP",
             stdio_added,
