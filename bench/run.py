@@ -139,6 +139,23 @@ def has_text(line: str) -> bool:
     return bool((choices[0].get("delta") or {}).get("content"))
 
 
+async def first_text_after(
+    http: httpx.AsyncClient,
+    url: str,
+    body: dict[str, Any],
+    started: float,
+    headers: dict[str, str] | None = None,
+) -> float:
+    """POST ``body`` streamed and read it all; seconds from ``started`` to the first text."""
+    first: float | None = None
+    async with http.stream("POST", url, json=body, headers=headers) as response:
+        async for line in response.aiter_lines():
+            if first is None and has_text(line):
+                first = time.perf_counter() - started
+    assert first is not None, "no text arrived"
+    return first
+
+
 def toolbridge_ttfb(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable[float]]:
     """The chat job streamed: seconds to the first chunk carrying text."""
     body = {
@@ -150,18 +167,8 @@ def toolbridge_ttfb(http: httpx.AsyncClient, url: str) -> Callable[[], Awaitable
 
     async def job() -> float:
         started = time.perf_counter()
-        async with http.stream(
-            "POST",
-            f"{url}/v1/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {KEY}"},
-        ) as response:
-            first: float | None = None
-            async for line in response.aiter_lines():
-                if first is None and has_text(line):
-                    first = time.perf_counter() - started
-        assert first is not None, "no text arrived"
-        return first
+        headers = {"Authorization": f"Bearer {KEY}"}
+        return await first_text_after(http, f"{url}/v1/chat/completions", body, started, headers)
 
     return job
 
@@ -220,13 +227,7 @@ def floor_job(
             second = (await http.post(url, json=body)).json()
             assert second["choices"][0]["message"]["content"] == EXPECTED
             return time.perf_counter() - started
-        async with http.stream("POST", url, json=body) as response:
-            first_text: float | None = None
-            async for line in response.aiter_lines():
-                if first_text is None and has_text(line):
-                    first_text = time.perf_counter() - started
-        assert first_text is not None, "no text arrived"
-        return first_text
+        return await first_text_after(http, url, body, started)
 
     return job
 

@@ -145,16 +145,20 @@ def _tool_deltas(raw_calls: list[dict[str, Any]] | None) -> tuple[ToolCallDelta,
     return tuple(deltas)
 
 
+def _chunk(choice: dict[str, Any], part: dict[str, Any], usage: Usage | None) -> ModelChunk:
+    """A choice's message (whole) or delta (streamed) as a chunk."""
+    return ModelChunk(
+        text=part.get("content") or "",
+        tool_calls=_tool_deltas(part.get("tool_calls")),
+        finish_reason=choice.get("finish_reason"),
+        usage=usage,
+    )
+
+
 def _whole(response: dict[str, Any]) -> ModelChunk:
     """A whole completion (OpenAI's JSON) as one chunk."""
     choice = response["choices"][0]
-    message = choice.get("message") or {}
-    return ModelChunk(
-        text=message.get("content") or "",
-        tool_calls=_tool_deltas(message.get("tool_calls")),
-        finish_reason=choice.get("finish_reason"),
-        usage=_usage(response.get("usage")),
-    )
+    return _chunk(choice, choice.get("message") or {}, _usage(response.get("usage")))
 
 
 def _piece(chunk: dict[str, Any]) -> ModelChunk:
@@ -163,13 +167,7 @@ def _piece(chunk: dict[str, Any]) -> ModelChunk:
     if not chunk.get("choices"):
         return ModelChunk(usage=usage)
     choice = chunk["choices"][0]
-    delta = choice.get("delta") or {}
-    return ModelChunk(
-        text=delta.get("content") or "",
-        tool_calls=_tool_deltas(delta.get("tool_calls")),
-        finish_reason=choice.get("finish_reason"),
-        usage=usage,
-    )
+    return _chunk(choice, choice.get("delta") or {}, usage)
 
 
 class ModelClient:

@@ -109,7 +109,6 @@ class McpClients:
         self.eras = eras
         self.default_ttl_s = default_ttl_s
         """A tool list's cache life when the server gives none."""
-        self._default_ttl_ms = default_ttl_s * 1000
         self._share_public = share_public
 
     def _http_factory(
@@ -164,7 +163,7 @@ class McpClients:
             partition=spec.credential_hash(),
             # A server may offer other tools to a client that declares other capabilities.
             target_id=f"{spec.target()}#{callbacks.declaration()}",
-            default_ttl_ms=self._default_ttl_ms,
+            default_ttl_ms=self.default_ttl_s * 1000,
             share_public=self._share_public,
         )
         return Client(

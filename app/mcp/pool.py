@@ -47,8 +47,9 @@ def pool_key(spec: ServerSpec, owner: str, declaration: str) -> str:
     for a caller's URL, the address checked for it)."""
     pinned = spec.pinned.address if spec.pinned is not None else ""
     env = sorted(spec.env.items())
-    material = repr((owner, spec.transport, spec.target(), pinned, env, declaration))
-    return f"{hashlib.sha256(material.encode()).hexdigest()}:{spec.credential_hash()}"
+    credentials = spec.credential_hash()
+    material = repr((owner, spec.transport, spec.target(), pinned, env, credentials, declaration))
+    return hashlib.sha256(material.encode()).hexdigest()
 
 
 @dataclass(eq=False)

@@ -123,15 +123,10 @@ class RunSessions:
         return ServerSession(spec, lease, tools, listed=listed, renew=self._renew)
 
     async def _renew(self, spec: ServerSpec, stale: Lease) -> Lease:
-        """A new session in place of a warm one the server has forgotten; the run's notes and
-        the tools it was offered carry on."""
+        """A new session in place of a warm one the server has forgotten; its callbacks (the
+        run's sampler, notes and counts) and the tools the run was offered carry on."""
         stale.drop()
-        sampler = stale.callbacks.sampler
-        callbacks = ServerCallbacks(
-            spec.label, sampler=sampler, declare_elicitation=spec.elicitation
-        )
-        callbacks.notes = stale.callbacks.notes
-        lease, _, _ = await self._connect(spec, callbacks, stale.key)
+        lease, _, _ = await self._connect(spec, stale.callbacks, stale.key)
         return lease
 
     async def _connect(
