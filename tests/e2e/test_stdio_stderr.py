@@ -5,16 +5,22 @@ from __future__ import annotations
 import json
 import logging
 import time
+from typing import Any
 
 import openai
 import pytest
 
 from app.logs import JsonFormatter
+from tests.conftest import TEST_KEY
 
 
 def test_stderr_lines_are_logged_with_the_server_label(
-    client: openai.OpenAI, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+    toolbridge_factory: Any, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:
+    # A toolbridge of its own: a warm stdio server from an earlier test would not start (and
+    # say so on stderr) again.
+    bridge = toolbridge_factory()
+    client = openai.OpenAI(base_url=f"{bridge.url}/v1", api_key=TEST_KEY, max_retries=0)
     with caplog.at_level(logging.INFO, logger="toolbridge.mcp.stderr"):
         completion = client.chat.completions.create(
             model="scripted-a",
