@@ -1,4 +1,4 @@
-"""OpenAI-compatible deployments called directly (httpx2 + orjson), without litellm.
+"""OpenAI-compatible deployments called directly (aiohttp + orjson), without litellm.
 
 litellm's own work costs several milliseconds of CPU per model call (profiled in
 ``make bench``: ``floor+litellm`` against ``floor``), and a toolbridge run makes at least two.
@@ -7,17 +7,24 @@ an ``api_base``, nothing else litellm would have to translate) gains nothing fro
 so it is called here with the same results: the same chunks and usage, retries of what a
 retry can fix, the provider's status on errors. Every other deployment goes through
 ``litellm.Router`` (``app/llm/client.py``).
+
+The HTTP client is aiohttp, not httpx2: on the bench's model call it costs 0.3 ms of CPU where
+httpx2 costs 1.2 ms (``docs/performance.md``), and a run makes at least two calls.
 """
 
 from __future__ import annotations
 
 import random
+import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
+import aiohttp
 import anyio
-import httpx2
+import certifi
 import orjson
 
 from app.errors import UpstreamModelError
@@ -67,7 +74,7 @@ def _detail(body: bytes) -> str:
     return str(message)[:300]
 
 
-def _retry_after_s(response: httpx2.Response) -> float | None:
+def _retry_after_s(response: aiohttp.ClientResponse) -> float | None:
     try:
         return min(float(response.headers["retry-after"]), BACKOFF_S[1])
     except (KeyError, ValueError):
@@ -79,58 +86,67 @@ class DirectClient:
 
     def __init__(self, *, num_retries: int) -> None:
         self._num_retries = num_retries
-        self._pool: httpx2.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
 
     @property
-    def _http(self) -> httpx2.AsyncClient:
+    def _http(self) -> aiohttp.ClientSession:
         """Made on first use, in the event loop that serves (and again after ``aclose``)."""
-        if self._pool is None:
-            self._pool = httpx2.AsyncClient(
-                limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64)
+        if self._session is None:
+            tls = ssl.create_default_context(cafile=certifi.where())
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, ssl=tls),
             )
-        return self._pool
+        return self._session
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-            await pool.aclose()
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
 
     async def send(
-        self, deployment: Deployment, name: str, body: dict[str, Any], *, stream: bool
-    ) -> httpx2.Response:
+        self, deployment: Deployment, name: str, body: dict[str, Any]
+    ) -> aiohttp.ClientResponse:
         """POST the request (retrying what a retry can fix); the open response on success.
 
         ``name`` is the model's name for callers, used in error messages."""
         payload = orjson.dumps({**body, "model": deployment.model})
         url = f"{deployment.base_url}/chat/completions"
+        # Like httpx's timeout: for connecting and for each read, not for the whole answer
+        # (a long stream is fine as long as it keeps coming).
+        timeout = aiohttp.ClientTimeout(
+            total=None, connect=deployment.timeout_s, sock_read=deployment.timeout_s
+        )
         delay = BACKOFF_S[0]
         for attempt in range(self._num_retries + 1):
             last = attempt == self._num_retries
             try:
-                request = self._http.build_request(
-                    "POST",
+                response = await self._http.post(
                     url,
-                    content=payload,
+                    data=payload,
                     headers=deployment.headers,
-                    timeout=deployment.timeout_s,
+                    timeout=timeout,
+                    proxy=_proxy_for(deployment.base_url),
                 )
-                response = await self._http.send(request, stream=stream)
-            except httpx2.TimeoutException as exc:
+            except TimeoutError as exc:
                 if last:
                     raise _error(name, "the request timed out", 504) from exc
-            except httpx2.HTTPError as exc:
+            except aiohttp.ClientError as exc:
                 if last:
                     raise _error(name, f"could not connect ({type(exc).__name__})", 503) from exc
             else:
-                if response.status_code < 400:
+                if response.status < 400:
                     return response
-                await response.aread()
-                await response.aclose()
-                status = response.status_code
+                try:
+                    content = await response.read()
+                except (TimeoutError, aiohttp.ClientError):
+                    content = b""
+                finally:
+                    response.release()
+                status = response.status
                 if last or status not in RETRYABLE:
                     if status == 404:
                         raise _error(name, "model not found at the provider", 404)
-                    raise _error(name, _detail(response.content), status)
+                    raise _error(name, _detail(content), status)
                 delay = _retry_after_s(response) or delay
             await anyio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_S[1])
@@ -140,9 +156,17 @@ class DirectClient:
         self, deployment: Deployment, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         """A whole completion, as the provider's JSON."""
-        response = await self.send(deployment, name, body, stream=False)
+        response = await self.send(deployment, name, body)
         try:
-            answer = orjson.loads(response.content)
+            content = await response.read()
+        except TimeoutError as exc:
+            raise _error(name, "the request timed out", 504) from exc
+        except aiohttp.ClientError as exc:
+            raise _error(name, f"the answer broke off ({type(exc).__name__})", 503) from exc
+        finally:
+            response.release()
+        try:
+            answer = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise _error(name, "the provider's answer is not JSON", 502) from exc
         if not isinstance(answer, dict) or not answer.get("choices"):
@@ -154,22 +178,48 @@ class DirectClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """A streamed completion's chunks (server-sent events up to ``[DONE]``)."""
         streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        response = await self.send(deployment, name, streamed, stream=True)
+        response = await self.send(deployment, name, streamed)
         try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
+            async for line in _lines(response):
+                if not line.startswith(b"data:"):
                     continue  # comments, event names, blank separators
                 data = line[5:].strip()
-                if data == "[DONE]":
+                if data == b"[DONE]":
                     return
                 chunk = orjson.loads(data)
                 if isinstance(chunk, dict) and "error" in chunk:
-                    raise _error(name, _detail(data.encode()), None)
+                    raise _error(name, _detail(data), None)
                 yield chunk
-        except httpx2.HTTPError as exc:
+        except TimeoutError as exc:
+            raise _error(name, "the stream stalled (timed out)", 504) from exc
+        except aiohttp.ClientError as exc:
             raise _error(name, f"the stream broke ({type(exc).__name__})", 503) from exc
         finally:
-            await response.aclose()
+            response.release()  # back to the pool if the body was read to its end, else closed
+
+
+@cache
+def _proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY``, ``NO_PROXY``...), as httpx
+    and the OpenAI SDK honour it; looked up once per base URL (aiohttp's ``trust_env`` looks
+    it up, and reads ``~/.netrc``, on every request: 0.6 ms each)."""
+    scheme, _, rest = url.partition("://")
+    host = rest.split("/", 1)[0].rsplit("@", 1)[-1].split(":", 1)[0]
+    if urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(scheme)
+
+
+async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The body's lines as they arrive (``\\n``, ``\\r\\n`` or ``\\r`` ends one), however long."""
+    pending = b""
+    async for piece in response.content.iter_any():
+        pending += piece
+        *whole, pending = pending.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
+        for line in whole:
+            yield line
+    if pending:
+        yield pending
 
 
 def _error(model: str, detail: str, status: int | None) -> UpstreamModelError:
