@@ -133,3 +133,25 @@ def test_only_plain_openai_compatible_deployments_skip_litellm() -> None:
         timeout_s=5,
     )
     assert [n for n in client.names() if client.is_direct(n)] == ["plain"]
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["proxied", "no_proxy"])
+def test_the_direct_path_honours_the_environments_proxy(
+    scripted_model: ServerThread, monkeypatch: pytest.MonkeyPatch, bypassed: bool
+) -> None:
+    """``HTTP_PROXY`` names the scripted model as the proxy: a provider at a host that does
+    not exist answers through it; with the host in ``NO_PROXY`` the call goes direct, and fails."""
+    host = f"provider-{'bypassed' if bypassed else 'proxied'}.invalid"
+    monkeypatch.setenv("HTTP_PROXY", scripted_model.url)
+    monkeypatch.setenv("NO_PROXY", host if bypassed else "")
+    entry = ModelEntry(
+        model_name="m",
+        litellm_params={"model": "openai/scripted", "api_base": f"http://{host}/v1"},
+    )
+    client = ModelClient([entry], num_retries=0, timeout_s=5, direct=True)
+    if bypassed:
+        with pytest.raises(UpstreamModelError) as caught:
+            collect(client, "say hi", stream=False)
+        assert caught.value.status == 503
+    else:
+        assert "".join(c.text for c in collect(client, "say hi", stream=True)) == "hi"
