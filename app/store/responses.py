@@ -8,7 +8,7 @@ continues). Credentials are never part of a record: tools are stored as echoed, 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from app.errors import NotFound
@@ -27,6 +27,12 @@ class StoredResponse:
     """Every item so far: earlier responses' conversation, this input, this output."""
 
 
+def _dumps(record: StoredResponse) -> str:
+    """The record as JSON. Not ``dataclasses.asdict``: it deep-copies the whole conversation
+    first, which was 4 % of a stored run's CPU."""
+    return json.dumps({f.name: getattr(record, f.name) for f in fields(record)})
+
+
 class ResponseStore:
     """Stored responses by id, visible to their owner only."""
 
@@ -38,7 +44,7 @@ class ResponseStore:
     async def save(self, record: StoredResponse) -> None:
         with store_errors("Stored responses"):
             await self._redis.set(
-                self._prefix + record.response["id"], json.dumps(asdict(record)), ex=self._ttl_s
+                self._prefix + record.response["id"], _dumps(record), ex=self._ttl_s
             )
 
     async def load(self, response_id: str, owner: str) -> StoredResponse:
