@@ -27,6 +27,7 @@ from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
 from app.mcp.clients import McpClients, tls_context
+from app.mcp.http import AiohttpTransport
 from app.mcp.pool import SessionPool
 from app.mcp.ssrf import AddressPolicy, caller_pool
 from app.store.connect import RedisClient, connect, warm_up
@@ -45,8 +46,8 @@ MCP_POOL_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=1
 def _build_services(
     settings: Settings,
     redis: RedisClient,
-    pool: httpx2.AsyncHTTPTransport,
-    caller_pool: httpx2.AsyncHTTPTransport,
+    pool: httpx2.AsyncBaseTransport,
+    caller_pool: httpx2.AsyncBaseTransport,
     sessions: SessionPool,
 ) -> Services:
     prefix = settings.redis_prefix
@@ -139,7 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             stack.push_async_callback(redis.aclose)
             tls = tls_context(settings.mcp_ca_file)
-            pool = httpx2.AsyncHTTPTransport(verify=tls, limits=MCP_POOL_LIMITS)
+            pool = AiohttpTransport(verify=tls, limits=MCP_POOL_LIMITS)
             stack.push_async_callback(pool.aclose)
             caller = caller_pool(verify=tls, limits=MCP_POOL_LIMITS)
             stack.push_async_callback(caller.aclose)

@@ -319,13 +319,14 @@ async def interleaved_latency(jobs: dict[str, Job], count: int) -> dict[str, tup
 async def interleaved(
     jobs: dict[str, Job], count: int, concurrency: int
 ) -> dict[str, tuple[float, float, float]]:
-    """``interleaved_latency``, and requests/s at ``concurrency`` (median of three rounds,
-    alternating between the jobs)."""
+    """``interleaved_latency``, and requests/s at ``concurrency`` (median of three rounds of
+    ``count`` requests each, alternating between the jobs: a round of a third as many, under a
+    second, swung by a third from one round to the next on this shared machine)."""
     latency = await interleaved_latency(jobs, count)
     rounds: dict[str, list[float]] = {name: [] for name in jobs}
     for _ in range(3):
         for name, job in jobs.items():
-            rounds[name].append(await throughput(job, concurrency, max(count // 3, 16)))
+            rounds[name].append(await throughput(job, concurrency, max(count, 16)))
     return {name: (*latency[name], statistics.median(rounds[name])) for name in jobs}
 
 

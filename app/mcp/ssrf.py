@@ -7,7 +7,7 @@ multicast, unspecified or reserved) unless the operator allowlists it. An IPv6 a
 carries an IPv4 address (IPv4-mapped, -compatible and -translated, NAT64, 6to4, Teredo) is
 judged by the IPv4 address it carries, since that is where a translating network delivers it.
 
-Caller traffic then goes through a pool of its own whose network backend connects only to the
+Caller traffic then goes through a pool of its own whose resolver answers only with the
 address checked for the request's host: a DNS answer that changes between check and connect
 (rebinding) cannot redirect it, the pool keys connections by hostname (a connection validated
 for one name never serves another on the same address), and TLS verifies the real hostname.
@@ -24,14 +24,14 @@ import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
-import httpcore2
 import httpx2
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.errors import InvalidRequest
+from app.mcp.http import AiohttpTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -186,48 +186,35 @@ _checked: contextvars.ContextVar[PinnedUrl | None] = contextvars.ContextVar(
 """The checked address of the caller URL whose request is being sent (set per request)."""
 
 
-class _CheckedAddressBackend(httpcore2.AsyncNetworkBackend):
-    """Opens connections only to the address checked for the request's host (fails closed)."""
+class _CheckedResolver(AbstractResolver):
+    """Resolves a hostname only to the address checked for it in this request (fails closed);
+    an IP address in the URL is connected to as it is, and it is what was checked."""
 
-    def __init__(self) -> None:
-        self._inner = httpcore2.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,  # noqa: ASYNC109 - httpcore's backend interface
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore2.AsyncNetworkStream:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         checked = _checked.get()
         if checked is None or checked.wire_host != host.strip("[]"):
-            raise httpcore2.ConnectError(f"refused: {host} was not checked for this request")
-        return await self._inner.connect_tcp(
-            checked.address, port, timeout, local_address, socket_options
-        )
+            raise OSError(f"refused: {host} was not checked for this request")
+        address = ipaddress.ip_address(checked.address)
+        return [
+            {
+                "hostname": host,
+                "host": str(address),
+                "port": port,
+                "family": socket.AF_INET6 if address.version == 6 else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+        ]
 
-    async def connect_unix_socket(self, *args: Any, **kwargs: Any) -> httpcore2.AsyncNetworkStream:
-        raise httpcore2.ConnectError("refused: unix sockets are never a caller's MCP server")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+    async def close(self) -> None:
+        """Nothing to close."""
 
 
-def caller_pool(*, verify: ssl.SSLContext, limits: httpx2.Limits) -> httpx2.AsyncHTTPTransport:
-    """The pool for caller-supplied servers: every connection goes to a checked address.
-
-    Private: httpx2 takes no network backend, so its ``AsyncHTTPTransport._pool`` is replaced
-    by an equal pool with ours (covered by the TLS and rebinding tests)."""
-    transport = httpx2.AsyncHTTPTransport(verify=verify, limits=limits)
-    transport._pool = httpcore2.AsyncConnectionPool(
-        ssl_context=verify,
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=_CheckedAddressBackend(),
-    )
-    return transport
+def caller_pool(*, verify: ssl.SSLContext, limits: httpx2.Limits) -> AiohttpTransport:
+    """The pool for caller-supplied servers: every connection goes to a checked address."""
+    return AiohttpTransport(verify=verify, limits=limits, resolver=_CheckedResolver())
 
 
 class PinnedTransport(httpx2.AsyncBaseTransport):
