@@ -31,7 +31,7 @@ def _as_httpx(exc: BaseException, request: httpx2.Request) -> httpx2.TransportEr
     if isinstance(exc, TimeoutError):
         return httpx2.ReadTimeout(message, request=request)
     if isinstance(exc, aiohttp.ClientConnectorError):
-        return httpx2.ConnectError(message, request=request)
+        return httpx2.ConnectError(f"{message}: {exc.os_error}", request=request)
     return httpx2.ReadError(message, request=request)
 
 
