@@ -266,15 +266,36 @@ class Ledger:
         SPEND.inc(cost)
 
     @asynccontextmanager
-    async def hold(self, scopes: Sequence[Scope], cost: Estimate | float) -> AsyncIterator[Hold]:
-        """Reserve on enter; settle (or, on any failure, release) on exit."""
+    async def hold(
+        self,
+        scopes: Sequence[Scope],
+        cost: Estimate | float,
+        *,
+        settle_later: list[Hold] | None = None,
+    ) -> AsyncIterator[Hold]:
+        """Reserve on enter; settle (or, on any failure, release) on exit.
+
+        ``settle_later``: a call that went well is put there instead of settled, for
+        ``finish_all`` to settle off the critical path (while the run's tools run); its hold
+        counts against the budget until then, so nothing can spend it twice."""
         hold = await self.reserve(scopes, cost)
         try:
             yield hold
         except BaseException:
             await self.finish(hold)  # the real cost if it is known by now, else a release
             raise
-        await self.finish(hold)
+        if settle_later is None:
+            await self.finish(hold)
+        else:
+            settle_later.append(hold)
+
+    async def finish_all(self, holds: list[Hold]) -> None:
+        """Finish every hold in ``holds``, taking them out of it first (so two callers never
+        finish one hold twice)."""
+        taken = holds[:]
+        holds.clear()
+        for hold in taken:
+            await self.finish(hold)
 
     async def ensure_available(self, scopes: Sequence[Scope], least_usd: float = 0.0) -> None:
         """Raise ``BudgetExceeded`` if a limited scope cannot pay ``least_usd`` (before a run:

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 from opentelemetry.trace import Span
 
-from app.budget.ledger import Scope
+from app.budget.ledger import Hold, Ledger, Scope
 from app.budget.scopes import key_scopes, run_scope
 from app.engine.deps import EngineDeps
 from app.engine.events import (
@@ -106,6 +106,14 @@ class _RunState:
     tool_calls_made: int = 0
     search: ToolSearch | None = None
     """Tool search over deferred servers (set once the servers are listed)."""
+    ledger: Ledger | None = None
+    unsettled: list[Hold] = dataclasses.field(default_factory=list)
+    """Model calls that went well, not settled yet: settled while the tools they asked for
+    run (off the critical path), and always before ``RunFinished`` and when the run ends."""
+
+    async def settle(self) -> None:
+        if self.ledger is not None:
+            await self.ledger.finish_all(self.unsettled)
 
 
 def decide(
@@ -158,6 +166,7 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             first_new=len(messages),
             scopes=scopes,
             span=run_span,
+            ledger=deps.ledger,
         )
         sampling = RunSampling(
             principal=request.principal,
@@ -187,16 +196,20 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             async for event in _answer_approvals(request, toolset, state):
                 yield event
             tokens = TokenTotals()
-            async for event in _turns(request, deps, toolset, state):
-                if isinstance(event, TurnStarted):
-                    turns = event.index + 1
-                if isinstance(event, TurnUsage):
-                    tokens = tokens.plus(event)
-                if isinstance(event, RunFinished):
-                    event = dataclasses.replace(event, usage=tokens)
-                    event = _finished(event, sampling, time.monotonic() - started, turns)
-                    run_span.set_attribute("toolbridge.finish_reason", event.reason)
-                yield event
+            try:
+                async for event in _turns(request, deps, toolset, state):
+                    if isinstance(event, TurnStarted):
+                        turns = event.index + 1
+                    if isinstance(event, TurnUsage):
+                        tokens = tokens.plus(event)
+                    if isinstance(event, RunFinished):
+                        await state.settle()  # a caller that reads its budget next sees it
+                        event = dataclasses.replace(event, usage=tokens)
+                        event = _finished(event, sampling, time.monotonic() - started, turns)
+                        run_span.set_attribute("toolbridge.finish_reason", event.reason)
+                    yield event
+            finally:
+                await state.settle()  # a run cut short: still charged (``finish`` is shielded)
 
 
 def _finished(
@@ -228,7 +241,14 @@ async def _turns(
         tools = _offered(request, toolset, state.search)
         try:
             async for event in model_turn(
-                request, deps, state.messages, state.scopes, state.span, tools, turn
+                request,
+                deps,
+                state.messages,
+                state.scopes,
+                state.span,
+                tools,
+                turn,
+                state.unsettled,
             ):
                 yield event
         except BudgetExceeded as exc:
@@ -364,10 +384,24 @@ async def _with_progress(
         async with send:
             outcomes.extend(await execute_all(calls, toolset, request.limits, state.span, report))
 
+    failed: list[Exception] = []
+
+    async def settle(scope: anyio.CancelScope) -> None:
+        """The model call that asked for these tools, settled while they run; if that fails
+        (Redis down), the calls stop and the run fails with it, as before the calls."""
+        try:
+            await state.settle()
+        except Exception as exc:  # noqa: BLE001 - raised below as itself, not in a group
+            failed.append(exc)
+            scope.cancel()
+
     async with anyio.create_task_group() as tg, receive:
+        tg.start_soon(settle, tg.cancel_scope)
         tg.start_soon(work)
         async for progress in receive:
             yield progress
+    if failed:
+        raise failed[0]
 
 
 def _skipped(

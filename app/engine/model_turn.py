@@ -25,9 +25,12 @@ async def model_turn(
     parent: Span | None,
     tools: list[dict[str, Any]],
     turn: TurnAssembler,
+    unsettled: list[Hold],
 ) -> AsyncIterator[RunEvent]:
     """One model call under a budget hold: the call may produce no more output than the hold
-    pays for (``max_tokens`` is set to it), and the hold is settled to what it cost."""
+    pays for (``max_tokens`` is set to it). A call that went well leaves its hold, with its
+    real cost, in ``unsettled`` (the loop settles it while the tools run, and always before
+    the run ends); a failed one is settled or released at once."""
     limit_key = "max_tokens"
     if "max_completion_tokens" in request.params:
         limit_key = "max_completion_tokens"
@@ -41,7 +44,7 @@ async def model_turn(
     )
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
     with span(f"chat {request.model}", attributes, parent=parent) as turn_span:
-        async with deps.ledger.hold(scopes, cost) as hold:
+        async with deps.ledger.hold(scopes, cost, settle_later=unsettled) as hold:
             params = request.params
             if hold.capped:  # the call may produce no more than its hold pays for
                 params = {**params, limit_key: hold.max_tokens}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -244,3 +245,36 @@ def test_a_provider_that_ignores_max_tokens_is_charged_and_reported(
     assert any("more output than its max_tokens" in r.getMessage() for r in caplog.records)
     metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
     assert 'toolbridge_budget_output_overruns_total{model="scripted-a"}' in metrics
+
+
+def test_a_turn_is_settled_while_its_tools_run_and_every_turn_before_the_answer(
+    budgeted: ServerThread,
+) -> None:
+    """The first turn's hold is settled to its cost while the slow tool it asked for runs
+    (off the critical path, but not left for the end of the run: nothing is held during the
+    tool), and the answer comes only once every turn is settled."""
+    before = budget_view(budgeted, "sk-thrifty")
+    seen: list[dict[str, Any]] = []
+
+    def run() -> None:
+        client_for(budgeted, "sk-thrifty").chat.completions.create(
+            model="scripted-a",
+            tools=[{"type": "mcp", "server_label": "calc"}],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": 'call calc__slow {"seconds": 1.5}'}],
+        )
+        seen.append(budget_view(budgeted, "sk-thrifty"))
+
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(run)
+        during = budget_view(budgeted, "sk-thrifty")
+        for _ in range(50):  # until the first turn is over and the tool is running
+            if during["spent_usd"] > before["spent_usd"] or running.done():
+                break
+            time.sleep(0.02)
+            during = budget_view(budgeted, "sk-thrifty")
+        read_while_running = not running.done()
+        running.result()
+    assert read_while_running, "the run was over before the first turn's spend was read"
+    assert during["spent_usd"] > before["spent_usd"] and during["held_usd"] == 0
+    after = seen[0]
+    assert after["spent_usd"] > during["spent_usd"] and after["held_usd"] == 0  # + the answer
