@@ -99,6 +99,7 @@ class _RunState:
     """The conversation as the model sees it, growing as the run goes."""
     first_new: int
     """Index of the first message this run produced."""
+    ledger: Ledger
     scopes: list[Scope] = dataclasses.field(default_factory=list)
     """The budgets every model call of this run is charged to."""
     span: Span | None = None
@@ -106,14 +107,12 @@ class _RunState:
     tool_calls_made: int = 0
     search: ToolSearch | None = None
     """Tool search over deferred servers (set once the servers are listed)."""
-    ledger: Ledger | None = None
     unsettled: list[Hold] = dataclasses.field(default_factory=list)
     """Model calls that went well, not settled yet: settled while the tools they asked for
     run (off the critical path), and always before ``RunFinished`` and when the run ends."""
 
     async def settle(self) -> None:
-        if self.ledger is not None:
-            await self.ledger.finish_all(self.unsettled)
+        await self.ledger.finish_all(self.unsettled)
 
 
 def decide(
