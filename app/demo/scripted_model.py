@@ -12,6 +12,7 @@ states what the "model" does in plain words inside the user message:
 - ``words N``: answer N words, ``w0 w1 ...`` (a long answer to a short prompt).
 - ``sleep SECONDS``: wait before answering (for keep-alive and cancellation tests).
 - ``fail STATUS``: answer with that HTTP error status.
+- ``fail STATUS once``: only the first time this conversation is asked (a retry succeeds).
 - ``overrun``: ignore ``max_tokens`` (a misbehaving provider, for budget tests).
 
 Like a real provider it honours ``max_tokens`` (or ``max_completion_tokens``): a longer answer
@@ -47,6 +48,7 @@ class Reply:
     """(name, arguments JSON) pairs."""
     sleep_s: float = 0.0
     fail_status: int | None = None
+    fail_once: bool = False
     honours_max_tokens: bool = True
 
 
@@ -92,7 +94,8 @@ def _read_script(script: str, reply: Reply) -> _Script:
         elif word == "sleep":
             reply.sleep_s = float(rest)
         elif word == "fail":
-            reply.fail_status = int(rest)
+            status, _, once = rest.partition(" ")
+            reply.fail_status, reply.fail_once = int(status), once.strip() == "once"
         elif word == "overrun":
             reply.honours_max_tokens = False
     return found
@@ -223,7 +226,8 @@ async def chat_completions(request: Request) -> Response:
     reply = script_reply(model, messages)
     if reply.sleep_s:
         await asyncio.sleep(reply.sleep_s)
-    if reply.fail_status:
+    asked = sum(1 for call in request.app.state.calls if call.get("messages") == messages)
+    if reply.fail_status and not (reply.fail_once and asked > 1):
         error = {"message": f"scripted failure {reply.fail_status}", "type": "server_error"}
         return JSONResponse({"error": error}, status_code=reply.fail_status)
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from app.config import ModelEntry
-from app.errors import ModelNotFound, UpstreamModelError
+from app.errors import ModelNotFound
 from app.llm.direct import Deployment, DirectClient
+from app.llm.errors import chain, could_not_connect, provider_error, timed_out
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -100,20 +101,19 @@ def _translate_errors(model: str) -> Iterator[None]:
     try:
         yield
     except exceptions.NotFoundError as exc:
-        raise UpstreamModelError(
-            f"Model provider error for '{model}': model not found at the provider", status=404
-        ) from exc
+        raise provider_error(model, "model not found at the provider", 404) from exc
     except Exception as exc:  # boundary: everything litellm or the provider can raise
         if not isinstance(exc, openai.OpenAIError):
             raise
-        status = getattr(exc, "status_code", None)
-        for cls, mapped in ((exceptions.Timeout, 504), (exceptions.APIConnectionError, 503)):
-            if isinstance(exc, cls):
-                status = mapped
+        # litellm may wrap a timeout or a refused connection in another class (a refused
+        # connection arrives as its InternalServerError, 500): what happened is underneath.
+        below = chain(exc)
+        if any(isinstance(e, openai.APITimeoutError | TimeoutError) for e in below):
+            raise timed_out(model) from exc
+        if any(isinstance(e, openai.APIConnectionError) for e in below):
+            raise could_not_connect(model, exc) from exc
         detail = str(exc).split("\n", 1)[0][:300]
-        raise UpstreamModelError(
-            f"Model provider error for '{model}': {detail}", status=status
-        ) from exc
+        raise provider_error(model, detail, getattr(exc, "status_code", None)) from exc
 
 
 def _usage(raw: dict[str, Any] | None) -> Usage | None:

@@ -27,7 +27,7 @@ import anyio
 import certifi
 import orjson
 
-from app.errors import UpstreamModelError
+from app.llm.errors import could_not_connect, provider_error, timed_out
 
 PREFIX = "openai/"
 """litellm's provider prefix for any OpenAI-compatible endpoint."""
@@ -129,10 +129,10 @@ class DirectClient:
                 )
             except TimeoutError as exc:
                 if last:
-                    raise _error(name, "the request timed out", 504) from exc
+                    raise timed_out(name) from exc
             except aiohttp.ClientError as exc:
                 if last:
-                    raise _error(name, f"could not connect ({type(exc).__name__})", 503) from exc
+                    raise could_not_connect(name, exc) from exc
             else:
                 if response.status < 400:
                     return response
@@ -145,8 +145,8 @@ class DirectClient:
                 status = response.status
                 if last or status not in RETRYABLE:
                     if status == 404:
-                        raise _error(name, "model not found at the provider", 404)
-                    raise _error(name, _detail(content), status)
+                        raise provider_error(name, "model not found at the provider", 404)
+                    raise provider_error(name, _detail(content), status)
                 delay = _retry_after_s(response) or delay
             await anyio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, BACKOFF_S[1])
@@ -160,17 +160,17 @@ class DirectClient:
         try:
             content = await response.read()
         except TimeoutError as exc:
-            raise _error(name, "the request timed out", 504) from exc
+            raise timed_out(name) from exc
         except aiohttp.ClientError as exc:
-            raise _error(name, f"the answer broke off ({type(exc).__name__})", 503) from exc
+            raise provider_error(name, f"the answer broke off ({type(exc).__name__})", 503) from exc
         finally:
             response.release()
         try:
             answer = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
-            raise _error(name, "the provider's answer is not JSON", 502) from exc
+            raise provider_error(name, "the provider's answer is not JSON", 502) from exc
         if not isinstance(answer, dict) or not answer.get("choices"):
-            raise _error(name, "the provider's answer has no choices", 502)
+            raise provider_error(name, "the provider's answer has no choices", 502)
         return answer
 
     async def stream(
@@ -188,12 +188,12 @@ class DirectClient:
                     return
                 chunk = orjson.loads(data)
                 if isinstance(chunk, dict) and "error" in chunk:
-                    raise _error(name, _detail(data), None)
+                    raise provider_error(name, _detail(data), None)
                 yield chunk
         except TimeoutError as exc:
-            raise _error(name, "the stream stalled (timed out)", 504) from exc
+            raise provider_error(name, "the stream stalled (timed out)", 504) from exc
         except aiohttp.ClientError as exc:
-            raise _error(name, f"the stream broke ({type(exc).__name__})", 503) from exc
+            raise provider_error(name, f"the stream broke ({type(exc).__name__})", 503) from exc
         finally:
             response.release()  # back to the pool if the body was read to its end, else closed
 
@@ -220,7 +220,3 @@ async def _lines(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             yield line
     if pending:
         yield pending
-
-
-def _error(model: str, detail: str, status: int | None) -> UpstreamModelError:
-    return UpstreamModelError(f"Model provider error for '{model}': {detail}", status=status)

@@ -19,7 +19,9 @@ def direct(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
 
 
-def client_for(scripted_model: ServerThread, direct: bool = True) -> ModelClient:
+def client_for(
+    scripted_model: ServerThread, direct: bool = True, *, retries: int = 0, timeout_s: float = 30
+) -> ModelClient:
     entry = ModelEntry(
         model_name="m",
         litellm_params={
@@ -29,7 +31,7 @@ def client_for(scripted_model: ServerThread, direct: bool = True) -> ModelClient
         },
         model_info={"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6},
     )
-    client = ModelClient([entry], num_retries=0, timeout_s=30, direct=direct)
+    client = ModelClient([entry], num_retries=retries, timeout_s=timeout_s, direct=direct)
     assert client.is_direct("m") is direct
     return client
 
@@ -103,16 +105,50 @@ def test_tool_calls_arrive_the_same_way(scripted_model: ServerThread, direct: bo
         )
 
 
-def test_an_unreachable_provider_is_a_503(direct: bool) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_unreachable_provider_is_a_503(direct: bool, stream: bool) -> None:
     entry = ModelEntry(
         model_name="m",
         litellm_params={"model": "openai/x", "api_base": "http://127.0.0.1:9/v1", "api_key": "k"},
     )
     client = ModelClient([entry], num_retries=0, timeout_s=5, direct=direct)
     with pytest.raises(UpstreamModelError) as caught:
-        collect(client, "hello", stream=False)
-    # litellm reports a refused connection as its InternalServerError (500, so a 502 to callers).
-    assert caught.value.status == (503 if direct else 500)
+        collect(client, "hello", stream=stream)
+    # litellm calls a refused connection an InternalServerError (500): found under it.
+    assert caught.value.status == 503
+    assert caught.value.message == (
+        "Model provider error for 'm': could not connect (ConnectionRefusedError)"
+    )
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_provider_slower_than_the_timeout_is_a_504(
+    scripted_model: ServerThread, direct: bool, stream: bool
+) -> None:
+    client = client_for(scripted_model, direct, timeout_s=0.5)
+    with pytest.raises(UpstreamModelError) as caught:
+        collect(client, "sleep 3\nsay late", stream=stream)
+    assert caught.value.status == 504
+    assert caught.value.message == "Model provider error for 'm': the request timed out"
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_failure_a_retry_can_fix_is_retried(
+    scripted_model: ServerThread, direct: bool, retries: int
+) -> None:
+    """The provider fails the first time it is asked (503), then answers: with a retry
+    configured the caller never sees the failure; without one, it is reported."""
+    text = f"fail 503 once\nsay retried {direct} {retries}"
+    client = client_for(scripted_model, direct, retries=retries)
+    if retries:
+        answer = collect(client, text, stream=False)
+        assert "".join(c.text for c in answer) == f"retried {direct} {retries}"
+    else:
+        with pytest.raises(UpstreamModelError) as caught:
+            collect(client, text, stream=False)
+        assert caught.value.status == 503
+    calls = scripted_model.server.config.app.state.calls
+    assert [c["messages"][0]["content"] for c in calls].count(text) == 1 + retries
 
 
 def test_only_plain_openai_compatible_deployments_skip_litellm() -> None:
