@@ -191,3 +191,38 @@ def test_the_direct_path_honours_the_environments_proxy(
         assert caught.value.status == 503
     else:
         assert "".join(c.text for c in collect(client, "say hi", stream=True)) == "hi"
+
+
+def test_several_deployments_behind_one_name_share_its_calls(
+    scripted_model: ServerThread,
+) -> None:
+    """One name, two deployments: litellm's router (never the direct path) spreads the calls."""
+    entries = [
+        ModelEntry(
+            model_name="m",
+            litellm_params={
+                "model": f"openai/{deployment}",
+                "api_base": f"{scripted_model.url}/v1",
+                "api_key": "k",
+            },
+        )
+        for deployment in ("first", "second")
+    ]
+    client = ModelClient(entries, num_retries=0, timeout_s=30)
+    assert not client.is_direct("m")
+    call = ModelCall(model="m", messages=[{"role": "user", "content": "say shared"}])
+
+    async def go() -> list[str]:
+        try:
+            texts = []
+            for _ in range(20):  # both unused after 20 shuffles: 2 in a million
+                chunks = [chunk async for chunk in client.complete(call, stream=False)]
+                texts.append("".join(c.text for c in chunks))
+            return texts
+        finally:
+            await client.aclose()
+
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
+    assert anyio.run(go) == ["shared"] * 20
+    assert {c["model"] for c in calls[before:]} == {"first", "second"}
