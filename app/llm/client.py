@@ -8,12 +8,16 @@ litellm's exceptions are translated here, once, into ``UpstreamModelError``/``Mo
 from __future__ import annotations
 
 import functools
+import importlib.util
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from app.config import ModelEntry
 from app.errors import ModelNotFound
@@ -90,6 +94,27 @@ class ModelCall:
     tools: list[dict[str, Any]] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     """OpenAI sampling parameters passed through (temperature, max_tokens, tool_choice, ...)."""
+
+
+def _openai_model_info(name: str) -> dict[str, Any] | None:
+    """What ``litellm.get_model_info("openai/<name>")`` answers (a test compares the two for
+    every name in the map), read from litellm's price map as data: a process whose models are
+    all called directly then never imports litellm (seconds on the first call, ~100 MB)."""
+    prices = _price_map()
+    found = prices.get(f"openai/{name}") or prices.get(name)
+    return found if found and found.get("litellm_provider") == "openai" else None
+
+
+@functools.cache
+def _price_map() -> dict[str, Any]:
+    """litellm's bundled price map (what ``LITELLM_LOCAL_MODEL_COST_MAP`` makes it use). Its
+    place in the package is not litellm's API: the comparison test finds a move."""
+    spec = importlib.util.find_spec("litellm")  # finds the package without importing it
+    if spec is None or spec.origin is None:
+        return {}
+    path = Path(spec.origin).parent / "model_prices_and_context_window_backup.json"
+    loaded: dict[str, Any] = orjson.loads(path.read_bytes())
+    return loaded
 
 
 @contextmanager
@@ -237,9 +262,15 @@ class ModelClient:
                 float(info.get("input_cost_per_token", 0.0)),
                 float(info.get("output_cost_per_token", 0.0)),
             )
-        try:
-            known = _litellm().get_model_info(str(entry.litellm_params.get("model", "")))
-        except Exception:  # noqa: BLE001 - litellm raises bare Exception for unknown models
+        deployment = self._direct.get(model)
+        if deployment is not None:
+            known = _openai_model_info(deployment.model)
+        else:
+            try:
+                known = _litellm().get_model_info(str(entry.litellm_params.get("model", "")))
+            except Exception:  # noqa: BLE001 - litellm raises bare Exception for unknown models
+                return None
+        if known is None:
             return None
         return Prices(
             float(known.get("input_cost_per_token") or 0.0),

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import anyio
 import pytest
 
 from app.config import ModelEntry
 from app.errors import ModelNotFound, UpstreamModelError
-from app.llm.client import ModelCall, ModelChunk, ModelClient, Usage
+from app.llm.client import ModelCall, ModelChunk, ModelClient, Usage, _litellm, _price_map
 from tests.fixtures.servers import ServerThread
 
 
@@ -226,3 +228,48 @@ def test_several_deployments_behind_one_name_share_its_calls(
     before = len(calls)
     assert anyio.run(go) == ["shared"] * 20
     assert {c["model"] for c in calls[before:]} == {"first", "second"}
+
+
+def test_direct_prices_are_litellms_for_every_name_in_its_map() -> None:
+    """A direct model's prices come from litellm's price map read as data: the same answer as
+    ``litellm.get_model_info("openai/<name>")``, for every name the map knows."""
+    litellm = _litellm()
+
+    def from_litellm(model: str) -> tuple[float, float] | None:
+        try:
+            info = litellm.get_model_info(model)
+        except Exception:  # noqa: BLE001 - litellm raises bare Exception for unknown models
+            return None
+        return (info.get("input_cost_per_token") or 0.0, info.get("output_cost_per_token") or 0.0)
+
+    names = {key.removeprefix("openai/") for key in _price_map() if key != "sample_spec"}
+    assert len(names) > 1000 and "gpt-4o-mini" in names
+    for name in sorted(names) + ["not-a-model"]:
+        client = ModelClient(
+            [
+                ModelEntry(
+                    model_name="m",
+                    litellm_params={"model": f"openai/{name}", "api_base": "http://x/v1"},
+                )
+            ],
+            num_retries=0,
+            timeout_s=5,
+        )
+        assert client.is_direct("m")
+        prices = client.prices("m")
+        mine = None if prices is None else (prices.input, prices.output)
+        assert mine == from_litellm(f"openai/{name}"), name
+
+
+def test_a_process_whose_models_are_all_direct_never_imports_litellm() -> None:
+    """It would cost seconds on the first call that needs a price, and ~100 MB."""
+    script = """
+import sys
+from app.config import ModelEntry
+from app.llm.client import ModelClient
+entry = ModelEntry(model_name="m", litellm_params={"model": "openai/gpt-4o", "api_base": "http://x/v1"})
+client = ModelClient([entry], num_retries=0, timeout_s=5)
+assert client.prices("m") is not None and client.prices("m").input > 0
+assert "litellm" not in sys.modules, "litellm was imported"
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
