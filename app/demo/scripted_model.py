@@ -226,8 +226,7 @@ async def chat_completions(request: Request) -> Response:
     reply = script_reply(model, messages)
     if reply.sleep_s:
         await asyncio.sleep(reply.sleep_s)
-    asked = sum(1 for call in request.app.state.calls if call.get("messages") == messages)
-    if reply.fail_status and not (reply.fail_once and asked > 1):
+    if reply.fail_status and not (reply.fail_once and _asked_before(request, messages)):
         error = {"message": f"scripted failure {reply.fail_status}", "type": "server_error"}
         return JSONResponse({"error": error}, status_code=reply.fail_status)
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
@@ -238,6 +237,11 @@ async def chat_completions(request: Request) -> Response:
             _stream_chunks(body, include_usage), media_type="text/event-stream"
         )
     return JSONResponse(body)
+
+
+def _asked_before(request: Request, messages: list[dict[str, Any]]) -> bool:
+    """Whether an earlier request had this conversation (the current one is recorded too)."""
+    return sum(1 for call in request.app.state.calls if call.get("messages") == messages) > 1
 
 
 async def list_models(request: Request) -> Response:
