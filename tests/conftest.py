@@ -95,7 +95,7 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def scripted_model() -> Iterator[ServerThread]:
-    server = ServerThread(create_scripted_model_app()).start()
+    server = ServerThread(create_scripted_model_app(record=True)).start()
     yield server
     server.stop()
 

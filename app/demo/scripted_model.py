@@ -222,11 +222,12 @@ async def chat_completions(request: Request) -> Response:
     payload = await request.json()
     model = payload.get("model", "scripted")
     messages = payload.get("messages", [])
-    request.app.state.calls.append(payload)
+    if request.app.state.calls is not None:
+        request.app.state.calls.append(payload)
     reply = script_reply(model, messages)
     if reply.sleep_s:
         await asyncio.sleep(reply.sleep_s)
-    if reply.fail_status and not (reply.fail_once and _asked_before(request, messages)):
+    if reply.fail_status and not (reply.fail_once and _failed_before(request, messages)):
         error = {"message": f"scripted failure {reply.fail_status}", "type": "server_error"}
         return JSONResponse({"error": error}, status_code=reply.fail_status)
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
@@ -239,9 +240,14 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(body)
 
 
-def _asked_before(request: Request, messages: list[dict[str, Any]]) -> bool:
-    """Whether an earlier request had this conversation (the current one is recorded too)."""
-    return sum(1 for call in request.app.state.calls if call.get("messages") == messages) > 1
+def _failed_before(request: Request, messages: list[dict[str, Any]]) -> bool:
+    """Whether this conversation was already failed once (from now on it has been)."""
+    key = json.dumps(messages, sort_keys=True)
+    failed: set[str] = request.app.state.failed_once
+    if key in failed:
+        return True
+    failed.add(key)
+    return False
 
 
 async def list_models(request: Request) -> Response:
@@ -255,8 +261,9 @@ async def list_models(request: Request) -> Response:
     )
 
 
-def create_scripted_model_app() -> Starlette:
-    """The scripted model as an ASGI app; ``app.state.calls`` records every request body."""
+def create_scripted_model_app(*, record: bool = False) -> Starlette:
+    """The scripted model as an ASGI app; with ``record`` (tests), ``app.state.calls`` keeps
+    every request body (not in the demo or the bench: a served process would only grow)."""
     app = Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -264,5 +271,6 @@ def create_scripted_model_app() -> Starlette:
             Route("/v1/models", list_models, methods=["GET"]),
         ]
     )
-    app.state.calls = []
+    app.state.calls = [] if record else None
+    app.state.failed_once = set()
     return app
