@@ -478,7 +478,11 @@ async def measure(
         )
         report.figure("memory: RSS after them", after, "MB", "<= 250 MB", after <= 250)
         report.figure(
-            "start-up to ready (installed venv)", startup_s, "s", "<= 2 s", startup_s <= 2
+            "start-up to ready (installed venv, median of 3)",
+            startup_s,
+            "s",
+            "<= 2 s",
+            startup_s <= 2,
         )
     print(f"{report.missed} target(s) missed" if report.missed else "all targets met")
     return 1 if report.missed else 0
@@ -494,7 +498,18 @@ def main() -> None:
     backends, urls = start_backends()
     process = None
     try:
-        process, bridge, startup_s = start_toolbridge(urls, redis_server.url, workdir)
+        # One start is one sample on a shared machine (seen: 1.4 to 2.4 s within the hour):
+        # the figure is the median of three starts, the last one the process measured below.
+        starts = []
+        for _ in range(2):
+            timed, _, seconds = start_toolbridge(urls, redis_server.url, workdir)
+            timed.terminate()
+            timed.wait()
+            starts.append(seconds)
+        process, bridge, seconds = start_toolbridge(urls, redis_server.url, workdir)
+        starts.append(seconds)
+        print("start-up to ready, three starts: " + ", ".join(f"{s:.2f} s" for s in starts))
+        startup_s = statistics.median(starts)
         status = asyncio.run(measure(args, urls, bridge, process.pid, startup_s))
     finally:
         if process is not None:
