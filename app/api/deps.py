@@ -53,14 +53,17 @@ class Services:
             raise PermissionDenied(f"This API key may not use the model '{model}'.", param="model")
 
 
-async def get_services(request: Request) -> Services:
-    """The process's services (built in the lifespan). ``async`` only so that FastAPI calls it
-    on the event loop: a plain ``def`` dependency costs a hop to its thread pool per request."""
+def _services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
+async def get_services(request: Request) -> Services:
+    """The process's services (built in the lifespan). ``async`` only so that FastAPI calls it
+    on the event loop: a plain ``def`` dependency costs a hop to its thread pool per request."""
+    return _services(request)
+
+
 async def authenticate(request: Request) -> Principal:
     """The caller's principal, from its bearer key (401 otherwise); ``async`` as above."""
-    services: Services = request.app.state.services
-    return services.keys.authenticate(request.headers.get("authorization"))
+    return _services(request).keys.authenticate(request.headers.get("authorization"))

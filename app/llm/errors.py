@@ -17,11 +17,7 @@ def timed_out(model: str) -> UpstreamModelError:
 def could_not_connect(model: str, exc: BaseException) -> UpstreamModelError:
     """503, named by the failure at the bottom (``ConnectionRefusedError``, ``gaierror``...):
     the clients in between wrap it differently."""
-    return provider_error(model, f"could not connect ({type(root_cause(exc)).__name__})", 503)
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    return chain(exc)[-1]
+    return provider_error(model, f"could not connect ({type(chain(exc)[-1]).__name__})", 503)
 
 
 def chain(exc: BaseException) -> list[BaseException]:

@@ -58,7 +58,9 @@ class AiohttpTransport(httpx2.AsyncBaseTransport):
     """A process-wide pool of connections to MCP servers.
 
     ``resolver``: where a hostname connects to; given, every hostname goes through it (no DNS
-    cache, so it is asked on every new connection, in the task of the request)."""
+    cache, so it is asked on every new connection, in the task of the request). Of ``limits``,
+    ``max_keepalive_connections`` has no aiohttp counterpart: an idle connection is kept until
+    ``keepalive_expiry``, whatever their number (at most ``max_connections``)."""
 
     def __init__(
         self,
