@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml tests/conformance/package.json
 	# Today's OpenAI SDK for the client tests that run it in a process of their own: litellm
 	# 1.106.2, which the app runs on, requires openai<3 (see README, "OpenAI SDK versions").
 	$(PY) -m pip install --quiet --no-deps --target $(VENV)/openai3 openai==3.54.0
-	# The MCP conformance suite and the Node 22 it runs on (Linux x64; elsewhere its test skips).
-	-cd tests/conformance && npm install --no-audit --no-fund --silent
+	# The MCP conformance suite, server-everything and the Node 22 they run on (Linux x64), as
+	# locked. A failed install stops make (and the stamp is not written, so the next make retries).
+	cd tests/conformance && npm ci --no-audit --no-fund --silent
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install toolbridge with its test tools
@@ -27,9 +28,10 @@ run: $(STAMP) ## Serve on 127.0.0.1:8000 (embedded Redis and the offline demo un
 	exec $(PY) -m app --anonymous-by-default
 
 # Twice for what Redis backs: on one node, then on a real three-primary Redis Cluster.
+# -rs: every skip prints its reason (in CI a missing prerequisite fails instead: tests/fixtures).
 test: $(STAMP) ## Run the whole test suite (what CI runs)
-	$(PY) -m pytest $(PYTEST_ARGS)
-	TOOLBRIDGE_TEST_REDIS=cluster $(PY) -m pytest -m redis $(PYTEST_ARGS)
+	$(PY) -m pytest -rs $(PYTEST_ARGS)
+	TOOLBRIDGE_TEST_REDIS=cluster $(PY) -m pytest -rs -m redis $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
 	-$(PY) -m compileall -q app

@@ -11,6 +11,9 @@ from prometheus_client import Counter, Gauge, Histogram
 REQUESTS = Counter(
     "toolbridge_http_requests", "HTTP requests by route and status", ["route", "status"]
 )
+API_IN_FLIGHT = Gauge(
+    "toolbridge_api_requests_in_flight", "Requests under /v1/ being served now (runs included)"
+)
 RUN_SECONDS = Histogram(
     "toolbridge_run_duration_seconds",
     "One run, first event to last",

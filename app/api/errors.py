@@ -106,23 +106,30 @@ def error_response_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, envelope("The server had an error while processing your request.", "server_error")
 
 
-def _param(loc: tuple[Any, ...]) -> str | None:
-    """``("body", "tools", 0, "server_url")`` -> ``tools[0].server_url``."""
-    parts = [p for p in loc if p != "body"]
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+def _param(loc: tuple[Any, ...], body: Any) -> str | None:
+    """``("body", "tools", 0, "mcp", "server_label")`` -> ``tools[0].server_label``.
+
+    pydantic puts the branch of a union in ``loc`` (``mcp``, ``str``): walked against the body,
+    a name the body does not hold is such a branch, unless it is the last (a missing field)."""
+    parts = list(loc[1:] if loc[:1] == ("body",) else loc)
+    text, value = "", body
+    for index, part in enumerate(parts):
+        if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
+            text, value = f"{text}[{part}]", value[part]
+        elif isinstance(value, dict) and (part in value or index == len(parts) - 1):
+            text, value = f"{text}.{part}" if text else str(part), value.get(part)
     return text or None
 
 
-def validation_error(errors: list[Any]) -> tuple[int, dict[str, Any]]:
+def validation_error(errors: list[Any], body: Any = None) -> tuple[int, dict[str, Any]]:
     """A request body that does not validate, as OpenAI says it: 400 naming the field."""
     first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
-    param = _param(tuple(first.get("loc", ())))
+    param = _param(tuple(first.get("loc", ())), body)
     message = str(first.get("msg", "Invalid request"))
-    if first.get("type") == "json_invalid":
+    if first.get("type") == "json_invalid" or not isinstance(body, dict):
+        # Not a JSON object at all (unparsable, empty, an array...): nothing to name.
         return 400, envelope(
-            f"We could not parse the JSON body of your request. ({message})",
+            f"We could not parse the JSON body of your request as an object. ({message})",
             "invalid_request_error",
         )
     message = f"Invalid value for '{param}': {message}" if param else message
@@ -138,7 +145,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        status, body = validation_error(list(exc.errors()))
+        status, body = validation_error(list(exc.errors()), exc.body)
         return JSONResponse(body, status_code=status)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import envelope
 from app.logs import request_id
-from app.metrics import REQUESTS
+from app.metrics import API_IN_FLIGHT, REQUESTS
 
 logger = logging.getLogger("toolbridge.http")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -42,9 +42,14 @@ class RequestIdMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
             await send(message)
 
+        in_api = scope["path"].startswith("/v1/")
+        if in_api:
+            API_IN_FLIGHT.inc()
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            if in_api:
+                API_IN_FLIGHT.dec()
             # The path only: a query string could carry something a caller considers secret.
             elapsed_ms = (time.monotonic() - started) * 1000
             logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)

@@ -1,4 +1,5 @@
-"""A corpus of bad input: every item gets a 4xx in OpenAI's envelope, never a 5xx."""
+"""A corpus of bad input: every item gets exactly the 400 OpenAI would answer, in its envelope,
+naming the field at fault (``param``), never a 5xx and never another 4xx."""
 
 from __future__ import annotations
 
@@ -14,20 +15,27 @@ from tests.fixtures.servers import ServerThread
 DEEP = b"[" * 5000 + b"]" * 5000  # deeper than any parser's recursion limit
 
 OK_MESSAGES = [{"role": "user", "content": "hi"}]
-CORPUS: list[tuple[str, bytes]] = [
-    ("empty body", b""),
-    ("not json", b"hello"),
-    ("truncated", b'{"model": "scripted-a", "messages": [{"role": "us'),
-    ("json array", b"[1, 2, 3]"),
-    ("json null", b"null"),
-    ("json string", b'"model"'),
-    ("invalid utf-8", b'{"model": "\xff\xfe", "messages": []}'),
+# (name, body, the param the error names): None where no single field is at fault.
+CORPUS: list[tuple[str, bytes, str | None]] = [
+    ("empty body", b"", None),
+    ("not json", b"hello", None),
+    ("truncated", b'{"model": "scripted-a", "messages": [{"role": "us', None),
+    ("json array", b"[1, 2, 3]", None),
+    ("json null", b"null", None),
+    ("json string", b'"model"', None),
+    ("invalid utf-8", b'{"model": "\xff\xfe", "messages": []}', None),
     (
         "lone surrogate",
         b'{"model": "scripted-a", "messages": [{"role": "user", "content": "\\ud800"}]}',
+        None,
     ),
-    ("nan", b'{"model": "scripted-a", "temperature": NaN, "messages": []}'),
-    ("deep nesting", b'{"model": "scripted-a", "messages": ' + DEEP + b"}"),
+    (
+        "nan",
+        b'{"model": "scripted-a", "temperature": NaN, "input": "hi", "messages": '
+        b'[{"role": "user", "content": "hi"}]}',
+        "temperature",
+    ),
+    ("deep nesting", b'{"model": "scripted-a", "messages": ' + DEEP + b"}", None),
 ]
 FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("model is a number", {"model": 42, "messages": OK_MESSAGES}),
@@ -78,10 +86,37 @@ FIELDS: list[tuple[str, dict[str, Any]]] = [
         {"model": "scripted-a", "messages": [{"role": "tool", "content": "x"}]},
     ),
     (
-        "mcp_limits unknown key",
+        "mcp_limits max_turns zero",
         {"model": "scripted-a", "messages": OK_MESSAGES, "mcp_limits": {"max_turns": 0}},
     ),
 ]
+# The field each case above names in its 400 (``param``): pydantic's union branches
+# (``tools[0].mcp...``, ``input.str``) never leak into it.
+PARAMS = {
+    "model is a number": "model",
+    "messages is a string": "messages",
+    "huge temperature": "temperature",
+    "negative max_tokens": "max_tokens",
+    "huge max_tokens": "max_tokens",
+    "tools not a list": "tools",
+    "unknown tool type": "tools[0]",
+    "mcp without label": "tools[0].server_label",
+    "server_url not a url": "tools[0].server_url",
+    "headers not strings": "tools[0].headers.a",
+    "stream not bool": "stream",
+    "n is 2": "n",
+    "tool message without id": "messages[0]",
+    "mcp_limits max_turns zero": "mcp_limits.max_turns",
+    # Responses
+    "input is a number": "input",
+    "item without content": "input[0].content",
+    "unknown approval": "input[0].approval_request_id",
+    "bad image part": "input[0].content[0]",
+    "metadata too big": "metadata",
+    "background": "background",
+    "bad tool_choice": "tool_choice",
+    "approval filter wrong": "tools[0].require_approval",
+}
 RESPONSES: list[tuple[str, dict[str, Any]]] = [
     ("input is a number", {"model": "scripted-a", "input": 7}),
     (
@@ -132,27 +167,31 @@ def send(toolbridge: ServerThread, path: str, content: bytes) -> httpx.Response:
     )
 
 
-def assert_client_error(response: httpx.Response) -> None:
-    assert 400 <= response.status_code < 500, response.text
+def assert_bad_request(response: httpx.Response, param: str | None) -> None:
+    assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
-    assert "Traceback" not in response.text
+    assert error["type"] == "invalid_request_error" and error["param"] == param, error
+    assert error["message"] and "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/responses"])
-@pytest.mark.parametrize(("name", "content"), CORPUS, ids=[c[0] for c in CORPUS])
-def test_malformed_bodies(toolbridge: ServerThread, path: str, name: str, content: bytes) -> None:
-    assert_client_error(send(toolbridge, path, content))
+@pytest.mark.parametrize(("name", "content", "param"), CORPUS, ids=[c[0] for c in CORPUS])
+def test_malformed_bodies(
+    toolbridge: ServerThread, path: str, name: str, content: bytes, param: str | None
+) -> None:
+    assert_bad_request(send(toolbridge, path, content), param)
 
 
 @pytest.mark.parametrize(("name", "body"), FIELDS, ids=[f[0] for f in FIELDS])
 def test_bad_chat_fields(toolbridge: ServerThread, name: str, body: dict[str, Any]) -> None:
-    assert_client_error(send(toolbridge, "/v1/chat/completions", json.dumps(body).encode()))
+    response = send(toolbridge, "/v1/chat/completions", json.dumps(body).encode())
+    assert_bad_request(response, PARAMS[name])
 
 
 @pytest.mark.parametrize(("name", "body"), RESPONSES, ids=[r[0] for r in RESPONSES])
 def test_bad_responses_fields(toolbridge: ServerThread, name: str, body: dict[str, Any]) -> None:
-    assert_client_error(send(toolbridge, "/v1/responses", json.dumps(body).encode()))
+    assert_bad_request(send(toolbridge, "/v1/responses", json.dumps(body).encode()), PARAMS[name])
 
 
 def test_unknown_harmless_fields_are_ignored(toolbridge: ServerThread) -> None:

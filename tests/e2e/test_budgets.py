@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 from tests.conftest import TEST_KEY
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
 
 KEYS = [
     {"id": "tester", "key": TEST_KEY},
@@ -260,18 +260,20 @@ def test_a_turn_is_settled_while_its_tools_run_and_every_turn_before_the_answer(
         client_for(budgeted, "sk-thrifty").chat.completions.create(
             model="scripted-a",
             tools=[{"type": "mcp", "server_label": "calc"}],  # type: ignore[list-item]
-            messages=[{"role": "user", "content": 'call calc__slow {"seconds": 1.5}'}],
+            messages=[{"role": "user", "content": 'call calc__slow {"seconds": 4}'}],
         )
         seen.append(budget_view(budgeted, "sk-thrifty"))
 
     with ThreadPoolExecutor(1) as pool:
         running = pool.submit(run)
         during = budget_view(budgeted, "sk-thrifty")
-        for _ in range(50):  # until the first turn is over and the tool is running
-            if during["spent_usd"] > before["spent_usd"] or running.done():
-                break
-            time.sleep(0.02)
+
+        def first_turn_settled() -> bool:
+            nonlocal during
             during = budget_view(budgeted, "sk-thrifty")
+            return during["spent_usd"] > before["spent_usd"] or running.done()
+
+        wait_until(first_turn_settled, what="the first turn settled")
         read_while_running = not running.done()
         running.result()
     assert read_while_running, "the run was over before the first turn's spend was read"

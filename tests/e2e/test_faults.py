@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from app.store.embedded import free_port, start_embedded_redis
 from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer, build_test_server
 from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
 
 
 async def garbage(request: Request) -> Response:
@@ -179,7 +179,8 @@ def test_redis_outage_fails_clearly_and_recovers(
     toolbridge_factory: Any, tmp_path: Path, mcp_server: RunningMcpServer
 ) -> None:
     port = free_port()
-    redis_server = start_embedded_redis(tmp_path / "r", port=port, persist=False)
+    # Persisted, as an operator's Redis is: what was stored before the outage is there after.
+    redis_server = start_embedded_redis(tmp_path / "r", port=port, persist=True)
     server = toolbridge_factory(redis_url=redis_server.url)
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
     fail_open = toolbridge_factory(redis_url=redis_server.url, budget={"fail_open": True})
@@ -205,14 +206,19 @@ def test_redis_outage_fails_clearly_and_recovers(
         completion = open_client.chat.completions.create(**chat)
         assert completion.choices[0].message.content == "done: calc__echo=up"
     finally:
-        redis_server = start_embedded_redis(tmp_path / "r", port=port, persist=False)
+        redis_server = start_embedded_redis(tmp_path / "r", port=port, persist=True)
     try:
-        deadline = time.monotonic() + 20
-        while httpx.get(f"{server.url}/readyz", timeout=30).status_code != 200:
-            assert time.monotonic() < deadline, "toolbridge did not recover"
-            time.sleep(0.2)
+        wait_until(
+            lambda: httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200,
+            what="toolbridge ready again",
+        )
         again = client.responses.create(model="scripted-a", input="say back")
         assert client.responses.retrieve(again.id).output_text == "back"
-        assert stored.output_text == "kept"
+        # The response stored before the outage is retrieved after it, and continues.
+        assert client.responses.retrieve(stored.id).output_text == "kept"
+        follow = client.responses.create(
+            model="scripted-a", input="say onward", previous_response_id=stored.id
+        )
+        assert follow.output_text == "onward"
     finally:
         redis_server.stop()

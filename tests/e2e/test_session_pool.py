@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +19,7 @@ from app.config import ApiKeyConfig, RegisteredServer
 from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RequestLog, RunningMcpServer, _counting, build_test_server
 from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
 
 ADD = 'call calc__add {"a": 1, "b": 1}'
 OTHER_KEY = "sk-test-other-caller"
@@ -186,7 +186,7 @@ def test_a_stdio_server_stays_up_between_runs_and_stops_when_idle(
 ) -> None:
     before = {p.pid for p in _stdio_servers()}
     bridge = toolbridge_factory(
-        mcp_pool={"idle_s": 1.0},
+        mcp_pool={"idle_s": 5.0},  # longer than any gap between the three runs
         mcp_servers=[
             RegisteredServer(
                 label="calc",
@@ -202,10 +202,9 @@ def test_a_stdio_server_stays_up_between_runs_and_stops_when_idle(
         assert chat(client, tool).choices[0].message.content == "done: calc__add=2"
         seen.append({p.pid for p in _stdio_servers()} - before)
     assert len(seen[0]) == 1 and seen[0] == seen[1] == seen[2]  # one process served all three
-    deadline = time.monotonic() + 10
-    while {p.pid for p in _stdio_servers()} - before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not {p.pid for p in _stdio_servers()} - before  # idle for 1 s: stopped
+    wait_until(
+        lambda: not {p.pid for p in _stdio_servers()} - before, what="the idle server stopped"
+    )
 
 
 @pytest.fixture

