@@ -282,7 +282,14 @@ class Ledger:
         try:
             yield hold
         except BaseException:
-            await self.finish(hold)  # the real cost if it is known by now, else a release
+            try:
+                await self.finish(hold)  # the real cost if it is known by now, else a release
+            except StoreUnavailable:
+                # What failed first is what the caller must hear; the hold lapses by itself.
+                logger.warning(
+                    "a budget hold could not be finished (Redis): it lapses within %.0f s",
+                    self._hold_ttl_s,
+                )
             raise
         if settle_later is None:
             await self.finish(hold)

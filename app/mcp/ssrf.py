@@ -99,9 +99,17 @@ class AddressPolicy:
         if isinstance(address, ipaddress.IPv6Address):
             if address in _NAT64_LOCAL_USE:
                 return False
+            if address.ipv4_mapped is not None:  # a socket connects to the IPv4 itself
+                return self.allows_address(address.ipv4_mapped)
             if carried := carried_ipv4(address):
-                return all(self.allows_address(v4) for v4 in carried)
-        return address.is_global and not address.is_multicast
+                # Through a gateway (NAT64, 6to4, Teredo): the allowlist names where packets
+                # go, which is the gateway, so the IPv4 carried is used only to refuse.
+                return all(_public(v4) for v4 in carried)
+        return _public(address)
+
+
+def _public(address: IPAddress) -> bool:
+    return address.is_global and not address.is_multicast
 
 
 async def _resolve(host: str, port: int, param: str) -> list[IPAddress]:

@@ -59,7 +59,7 @@ def test_malformed_json_is_400(toolbridge: ServerThread) -> None:
                 **HELLO,
                 "tools": [{"type": "mcp", "server_label": "bad label!", "server_url": "http://x"}],
             },
-            "tools[0].mcp.server_label",
+            "tools[0].server_label",
         ),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,86 @@ def test_redis_outage_fails_clearly_and_recovers(
         assert follow.output_text == "onward"
     finally:
         redis_server.stop()
+
+
+class _LosingRedis:
+    """A toolbridge with a budgeted key on a Redis of its own, which a test stops mid-run and
+    starts again (persisted: what Redis held before is there after)."""
+
+    KEY = "sk-payer"
+
+    def __init__(self, toolbridge_factory: Any, folder: Path) -> None:
+        self.folder, self.port = folder, free_port()
+        self.redis = start_embedded_redis(folder, port=self.port, persist=True)
+        keys = [{"id": "payer", "key": self.KEY, "budget": {"total_usd": 5}}]
+        self.server = toolbridge_factory(
+            redis_url=self.redis.url, api_keys=keys, budget={"hold_ttl_s": 3}
+        )
+        self.client = openai.OpenAI(
+            base_url=f"{self.server.url}/v1", api_key=self.KEY, max_retries=0
+        )
+
+    def held_usd(self) -> float:
+        view = httpx.get(
+            f"{self.server.url}/v1/budget",
+            headers={"Authorization": f"Bearer {self.KEY}"},
+            timeout=30,
+        ).json()
+        return float(view["scopes"][0]["held_usd"])
+
+    def lose_during(self, script: str, tools: list[Any]) -> openai.APIStatusError:
+        """Send ``script`` (its model call sleeps), stop Redis while the model call holds
+        budget, and return the error the caller got."""
+        chat = {
+            "model": "scripted-a",
+            "tools": tools,
+            "messages": [{"role": "user", "content": script}],
+        }
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(lambda: self.client.chat.completions.create(**chat))
+            wait_until(lambda: self.held_usd() > 0, what="the model call holding budget")
+            self.redis.stop()
+            with pytest.raises(openai.APIStatusError) as caught:
+                pending.result()
+        return caught.value
+
+    def recover(self) -> None:
+        """Redis back; the hold nobody could settle or release lapses by itself."""
+        self.redis = start_embedded_redis(self.folder, port=self.port, persist=True)
+        wait_until(lambda: self.held_usd() == 0, 60, "the orphaned hold lapsed")
+
+
+def test_redis_lost_before_a_turn_is_settled_stops_the_tools_it_asked_for(
+    toolbridge_factory: Any, tmp_path: Path, mcp_server: RunningMcpServer
+) -> None:
+    """The model call ends while Redis is gone: its settlement fails, so the tool calls it
+    asked for are stopped (or never start), and the run fails with 503, not a quiet answer."""
+    bridge = _LosingRedis(toolbridge_factory, tmp_path / "r")
+    mcp_server.log.reset()
+    try:
+        error = bridge.lose_during(
+            'sleep 1.5\ncall calc__slow {"seconds": 30}', [mcp_tool(mcp_server)]
+        )
+        assert error.status_code == 503 and error.code == "store_unavailable"
+        wait_until(
+            lambda: mcp_server.log.cancelled == mcp_server.log.slow_started,
+            what="every tool call that started was cancelled",
+        )
+        bridge.recover()
+    finally:
+        bridge.redis.stop()
+
+
+def test_a_failed_release_after_a_failed_model_call_keeps_the_models_error(
+    toolbridge_factory: Any, tmp_path: Path
+) -> None:
+    """The model call fails while Redis is gone: the hold cannot be released, and the caller
+    still learns what failed first, the model; the hold lapses by itself."""
+    bridge = _LosingRedis(toolbridge_factory, tmp_path / "r")
+    try:
+        error = bridge.lose_during("sleep 1.5\nfail 500", [])
+        assert error.status_code == 502, error.body
+        assert "scripted failure 500" in error.message
+        bridge.recover()
+    finally:
+        bridge.redis.stop()

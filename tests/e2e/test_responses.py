@@ -356,3 +356,73 @@ def test_a_server_without_tools_is_a_server_with_no_tools(client: openai.OpenAI)
     listing, message = response.output
     assert listing.type == "mcp_list_tools" and listing.tools == [] and listing.error is None
     assert response.output_text == "fine"
+
+
+def test_request_parameters_reach_the_model_as_chat_parameters(
+    client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    """Responses' own names become what a chat model takes: max_output_tokens -> max_tokens,
+    text.format -> response_format, reasoning.effort -> reasoning_effort, and a tool_choice
+    naming an MCP tool -> that tool's function."""
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
+    schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+    response = client.responses.create(
+        model="scripted-a",
+        input="say hi",
+        max_output_tokens=50,
+        text={"format": {"type": "json_schema", "name": "answer", "schema": schema}},
+        reasoning={"effort": "low"},
+        tools=[never(mcp_server)],
+        tool_choice={"type": "mcp", "server_label": "calc", "name": "add"},
+    )
+    sent = calls[before]
+    assert sent["max_tokens"] == 50
+    assert sent["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": schema},
+    }
+    assert sent["reasoning_effort"] == "low"
+    assert sent["tool_choice"] == {"type": "function", "function": {"name": "calc__add"}}
+    # And the response echoes the request as OpenAI's does.
+    assert response.max_output_tokens == 50 and response.reasoning is not None
+    assert response.reasoning.effort == "low"
+    assert response.text is not None and response.text.format is not None
+    assert response.text.format.type == "json_schema"
+    # A tool_choice naming only the server: some tool must be called.
+    client.responses.create(
+        model="scripted-a",
+        input="say hi",
+        tools=[never(mcp_server)],
+        tool_choice={"type": "mcp", "server_label": "calc"},
+    )
+    assert calls[-1]["tool_choice"] == "required"
+
+
+def test_input_items_pages_in_either_order(client: openai.OpenAI) -> None:
+    words = [f"say w{i}" for i in range(5)]
+    created = client.responses.create(
+        model="scripted-a", input=[{"role": "user", "content": w} for w in words]
+    )
+
+    def texts(page: Any) -> list[str]:
+        return [item.content[0].text for item in page.data]
+
+    newest_first = client.responses.input_items.list(created.id, limit=2)
+    assert texts(newest_first) == ["say w4", "say w3"] and newest_first.has_more
+    assert newest_first.first_id == newest_first.data[0].id
+    assert newest_first.last_id == newest_first.data[-1].id
+    rest = client.responses.input_items.list(created.id, limit=2, after=newest_first.last_id)
+    assert texts(rest) == ["say w2", "say w1"] and rest.has_more
+    last = client.responses.input_items.list(created.id, limit=2, after=rest.last_id)
+    assert texts(last) == ["say w0"] and not last.has_more
+    oldest_first = client.responses.input_items.list(created.id, order="asc", limit=3)
+    assert texts(oldest_first) == words[:3] and oldest_first.has_more
+    tail = client.responses.input_items.list(created.id, order="asc", after=oldest_first.last_id)
+    assert texts(tail) == words[3:] and not tail.has_more
+    # Every item, by iterating the SDK's auto-paging (it follows `after` itself).
+    paged = [i.content[0].text for i in client.responses.input_items.list(created.id, limit=1)]
+    assert paged == words[::-1]
+    # A cursor that names no item of this response ends the listing (nothing is repeated).
+    unknown = client.responses.input_items.list(created.id, after="msg_not_here")
+    assert unknown.data == [] and not unknown.has_more

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
+from typing import Any
 
 import anyio
 import pytest
@@ -63,6 +65,53 @@ def test_allowlist_opens_networks_and_hostnames() -> None:
     assert not policy.allows_address(ipaddress.ip_address("10.21.0.1"))
     assert policy.allows_host("a.b.corp.example") and policy.allows_host("MCP.internal.")
     assert not policy.allows_host("corp.example.evil")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["64:ff9b::7f00:1", "2002:7f00:1::1", "2001:0:4136:e378:8000:63bf:80ff:fffe", "::7f00:1"],
+)
+def test_an_allowlisted_ipv4_is_not_reached_through_a_gateway(address: str) -> None:
+    """NAT64, 6to4, Teredo, IPv4-compatible: packets go to a gateway, not to the IPv4 the
+    address carries, so an allowlist entry for that IPv4 does not open them."""
+    policy = AddressPolicy.from_entries(["127.0.0.0/8"])
+    assert policy.allows_address(ipaddress.ip_address("127.0.0.1"))
+    assert policy.allows_address(ipaddress.ip_address("::ffff:127.0.0.1"))  # the IPv4 itself
+    assert not policy.allows_address(ipaddress.ip_address(address))
+    # An entry naming the IPv6 network as written does open it.
+    assert AddressPolicy.from_entries(["64:ff9b::/96"]).allows_address(
+        ipaddress.ip_address("64:ff9b::7f00:1")
+    )
+
+
+def test_a_name_with_any_internal_answer_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name answering a public and an internal address is refused, whichever comes first:
+    a connection could go to either."""
+    orders = [["8.8.8.8", "10.0.0.5"], ["10.0.0.5", "8.8.8.8"], ["8.8.4.4", "::1"]]
+    for answers in orders:
+
+        async def mixed(host: Any, port: Any, answers: list[str] = answers, **_: Any) -> Any:
+            family = {4: socket.AF_INET, 6: socket.AF_INET6}
+            return [
+                (family[ipaddress.ip_address(a).version], socket.SOCK_STREAM, 6, "", (a, port))
+                for a in answers
+            ]
+
+        monkeypatch.setattr(anyio, "getaddrinfo", mixed)
+        with pytest.raises(UnsafeServerUrl, match="not point to a public server"):
+            anyio.run(lambda: pin_url("https://mixed.example/mcp", DEFAULT, param="p"))
+    # All public: allowed, pinned to the first answer.
+    monkeypatch.setattr(
+        anyio,
+        "getaddrinfo",
+        lambda host, port, **_: _answer([("8.8.8.8", port), ("8.8.4.4", port)]),
+    )
+    pinned = anyio.run(lambda: pin_url("https://mixed.example/mcp", DEFAULT, param="p"))
+    assert pinned.address == "8.8.8.8"
+
+
+async def _answer(pairs: list[tuple[str, int]]) -> Any:
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", pair) for pair in pairs]
 
 
 @pytest.mark.parametrize(

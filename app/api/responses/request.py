@@ -212,6 +212,7 @@ def echoed_fields(body: ResponsesRequest) -> dict[str, Any]:
         "store": body.store is not False,
         "user": body.user,
         "text": body.text or {"format": {"type": "text"}},
+        "reasoning": body.reasoning or {"effort": None, "summary": None},
         "truncation": "disabled",
         "background": False,
     }
