@@ -115,10 +115,18 @@ class BudgetSettings(BaseModel):
     """A hold left by a replica that died lapses after this long."""
     default_max_tokens: int = Field(default=4096, ge=1)
     """Output a call may produce when it states no limit and a budget applies (it is sent as the
-    call's ``max_tokens``), and the worst case held for it."""
-    min_output_tokens: int = Field(default=16, ge=1)
-    """When the budget left cannot pay for the usual output, a call still gets what remains, down
-    to this many tokens; below that (or short of its input) it is refused."""
+    call's ``max_tokens``), and the worst case held for it, while the budget is plentiful."""
+    plentiful_calls: int = Field(default=8, ge=0)
+    """A budget is plentiful while what is left pays for this many calls of their full output
+    limit (the caller's ``max_tokens``, else ``default_max_tokens``); 0: always."""
+    typical_output_tokens: int = Field(default=256, ge=1)
+    """Output granted to a call that states no limit once the budget is not plentiful: what a
+    call is likely to need, so a burst of calls shares what is left instead of the first few
+    holding it all. An answer longer than this is cut short (``budget_exceeded``)."""
+    min_output_tokens: int = Field(default=64, ge=1)
+    """When the budget left cannot pay for what a call is granted, it still gets what remains,
+    down to this many tokens (room for a short tool call); below that (or short of its input)
+    it is refused."""
     fail_open: bool = False
     """Without Redis: refuse budgeted work with 503 (default), or run it uncounted."""
 

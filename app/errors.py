@@ -85,10 +85,12 @@ class UpstreamModelError(ToolbridgeError):
 class BudgetExceeded(ToolbridgeError):
     """A spend limit would be passed (OpenAI answers 429 ``insufficient_quota``)."""
 
-    def __init__(self, scope: str, limit_usd: float) -> None:
-        super().__init__(f"Budget exceeded: scope '{scope}' has a limit of ${limit_usd:g}.")
+    def __init__(self, scope: str, limit_usd: float, left_usd: float | None = None) -> None:
+        left = "" if left_usd is None else f" and ${left_usd:.6g} left, not enough for this call"
+        super().__init__(f"Budget exceeded: scope '{scope}' has a limit of ${limit_usd:g}{left}.")
         self.scope = scope
         self.limit_usd = limit_usd
+        self.left_usd = left_usd
 
 
 class StoreUnavailable(ToolbridgeError):

@@ -1,4 +1,5 @@
-"""``GET /v1/budget``: the calling key's limits, spent, held and remaining, per scope."""
+"""``GET /v1/budget``: the calling key's limits, spent, held (and by how many calls in flight)
+and remaining, per scope."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ async def budget(
                 "limit_usd": status.scope.limit_usd if limited else None,
                 "spent_usd": round(status.spent_usd, 10),
                 "held_usd": round(status.held_usd, 10),
+                "holds_in_flight": status.holds,
                 "remaining_usd": round(status.remaining_usd, 10) if limited else None,
             }
         )

@@ -4,9 +4,15 @@ Every model call, the run's own turns and MCP servers' sampling alike, first res
 may cost in every scope that applies (the caller's key in total, per day and per month,
 a registered server's sampling, the run itself) in one atomic step, a Lua script, so replicas
 racing for the last dollar cannot both win. The reservation also decides how many output
-tokens the call may produce: as many as every scope can pay for, up to what was asked. So a
-call is cut short rather than refused while its input and a minimum output can be paid, and it
-is sent with that limit; a provider that ignores the limit is the one way spend can pass it.
+tokens the call may produce (it is sent with that limit; a provider that ignores the limit is
+the one way spend can pass it), fairly, so that one call does not take what the key's other
+calls in flight or about to start need:
+
+- while what is left pays for ``plenty`` calls of the full limit (the caller's ``max_tokens``,
+  else ``default_max_tokens``), the call gets the full limit;
+- with less left, it gets what it is likely to need (the caller's ``max_tokens``, else the
+  typical output), or, when even that cannot be paid, what is left, down to a minimum;
+- below that minimum, or short of its input, it is refused.
 After the call the hold is settled to the real cost; on error or cancellation it is released.
 Every hold carries its own expiry, so the hold of a replica that dies mid-call lapses by
 itself and the money comes back.
@@ -53,31 +59,34 @@ RESERVE = (
     _PURGE_AND_SUM
     + """
 -- KEYS: spent, holds, exp per scope. ARGV: now, id, expires_at, input_usd, usd_per_output_token,
--- max_tokens, min_tokens, then limit and ttl per scope (ttl 0: keep).
--- The call gets as many output tokens as every scope can pay for, up to max_tokens; fewer than
--- min_tokens (or not even the input) is a refusal. Returns {0, tokens, amount as a string}, or
--- {the 1-based index of the tightest scope, 0, "0"}.
+-- max_tokens, need_tokens, min_tokens, plenty, then limit and ttl per scope (ttl 0: keep).
+-- The grant: max_tokens while the tightest scope pays for `plenty` such calls; else need_tokens,
+-- or what the scope can pay when that is less; fewer than min_tokens (or not even the input) is
+-- a refusal. Returns {0, tokens, amount as a string}, or {the 1-based index of the tightest
+-- scope, 0, what it has left as a string}.
 local now, id, expires = tonumber(ARGV[1]), ARGV[2], ARGV[3]
 local input, per_token = tonumber(ARGV[4]), tonumber(ARGV[5])
-local want, least = tonumber(ARGV[6]), tonumber(ARGV[7])
+local want, need, least = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local plenty = tonumber(ARGV[9])
 local n = #KEYS / 3
 local room, tightest = nil, 1
 for i = 1, n do
-  local limit = tonumber(ARGV[6 + 2 * i])
+  local limit = tonumber(ARGV[8 + 2 * i])
   local spent = tonumber(redis.call('GET', KEYS[3 * i - 2]) or '0')
   local left = limit - spent - held(KEYS[3 * i - 1], KEYS[3 * i], now)
   if room == nil or left < room then room, tightest = left, i end
 end
 local tokens = want
 if per_token > 0 then
-  tokens = math.min(want, math.floor((room - input) / per_token))
+  local affordable = math.floor((room - input) / per_token)
+  if affordable < want * plenty then tokens = math.min(need, affordable) end
 end
-if input > room or tokens < least then return {tightest, 0, '0'} end
+if input > room or tokens < least then return {tightest, 0, tostring(math.max(room, 0))} end
 local amount = input + tokens * per_token
 for i = 1, n do
   redis.call('HSET', KEYS[3 * i - 1], id, amount)
   redis.call('ZADD', KEYS[3 * i], expires, id)
-  local ttl = tonumber(ARGV[7 + 2 * i])
+  local ttl = tonumber(ARGV[9 + 2 * i])
   if ttl > 0 then
     for k = 3 * i - 2, 3 * i do redis.call('EXPIRE', KEYS[k], ttl) end
   end
@@ -100,11 +109,13 @@ return 0
 STATUS = (
     _PURGE_AND_SUM
     + """
--- KEYS: spent, holds, exp per scope. ARGV: now. Returns spent and held per scope, as strings.
+-- KEYS: spent, holds, exp per scope. ARGV: now. Returns spent, held and the number of holds
+-- per scope, as strings.
 local out = {}
 for i = 1, #KEYS / 3 do
   table.insert(out, redis.call('GET', KEYS[3 * i - 2]) or '0')
   table.insert(out, tostring(held(KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[1]))))
+  table.insert(out, tostring(redis.call('HLEN', KEYS[3 * i - 1])))
 end
 return out
 """
@@ -129,6 +140,8 @@ class ScopeStatus:
     scope: Scope
     spent_usd: float
     held_usd: float
+    holds: int = 0
+    """Calls in flight holding part of this scope."""
 
     @property
     def remaining_usd(self) -> float:
@@ -139,13 +152,18 @@ class ScopeStatus:
 class Estimate:
     """What a model call may cost: its input, and each output token it is allowed.
 
-    A reservation grants the call as many output tokens as every scope can pay for, at most
-    ``max_tokens``; a call that would get fewer than ``min_tokens`` is refused."""
+    A reservation grants the call ``max_tokens`` while the budget is plentiful, else
+    ``need_tokens`` or what is left (see the module); fewer than ``min_tokens`` is refused."""
 
     input_usd: float
     usd_per_output_token: float = 0.0
     max_tokens: int = 0
+    """The full limit: the caller's ``max_tokens``, else the configured default."""
+    need_tokens: int | None = None
+    """What the call is likely to need, granted when the budget is tight (None: max_tokens)."""
     min_tokens: int = 0
+    plenty: int = 0
+    """The full limit is granted while what is left pays for this many such calls (0: always)."""
 
     @property
     def worst_usd(self) -> float:
@@ -234,7 +252,9 @@ class Ledger:
             cost.input_usd,
             cost.usd_per_output_token,
             cost.max_tokens,
+            cost.max_tokens if cost.need_tokens is None else cost.need_tokens,
             cost.min_tokens,
+            cost.plenty,
         ]
         for scope in scopes:
             args += [min(scope.limit_usd, _LUA_UNLIMITED), scope.ttl_s]
@@ -249,7 +269,7 @@ class Ledger:
         if refused:
             HOLDS.labels("refused").inc()
             scope = scopes[int(refused) - 1]
-            raise BudgetExceeded(scope.name, scope.limit_usd)
+            raise BudgetExceeded(scope.name, scope.limit_usd, float(amount))
         HOLDS.labels("reserved").inc()
         limited = any(scope.limit_usd != UNLIMITED for scope in scopes)
         capped = limited and cost.usd_per_output_token > 0
@@ -322,12 +342,15 @@ class Ledger:
             if status.scope.limit_usd == UNLIMITED:
                 continue
             if status.remaining_usd <= 0 or status.remaining_usd < least_usd:
-                raise BudgetExceeded(status.scope.name, status.scope.limit_usd)
+                raise BudgetExceeded(
+                    status.scope.name, status.scope.limit_usd, status.remaining_usd
+                )
 
     async def status(self, scopes: Sequence[Scope]) -> list[ScopeStatus]:
         with store_errors("Budgets"):
             raw = await self._status(keys=self._keys(scopes), args=[time.time()])
         values = [float(v) for v in raw]
         return [
-            ScopeStatus(scope, values[2 * i], values[2 * i + 1]) for i, scope in enumerate(scopes)
+            ScopeStatus(scope, values[3 * i], values[3 * i + 1], int(values[3 * i + 2]))
+            for i, scope in enumerate(scopes)
         ]

@@ -52,15 +52,24 @@ def estimate(
     *,
     max_tokens: int,
     min_tokens: int,
+    need_tokens: int | None = None,
+    plenty: int = 0,
+    input_tokens: int | None = None,
 ) -> Estimate:
-    """A call's input (bounded from its size) and output, at the model's prices (unknown: $0)."""
-    least = min(min_tokens, max_tokens)
+    """A call's input and output, at the model's prices (unknown: $0). The input is
+    ``input_tokens`` when counted (``app.budget.tokens``), else bounded from its size.
+    ``need_tokens`` and ``plenty``: the fair grant of a tight budget (``Estimate``)."""
+    need = max_tokens if need_tokens is None else min(need_tokens, max_tokens)
+    least = min(min_tokens, need)
     if prices is None:
         return Estimate(input_usd=0.0, max_tokens=max_tokens, min_tokens=least)
-    size = len(json.dumps([messages, tools], default=str))
+    if input_tokens is None:
+        input_tokens = len(json.dumps([messages, tools], default=str)) // CHARS_PER_TOKEN
     return Estimate(
-        input_usd=(size / CHARS_PER_TOKEN) * prices.input,
+        input_usd=input_tokens * prices.input,
         usd_per_output_token=prices.output,
         max_tokens=max_tokens,
+        need_tokens=need,
         min_tokens=least,
+        plenty=plenty,
     )

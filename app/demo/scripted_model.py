@@ -13,6 +13,7 @@ states what the "model" does in plain words inside the user message:
 - ``sleep SECONDS``: wait before answering (for keep-alive and cancellation tests).
 - ``fail STATUS``: answer with that HTTP error status.
 - ``fail STATUS once``: only the first time this conversation is asked (a retry succeeds).
+- ``fail STATUS later``: only once tool results follow (the run has started).
 - ``overrun``: ignore ``max_tokens`` (a misbehaving provider, for budget tests).
 
 Like a real provider it honours ``max_tokens`` (or ``max_completion_tokens``): a longer answer
@@ -20,7 +21,8 @@ is cut to that many words with ``finish_reason: "length"``.
 
 Once tool results follow the last user message, the model answers ``done: `` followed by every
 tool result since, as ``name=content`` joined by ``; `` (so a test sees what the model saw).
-Without any instruction it echoes: ``echo(MODEL): TEXT``. Usage counts whitespace-separated words.
+Without any instruction it echoes: ``echo(MODEL): TEXT``. Usage counts whitespace-separated
+words, and bills tool schemas and tool calls as JSON (``_prompt_tokens``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ class Reply:
     sleep_s: float = 0.0
     fail_status: int | None = None
     fail_once: bool = False
+    fail_later: bool = False
+    """Fail only once tool results follow the user message (a failure mid-run)."""
     honours_max_tokens: bool = True
 
 
@@ -94,8 +98,9 @@ def _read_script(script: str, reply: Reply) -> _Script:
         elif word == "sleep":
             reply.sleep_s = float(rest)
         elif word == "fail":
-            status, _, once = rest.partition(" ")
-            reply.fail_status, reply.fail_once = int(status), once.strip() == "once"
+            status, _, when = rest.partition(" ")
+            reply.fail_status, reply.fail_once = int(status), when.strip() == "once"
+            reply.fail_later = when.strip() == "later"
         elif word == "overrun":
             reply.honours_max_tokens = False
     return found
@@ -109,6 +114,8 @@ def script_reply(model: str, messages: list[dict[str, Any]]) -> Reply:
     reply = Reply()
     found = _read_script(script, reply)
     results = [m for m in after if m.get("role") == "tool"]
+    if reply.fail_later and not results:
+        reply.fail_status = None
     steps = sum(1 for m in after if m.get("role") == "assistant" and m.get("tool_calls"))
     if found.always:
         reply.tool_calls = found.always
@@ -135,8 +142,14 @@ def _call_names(messages: list[dict[str, Any]]) -> dict[str, str]:
     return names
 
 
-def _count_words(messages: list[dict[str, Any]]) -> int:
-    return sum(len(_text_of(m).split()) for m in messages) or 1
+def _prompt_tokens(messages: list[dict[str, Any]], tools: list[Any]) -> int:
+    """Input billed as providers bill it: the messages' words, plus the tool schemas offered
+    and the tool calls in the history, as JSON at four characters a token (roughly what
+    OpenAI's tokenizers make of JSON)."""
+    words = sum(len(_text_of(m).split()) for m in messages)
+    calls = [m["tool_calls"] for m in messages if m.get("tool_calls")]
+    as_json = (json.dumps(tools) if tools else "") + (json.dumps(calls) if calls else "")
+    return words + -(-len(as_json) // 4) or 1
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
@@ -231,7 +244,8 @@ async def chat_completions(request: Request) -> Response:
         error = {"message": f"scripted failure {reply.fail_status}", "type": "server_error"}
         return JSONResponse({"error": error}, status_code=reply.fail_status)
     max_tokens = payload.get("max_completion_tokens") or payload.get("max_tokens")
-    body = _completion_body(model, reply, _count_words(messages), max_tokens)
+    prompt_tokens = _prompt_tokens(messages, payload.get("tools") or [])
+    body = _completion_body(model, reply, prompt_tokens, max_tokens)
     if payload.get("stream"):
         include_usage = bool((payload.get("stream_options") or {}).get("include_usage"))
         return StreamingResponse(

@@ -238,6 +238,9 @@ async def _turns(
         yield TurnStarted(index=index)
         turn = TurnAssembler(request.client_tool_names())
         tools = _offered(request, toolset, state.search)
+        # The previous turn is settled (usually while its tools ran) before this one reserves:
+        # its hold must not count in full against this turn's grant.
+        await state.settle()
         try:
             async for event in model_turn(
                 request,
@@ -251,6 +254,8 @@ async def _turns(
             ):
                 yield event
         except BudgetExceeded as exc:
+            if index == 0 and not state.tool_calls_made:
+                raise  # nothing done yet: the caller hears 429 insufficient_quota, not silence
             yield RunFinished(reason="budget_exceeded", detail=exc.message)
             return
         match decide(turn, state, request, turns_left=turns_left):

@@ -7,8 +7,9 @@ from typing import Any
 
 from opentelemetry.trace import Span
 
-from app.budget.ledger import Hold, Scope
+from app.budget.ledger import UNLIMITED, Hold, Scope
 from app.budget.scopes import estimate
+from app.budget.tokens import input_tokens
 from app.engine.deps import EngineDeps
 from app.engine.events import RunEvent, TurnUsage
 from app.engine.request import RunRequest
@@ -35,12 +36,21 @@ async def model_turn(
     if "max_completion_tokens" in request.params:
         limit_key = "max_completion_tokens"
     asked = request.params.get(limit_key)
+    prices = deps.models.prices(request.model)
+    counted = None
+    if prices is not None and any(scope.limit_usd != UNLIMITED for scope in scopes):
+        # A limit applies: hold the input near its bill (the byte bound is ~4x), so the key's
+        # other calls keep what the budget really has. Without one, the bound costs nothing.
+        counted = await input_tokens(request.model, messages, tools)
     cost = estimate(
-        deps.models.prices(request.model),
+        prices,
         messages,
         tools,
         max_tokens=asked or deps.budget.default_max_tokens,
+        need_tokens=asked or deps.budget.typical_output_tokens,
         min_tokens=deps.budget.min_output_tokens,
+        plenty=deps.budget.plentiful_calls,
+        input_tokens=counted,
     )
     attributes = {"gen_ai.operation.name": "chat", "gen_ai.request.model": request.model}
     with span(f"chat {request.model}", attributes, parent=parent) as turn_span:

@@ -50,19 +50,25 @@ def test_a_key_out_of_budget_gets_429_before_the_run(budgeted: ServerThread) -> 
     assert caught.value.status_code == 429 and caught.value.code == "insufficient_quota"
 
 
-def test_a_run_cap_that_cannot_pay_for_a_turn_ends_the_run_incomplete(
-    budgeted: ServerThread,
-) -> None:
+def test_a_run_cap_that_cannot_pay_for_the_first_turn_is_429(budgeted: ServerThread) -> None:
+    """Nothing was done, so nothing is answered: a 429 naming the scope and what it has left,
+    never a 200 with an empty answer (on either endpoint, streamed or not)."""
     # The run cap ($0.00001) cannot pay for the first turn's input (~100 bytes at $1e-6).
-    completion = client_for(budgeted, "sk-capped").chat.completions.create(
-        model="scripted-a", messages=[{"role": "user", "content": "hi"}]
-    )
-    assert completion.choices[0].finish_reason == "length"
-    details = completion.model_extra["toolbridge"]["incomplete_details"]
-    assert details["reason"] == "budget_exceeded" and "run:" in details["message"]
-    response = client_for(budgeted, "sk-capped").responses.create(model="scripted-a", input="hi")
-    assert response.status == "incomplete"
-    assert response.incomplete_details.reason == "budget_exceeded"
+    client = client_for(budgeted, "sk-capped")
+    attempts = [
+        lambda: client.chat.completions.create(
+            model="scripted-a", messages=[{"role": "user", "content": "hi"}]
+        ),
+        lambda: client.chat.completions.create(
+            model="scripted-a", messages=[{"role": "user", "content": "hi"}], stream=True
+        ),
+        lambda: client.responses.create(model="scripted-a", input="hi"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(openai.RateLimitError) as caught:
+            attempt()
+        assert caught.value.code == "insufficient_quota"
+        assert "scope 'run:" in caught.value.message and "left" in caught.value.message
 
 
 def test_sampling_over_budget_is_refused_and_the_run_goes_on(budgeted: ServerThread) -> None:
@@ -280,3 +286,119 @@ def test_a_turn_is_settled_while_its_tools_run_and_every_turn_before_the_answer(
     assert during["spent_usd"] > before["spent_usd"] and during["held_usd"] == 0
     after = seen[0]
     assert after["spent_usd"] > during["spent_usd"] and after["held_usd"] == 0  # + the answer
+
+
+ORDINARY = 'call calc__add {"a": 2, "b": 3}'
+"""An ordinary run: one MCP call, two model calls."""
+
+
+def test_a_burst_then_one_at_a_time_serves_what_the_budget_pays_for(
+    toolbridge_factory: Any, mcp_servers: dict[str, RunningMcpServer]
+) -> None:
+    """A budget for about 60 ordinary runs: a burst of 30 all get full answers (none empty),
+    then runs one at a time until a 429 says the budget is spent; at least 95 % of what it
+    pays for is served in all, spend stays within the limit, and no hold outlives the runs."""
+    server, budget, tools = _ordinary_budget(toolbridge_factory, mcp_servers, 60, "burst")
+    with ThreadPoolExecutor(max_workers=30) as pool:
+        burst = list(pool.map(lambda _: _ordinary_run(server, "sk-burst", tools), range(30)))
+    print("30 concurrent runs, budget for 60:", {o: burst.count(o) for o in set(burst)})
+    assert burst.count("answered") >= 27 and "empty" not in burst
+    served, refusal = _until_refused(server, "sk-burst", tools, 60)
+    print(f"then one at a time: {served}; in all {burst.count('answered') + served} of 60")
+    assert burst.count("answered") + served >= 57
+    _assert_quota_refusal(refusal)
+    wait_until(lambda: budget_view(server, "sk-burst")["held_usd"] == 0, 1, "no hold left")
+    assert 0 < budget_view(server, "sk-burst")["spent_usd"] <= budget + 1e-12
+
+
+def test_one_at_a_time_from_a_fresh_budget_then_429(
+    toolbridge_factory: Any, mcp_servers: dict[str, RunningMcpServer]
+) -> None:
+    server, budget, tools = _ordinary_budget(toolbridge_factory, mcp_servers, 60, "steady")
+    served, refusal = _until_refused(server, "sk-steady", tools, 70)
+    print(f"one at a time from a budget for 60 runs: {served} served, then 429")
+    assert served >= 57
+    _assert_quota_refusal(refusal)
+    # Refused again, never a 200 without an answer.
+    again = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json=_ordinary_body(tools),
+        timeout=60,
+        headers={"Authorization": "Bearer sk-steady"},
+    )
+    _assert_quota_refusal(again)
+    view = budget_view(server, "sk-steady")
+    assert view["spent_usd"] <= budget + 1e-12 and view["held_usd"] == 0
+    assert view["holds_in_flight"] == 0
+
+
+def _ordinary_body(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "model": "scripted-a",
+        "tools": tools,
+        "messages": [{"role": "user", "content": ORDINARY}],
+    }
+
+
+def _ordinary_budget(
+    toolbridge_factory: Any, mcp_servers: dict[str, RunningMcpServer], runs: int, key_id: str
+) -> tuple[ServerThread, float, list[dict[str, Any]]]:
+    """A toolbridge whose key ``sk-<key_id>`` has a budget for ``runs`` ordinary runs (their
+    cost measured first on an unlimited key), the budget, and the run's tools."""
+    registered = [{"label": "calc", "url": mcp_servers["modern"].url}]
+    names = ["add", "echo", "whoami", "fail", "slow", "files.read-v2"]
+    tools = [{"type": "mcp", "server_label": "calc", "allowed_tools": names}]
+    meter = toolbridge_factory(
+        api_keys=[{"id": "meter", "key": "sk-meter"}], mcp_servers=registered
+    )
+    before = budget_view(meter, "sk-meter")["spent_usd"]
+    assert _ordinary_run(meter, "sk-meter", tools) == "answered"
+    budget = runs * (budget_view(meter, "sk-meter")["spent_usd"] - before)
+    meter.stop()
+    keys = [{"id": key_id, "key": f"sk-{key_id}", "budget": {"total_usd": budget}}]
+    return toolbridge_factory(api_keys=keys, mcp_servers=registered), budget, tools
+
+
+def _ordinary_run(server: ServerThread, key: str, tools: list[dict[str, Any]]) -> str:
+    """'answered' (the full answer), 'empty' (a 200 with no answer), or the HTTP status."""
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json=_ordinary_body(tools),
+        timeout=60,
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    if response.status_code != 200:
+        return str(response.status_code)
+    message = response.json()["choices"][0]["message"]
+    if message["content"] == "done: calc__add=5":
+        return "answered"
+    return "empty" if not message["content"] else f"other: {message['content'][:80]}"
+
+
+def _until_refused(
+    server: ServerThread, key: str, tools: list[dict[str, Any]], most: int
+) -> tuple[int, httpx.Response]:
+    """Ordinary runs one at a time until one is not answered in full: how many were, and the
+    response that was not (it must be the 429)."""
+    for served in range(most):
+        response = httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json=_ordinary_body(tools),
+            timeout=60,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        if response.status_code != 200:
+            return served, response
+        content = response.json()["choices"][0]["message"]["content"]
+        assert content, "a 200 without an answer"
+        if content != "done: calc__add=5":
+            # The budget ran out between the run's two calls: said so, never empty.
+            assert "budget ran out" in content and "calc.add" in content, content
+    raise AssertionError(f"{most} runs and never refused")
+
+
+def _assert_quota_refusal(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["type"] == error["code"] == "insufficient_quota"
+    assert "key:" in error["message"] and "left" in error["message"]

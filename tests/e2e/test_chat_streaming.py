@@ -137,11 +137,31 @@ def test_dead_server_fails_the_stream_before_it_starts(client: openai.OpenAI) ->
 def test_model_failure_after_start_is_an_error_event(
     toolbridge: ServerThread, mcp_server: RunningMcpServer
 ) -> None:
-    lines = raw_stream(toolbridge, mcp_server, "fail 500")
+    lines = raw_stream(toolbridge, mcp_server, 'call calc__echo {"text": "x"}\nfail 500 later')
     error = json.loads(lines[-2][6:])
     assert error["error"]["type"] == "server_error"
     assert "scripted failure" in error["error"]["message"]
     assert lines[-1] == "data: [DONE]"
+
+
+def test_model_failure_before_anything_streamed_is_an_http_error(
+    toolbridge: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    """Listing tools sends nothing: a first model call that fails is the request's status."""
+    body = {
+        "model": "scripted-a",
+        "stream": True,
+        "messages": [{"role": "user", "content": "fail 500"}],
+        "tools": [mcp_tool(mcp_server)],
+    }
+    response = httpx.post(
+        f"{toolbridge.url}/v1/chat/completions",
+        json=body,
+        timeout=60,
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+    )
+    assert response.status_code == 502
+    assert "scripted failure" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("kind", ["modern", "legacy"])

@@ -10,6 +10,7 @@ import mcp_types
 import openai
 import pytest
 
+from app.demo.scripted_model import _prompt_tokens
 from tests.conftest import LIMITED_KEY, mcp_tool, sync_redis
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
@@ -25,7 +26,11 @@ def types_of(response: Any) -> list[str]:
     return [item.type for item in response.output]
 
 
-def test_mcp_items_and_answer(client: openai.OpenAI, mcp_server: RunningMcpServer) -> None:
+def test_mcp_items_and_answer(
+    client: openai.OpenAI, mcp_server: RunningMcpServer, scripted_model: ServerThread
+) -> None:
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
     response = client.responses.create(model="scripted-a", input=ADD, tools=[never(mcp_server)])
     assert response.id.startswith("resp_") and response.status == "completed"
     assert types_of(response) == ["mcp_list_tools", "mcp_call", "message"]
@@ -39,8 +44,11 @@ def test_mcp_items_and_answer(client: openai.OpenAI, mcp_server: RunningMcpServe
     assert message.id.startswith("msg_")
     assert response.output_text == "done: calc__add=3"
     assert response.usage.total_tokens == response.usage.input_tokens + response.usage.output_tokens
-    # Both model calls are counted: 6 + 7 words in, 1 tool call + 2 words out.
-    assert (response.usage.input_tokens, response.usage.output_tokens) == (13, 3)
+    # Both model calls are counted as the model billed them (6 + 7 words, the tool schemas
+    # offered twice, the tool call once), 1 tool call + 2 words out.
+    billed = [_prompt_tokens(c["messages"], c.get("tools") or []) for c in calls[before:]]
+    assert len(billed) == 2 and min(billed) > 13  # the schemas are billed
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (sum(billed), 3)
 
 
 def test_credentials_are_never_echoed_or_stored(

@@ -57,8 +57,8 @@ class ChatRenderer:
         if isinstance(event, McpCallProgress):  # no chunk carries it: a comment line does
             return [sse_comment(progress_text(event))] if self.stream and self.started else []
         deltas = self._deltas(event)
-        if not self.stream:
-            return []
+        if not self.stream or (not deltas and isinstance(event, TurnStarted | ToolsListed)):
+            return []  # before the first model call has a result, an error is still JSON (429)
         chunks = [] if self.started else [self.chunk({"role": "assistant", "content": ""})]
         self.started = True
         return chunks + [self.chunk(delta) for delta in deltas]
@@ -114,6 +114,11 @@ class ChatRenderer:
                         ],
                     }
                 )
+            case RunFinished(reason="budget_exceeded") if not self.text:
+                self.finished = event
+                note = _budget_note(self.mcp_calls)  # never an empty answer (issue: budgets)
+                self.text.append(note)
+                return [{"content": note}]
             case RunFinished():
                 self.finished = event
             case (
@@ -217,6 +222,14 @@ class ChatRenderer:
 
     def body(self) -> dict[str, Any]:
         return self.completion()
+
+
+def _budget_note(mcp_calls: list[dict[str, Any]]) -> str:
+    """The answer of a run the budget ended before the model answered: what happened, and which
+    tool calls did run (their results are in ``toolbridge.mcp_calls``)."""
+    ran = [f"{c['server_label']}.{c['name']}" for c in mcp_calls if c["status"] != "incomplete"]
+    done = f"Tool calls that ran: {', '.join(ran)}." if ran else "No tool call ran."
+    return f"[toolbridge] The budget ran out before the model could answer. {done}"
 
 
 def _call_delta(event: ClientToolCallDelta) -> dict[str, Any]:
