@@ -265,6 +265,9 @@ class Settings(BaseSettings):
     redis_prefix: str = "tb:"
     data_dir: Path = Path(".data")
 
+    mcp_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
+    """An MCP server's response, counted after decoding (gzip...) as it streams; on a server's
+    GET stream, each event. Past it the call fails (``app/mcp/http.py``), nothing is kept."""
     mcp_ca_file: Path | None = None
     """A PEM bundle of extra CAs to trust for MCP servers over https (a private CA), on top of
     the public ones."""

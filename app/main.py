@@ -141,9 +141,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             stack.push_async_callback(redis.aclose)
             tls = tls_context(settings.mcp_ca_file)
-            pool = AiohttpTransport(verify=tls, limits=MCP_POOL_LIMITS)
+            bound = settings.mcp_max_response_bytes
+            pool = AiohttpTransport(verify=tls, limits=MCP_POOL_LIMITS, max_body_bytes=bound)
             stack.push_async_callback(pool.aclose)
-            caller = caller_pool(verify=tls, limits=MCP_POOL_LIMITS)
+            caller = caller_pool(verify=tls, limits=MCP_POOL_LIMITS, max_body_bytes=bound)
             stack.push_async_callback(caller.aclose)
             if demo_mcp is not None:
                 await stack.enter_async_context(demo_mcp.router.lifespan_context(demo_mcp))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from app.mcp.callbacks import ServerCallbacks
 from app.mcp.eras import Attempt, sdk_mode, uses_sse
+from app.mcp.http import ResponseTooLarge
 from app.mcp.servers import ServerSpec
 from app.mcp.ssrf import PinnedTransport
 from app.mcp.stdio import stdio_transport
@@ -68,6 +69,29 @@ class TransportWatch:
 
     challenges: list[dict[str, str]] = field(default_factory=list)
     session_gone: bool = False
+    too_large: ResponseTooLarge | None = None
+    """A response cut at the decoded-size bound (the SDK reports only a closed connection)."""
+
+    def take_too_large(self) -> ResponseTooLarge | None:
+        taken, self.too_large = self.too_large, None
+        return taken
+
+
+class _WatchedBody(httpx2.AsyncByteStream):
+    def __init__(self, inner: httpx2.AsyncByteStream, watch: TransportWatch) -> None:
+        self._inner = inner
+        self._watch = watch
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for piece in self._inner:
+                yield piece
+        except ResponseTooLarge as exc:
+            self._watch.too_large = exc
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
 
 
 class _Watching(httpx2.AsyncBaseTransport):
@@ -82,6 +106,8 @@ class _Watching(httpx2.AsyncBaseTransport):
             self._watch.challenges.append(dict(_CHALLENGE_PARAM.findall(header)))
         elif response.status_code == 404 and "mcp-session-id" in request.headers:
             self._watch.session_gone = True
+        if isinstance(response.stream, httpx2.AsyncByteStream):
+            response.stream = _WatchedBody(response.stream, self._watch)
         return response
 
     async def aclose(self) -> None:

@@ -22,7 +22,8 @@ from app.mcp.callbacks import Sampler, ServerCallbacks
 from app.mcp.clients import McpClients, TransportWatch
 from app.mcp.eras import Attempt, attempts, to_remember
 from app.mcp.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
-from app.mcp.sdk_internals import absorb_tool_listing
+from app.mcp.schemas import output_validator
+from app.mcp.sdk_internals import absorb_tool_listing, use_output_validators
 from app.mcp.servers import ServerSpec
 from app.mcp.session import ServerSession, describe_failure
 from app.mcp.tasks import takes_task_calls
@@ -176,6 +177,7 @@ class RunSessions:
         self._leases.append(lease)
         try:
             callbacks.watch_undeclared(client.session)
+            use_output_validators(client.session, output_validator)
             tools, listed = await self._tools(spec, lease)
         except BaseException:
             lease.drop()  # a failed attempt does not stay open until the run ends

@@ -83,6 +83,16 @@ def cache_claim_adapters() -> None:
     session_module._build_call_tool_adapter = cached
 
 
+def use_output_validators(session: Any, make: Callable[[str, dict[str, Any]], Any]) -> None:
+    """Check tool results' ``structuredContent`` with validators ``make(name, schema)`` builds
+    (``app/mcp/schemas.py``: linear-time patterns, bounded cache) instead of the SDK's, whose
+    regular expressions backtrack on the event loop.
+
+    Private: ``ClientSession._output_schema_validator(name, output_schema)``, replaced on the
+    instance (the SDK calls it from ``validate_tool_result`` for every result)."""
+    session._output_schema_validator = make
+
+
 def check() -> None:
     """Raise ``SdkIncompatible`` unless every internal above exists with the expected shape."""
     absorb = getattr(ClientSession, "_absorb_tool_listing", None)
@@ -102,6 +112,16 @@ def check() -> None:
         raise SdkIncompatible(
             "the installed mcp SDK's ClientSession has no _stamp/_dispatcher: "
             "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
+        )
+    validator = getattr(ClientSession, "_output_schema_validator", None)
+    if validator is None or list(inspect.signature(validator).parameters) != [
+        "self",
+        "name",
+        "output_schema",
+    ]:
+        raise SdkIncompatible(
+            "the installed mcp SDK has no ClientSession._output_schema_validator(name, "
+            "output_schema): toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
         )
     if not inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)):
         raise SdkIncompatible(

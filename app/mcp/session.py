@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
+from app.mcp.http import ResponseTooLarge
 from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
 from app.mcp.results import result_text, truncate
 from app.mcp.servers import ServerSpec
@@ -71,6 +73,13 @@ CONNECTION_CLOSED = -32000
 """The ``mcp`` SDK's code for a connection that failed or closed."""
 INVALID_PARAMS = -32602
 """JSON-RPC's code for arguments a tool cannot take (and MCP's for an unknown tool)."""
+INTERNAL_ERROR = -32603
+"""JSON-RPC's code for a result we could not take (it broke its own output schema)."""
+_RESULT_CHECK = re.compile(
+    r"^(Invalid structured content returned by tool |Invalid schema for tool |"
+    r"Tool \S+ has an output schema but did not return structured content)"
+)
+"""The SDK's ``validate_tool_result`` failures (``RuntimeError``, its documented contract)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +107,8 @@ def failure_of(exc: Exception) -> ToolError:
         case httpx2.HTTPStatusError():
             status = exc.response.status_code
             return HttpError(status, f"the server answered HTTP {status}")
+        case RuntimeError() if _RESULT_CHECK.match(str(exc)):
+            return ProtocolError(INTERNAL_ERROR, describe_failure(exc))
     return ProtocolError(CONNECTION_CLOSED, describe_failure(exc))
 
 
@@ -110,6 +121,10 @@ def describe_failure(exc: BaseException) -> str:
             return f"MCP error {exc.code}: {exc.error.message}"
         case httpx2.HTTPStatusError():
             return f"the server answered HTTP {exc.response.status_code}"
+        case ResponseTooLarge():
+            return str(exc)  # the bound, never the content
+        case RuntimeError() if _RESULT_CHECK.match(str(exc)):
+            return truncate(str(exc), 500)  # the schema's complaint, cut
         case TimeoutError():
             return "timed out"
         case httpx2.TimeoutException():
@@ -217,6 +232,8 @@ class ServerSession:
             error = ProtocolError(TIMED_OUT, text)
             self._lease.fit = False  # the call may still be running there
         except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
+            # The SDK reports a body cut at our size bound as a closed connection: say which.
+            exc = self._lease.watch.take_too_large() or exc
             text, error = self._failed(name, exc), failure_of(exc)
             if not isinstance(error, ProtocolError) or error.code in (TIMED_OUT, CONNECTION_CLOSED):
                 self._lease.fit = False  # the transport failed, not the tool: no next run here

@@ -31,7 +31,7 @@ import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.errors import InvalidRequest
-from app.mcp.http import AiohttpTransport
+from app.mcp.http import DEFAULT_MAX_BODY_BYTES, AiohttpTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -220,9 +220,13 @@ class _CheckedResolver(AbstractResolver):
         """Nothing to close."""
 
 
-def caller_pool(*, verify: ssl.SSLContext, limits: httpx2.Limits) -> AiohttpTransport:
+def caller_pool(
+    *, verify: ssl.SSLContext, limits: httpx2.Limits, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+) -> AiohttpTransport:
     """The pool for caller-supplied servers: every connection goes to a checked address."""
-    return AiohttpTransport(verify=verify, limits=limits, resolver=_CheckedResolver())
+    return AiohttpTransport(
+        verify=verify, limits=limits, resolver=_CheckedResolver(), max_body_bytes=max_body_bytes
+    )
 
 
 class PinnedTransport(httpx2.AsyncBaseTransport):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,10 +10,10 @@ from typing import Any
 
 import jsonschema
 import mcp_types as types
-from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 from app.mcp.naming import build_name_map
+from app.mcp.schemas import BrokenSchema, validator_for
 from app.mcp.session import ServerSession
 
 
@@ -28,24 +27,6 @@ def function_schema(tool: types.Tool) -> dict[str, Any]:
     if schema.get("type") == "object":
         schema.setdefault("properties", {})
     return schema
-
-
-@functools.lru_cache(maxsize=1024)
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    """A validator for a tool's input schema; a schema that is itself broken checks nothing
-    (the server remains the judge of its own input). Cached by the schema's text: checking a
-    schema against its metaschema costs milliseconds, and the same tools come back run after
-    run."""
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    try:
-        cls.check_schema(schema)
-    except jsonschema.exceptions.SchemaError:
-        return jsonschema.Draft202012Validator({})
-    # An empty registry: a $ref resolves within the schema (and the bundled metaschemas) only.
-    # jsonschema would otherwise fetch a network $ref: a server's schema must never make us
-    # reach a URL (SEP-2106; an SSRF path around the server_url guard).
-    return cls(schema, registry=Registry())
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +75,11 @@ class BoundTool:
             return BadArguments(f"The arguments are not valid JSON: {exc}")
         if not isinstance(arguments, dict):
             return BadArguments("The arguments must be a JSON object.")
-        validator = _validator(json.dumps(self.tool.input_schema or {}, sort_keys=True))
         try:
+            validator = validator_for(self.tool.input_schema or {})
             error = jsonschema.exceptions.best_match(validator.iter_errors(arguments))
+        except BrokenSchema:  # a schema that is itself broken: the server judges its input
+            error = None
         except Unresolvable:  # a $ref we will not fetch: the server judges that part itself
             error = None
         if error is not None:

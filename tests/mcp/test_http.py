@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import ssl
+import zlib
 from collections.abc import Iterator
 
 import anyio
@@ -16,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.mcp.http import AiohttpTransport
+from app.mcp.http import AiohttpTransport, ResponseTooLarge
 from app.mcp.ssrf import PinnedTransport, PinnedUrl, caller_pool
 from tests.fixtures.servers import ServerThread
 
@@ -35,7 +36,36 @@ async def echo(request: Request) -> JSONResponse:
 
 
 async def zipped(_: Request) -> Response:
-    return Response(gzip.compress(b"unzipped by httpx2"), headers={"content-encoding": "gzip"})
+    return Response(gzip.compress(b"unzipped"), headers={"content-encoding": "gzip"})
+
+
+BOMB_MB = 64
+
+
+def _bomb() -> bytes:
+    """``BOMB_MB`` MB of JSON-ish spaces, gzip-compressed to about 64 KB."""
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    chunk = b" " * (1 << 20)
+    return b"".join(squeeze.compress(chunk) for _ in range(BOMB_MB)) + squeeze.flush()
+
+
+BOMB = _bomb()
+
+
+async def bomb(_: Request) -> Response:
+    return Response(BOMB, headers={"content-encoding": "gzip"}, media_type="application/json")
+
+
+async def events(request: Request) -> StreamingResponse:
+    """An SSE stream: many small events, then (``?big=1``) one event larger than the bound."""
+
+    async def body() -> object:
+        for index in range(400):
+            yield f"data: {index} {'x' * 10_000}\n\n".encode()
+        if request.query_params.get("big"):
+            yield b"data: " + b"y" * 300_000 + b"\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream")  # type: ignore[arg-type]
 
 
 async def stalls(_: Request) -> StreamingResponse:
@@ -53,6 +83,8 @@ def server() -> Iterator[ServerThread]:
         routes=[
             Route("/echo", echo, methods=["POST"]),
             Route("/zipped", zipped),
+            Route("/bomb", bomb),
+            Route("/events", events),
             Route("/stalls", stalls),
         ]
     )
@@ -78,7 +110,45 @@ def test_requests_and_bodies_arrive_as_httpx2_sent_them(server: ServerThread) ->
                 "x-test": "t",
                 "body": '{"a": 1}',
             }
-            assert (await http.get(f"{server.url}/zipped")).text == "unzipped by httpx2"
+            zipped = await http.get(f"{server.url}/zipped")
+            assert zipped.text == "unzipped"  # decoded here (and counted), not by httpx2
+            assert "content-encoding" not in zipped.headers
+        await pool.aclose()
+
+    anyio.run(go)
+
+
+def test_a_compressed_bomb_stops_at_the_decoded_bound(server: ServerThread) -> None:
+    """64 MB decoded from 64 KB on the wire: refused once 1 MB is decoded, nothing kept."""
+    assert len(BOMB) < 100_000
+
+    async def go() -> None:
+        pool = AiohttpTransport(
+            verify=ssl.create_default_context(), limits=LIMITS, max_body_bytes=1 << 20
+        )
+        async with client(pool) as http:
+            with pytest.raises(ResponseTooLarge, match="more than 1048576 bytes"):
+                await http.get(f"{server.url}/bomb")
+            ok = await http.post(f"{server.url}/echo", content=b"after")  # the pool still works
+            assert ok.json()["body"] == "after"
+        await pool.aclose()
+
+    anyio.run(go)
+
+
+def test_a_get_stream_is_bounded_per_event(server: ServerThread) -> None:
+    """A session's GET stream may carry more than the bound over its life (4 MB of small
+    events here, bound 256 KB), but no single event may pass it."""
+
+    async def go() -> None:
+        pool = AiohttpTransport(
+            verify=ssl.create_default_context(), limits=LIMITS, max_body_bytes=256 * 1024
+        )
+        async with client(pool) as http:
+            whole = await http.get(f"{server.url}/events")
+            assert whole.text.count("data: ") == 400 and len(whole.content) > 4_000_000
+            with pytest.raises(ResponseTooLarge, match="one event of its stream"):
+                await http.get(f"{server.url}/events?big=1")
         await pool.aclose()
 
     anyio.run(go)

@@ -1,0 +1,230 @@
+"""Hostile input, from a server or a caller: each attack ends within its limits with a clear
+error (or a bounded answer), and an ordinary request sent meanwhile is served as usual. The
+corpus grows with every finding (beside ``test_ssrf_corpus.py``)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import mcp_types as types
+import openai
+import pytest
+from mcp.server.mcpserver import MCPServer
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tests.conftest import TEST_KEY, mcp_tool
+from tests.fixtures.mcp_servers import RunningMcpServer
+from tests.fixtures.servers import ServerThread
+
+EVIL_PATTERN = "^(a+)+$"
+"""Exponential for a backtracking engine on ``aaa…a!``: each extra ``a`` doubles the time."""
+EVIL_VALUE = "a" * 40 + "!"
+EVIL_SCHEMA = {
+    "type": "object",
+    "properties": {"v": {"type": "string", "pattern": EVIL_PATTERN}},
+    "required": ["v"],
+}
+BOMB_MB = 512
+ORDINARY_LIMIT_S = 1.0
+"""An ordinary run (~15 ms here) sent while an attack runs; 60x headroom for a loaded box."""
+
+
+class _EvilSchemas(MCPServer):
+    """Declares ``match``'s schemas with a catastrophic pattern (an SDK server would not let
+    its own tool declare what it then breaks, so the listing is rewritten)."""
+
+    async def _handle_list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
+        listed = await super()._handle_list_tools(ctx, params)
+        for tool in listed.tools:
+            if tool.name == "match":
+                tool.input_schema = EVIL_SCHEMA
+                tool.output_schema = EVIL_SCHEMA
+        return listed
+
+
+def _build_hostile() -> MCPServer:
+    server = _EvilSchemas("hostile")
+
+    @server.tool()
+    def match(v: str) -> types.CallToolResult:
+        """Answers structured content its own output schema's pattern backtracks on."""
+        return types.CallToolResult(
+            content=[types.TextContent(text=EVIL_VALUE)], structured_content={"v": EVIL_VALUE}
+        )
+
+    @server.tool()
+    def bomb() -> str:
+        """Answered by ``_Bomb`` below: 512 MB of JSON, gzip-compressed."""
+        return "unreachable"
+
+    return server
+
+
+def _gzip(data: bytes, level: int = 9) -> bytes:
+    squeeze = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return squeeze.compress(data) + squeeze.flush()
+
+
+def _spaces_member() -> bytes:
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b" " * (1 << 20)
+    return b"".join(squeeze.compress(chunk) for _ in range(BOMB_MB)) + squeeze.flush()
+
+
+class _Bomb:
+    """Answers a ``tools/call`` of ``bomb`` with a JSON-RPC result whose text is 512 MB of
+    spaces, gzip-compressed (three gzip members: the id's prefix, the spaces, the end)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.spaces = _spaces_member()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        messages, body = [], b""
+        while True:
+            message = await receive()
+            messages.append(message)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        request = json.loads(body or b"{}")
+        if request.get("method") != "tools/call" or request["params"]["name"] != "bomb":
+
+            async def replay() -> Any:
+                return messages.pop(0) if messages else await receive()
+
+            await self.app(scope, replay, send)
+            return
+        head = json.dumps({"jsonrpc": "2.0", "id": request["id"]})[:-1]
+        prefix = f'{head}, "result": {{"content": [{{"type": "text", "text": "'.encode()
+        payload = _gzip(prefix) + self.spaces + _gzip(b'"}]}}')
+        headers = [(b"content-type", b"application/json"), (b"content-encoding", b"gzip")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[str]:
+    thread = ServerThread(_Bomb(_build_hostile().streamable_http_app())).start()
+    yield f"{thread.url}/mcp"
+    thread.stop()
+
+
+@pytest.fixture(scope="module")
+def bridge(toolbridge_factory: Callable[..., ServerThread], hostile: str) -> ServerThread:
+    return toolbridge_factory(ssrf_allowlist=["127.0.0.1/32"])
+
+
+def _client(bridge: ServerThread) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{bridge.url}/v1", api_key=TEST_KEY, max_retries=0)
+
+
+def _hostile_tool(url: str) -> dict[str, Any]:
+    return {"type": "mcp", "server_label": "evil", "server_url": url}
+
+
+def _rss_mb() -> float:
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+)", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def _attack_with_ordinary(
+    bridge: ServerThread, mcp_server: RunningMcpServer, attack: Callable[[], Any]
+) -> tuple[Any, float, float]:
+    """Run ``attack`` and, once it is under way, an ordinary run; return the attack's answer,
+    its seconds, and the ordinary run's seconds."""
+
+    def timed(work: Callable[[], Any]) -> tuple[Any, float]:
+        started = time.monotonic()
+        return work(), time.monotonic() - started
+
+    def ordinary() -> str:
+        completion = _client(bridge).chat.completions.create(
+            model="scripted-a",
+            tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": 'call calc__add {"a": 2, "b": 3}'}],
+        )
+        return str(completion.choices[0].message.content)
+
+    timed(ordinary)  # warm: the ordinary server's session and tool list
+    with ThreadPoolExecutor(2) as pool:
+        attacking = pool.submit(timed, attack)
+        time.sleep(0.05)  # not a timing assertion: only lets the attack start first
+        answer, ordinary_s = timed(ordinary)
+        assert answer == "done: calc__add=5"
+        result, attack_s = attacking.result()
+    print(f"\nattack {attack_s:.3f} s, ordinary run meanwhile {ordinary_s:.3f} s")
+    return result, attack_s, ordinary_s
+
+
+def _only_call(completion: Any) -> dict[str, Any]:
+    (call,) = completion.model_extra["toolbridge"]["mcp_calls"]
+    return dict(call)
+
+
+def test_a_result_whose_schema_backtracks_is_checked_in_linear_time(
+    bridge: ServerThread, hostile: str, mcp_server: RunningMcpServer
+) -> None:
+    def attack() -> Any:
+        return _client(bridge).chat.completions.create(
+            model="scripted-a",
+            tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": 'call evil__match {"v": "aaa"}'}],
+        )
+
+    completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
+    call = _only_call(completion)
+    assert call["status"] == "failed" and "does not match" in json.dumps(call["error"])
+    assert ordinary_s < ORDINARY_LIMIT_S and attack_s < 10
+
+
+def test_arguments_against_a_backtracking_schema_are_checked_in_linear_time(
+    bridge: ServerThread, hostile: str, mcp_server: RunningMcpServer
+) -> None:
+    arguments = json.dumps({"v": EVIL_VALUE})
+
+    def attack() -> Any:
+        return _client(bridge).chat.completions.create(
+            model="scripted-a",
+            tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": f"call evil__match {arguments}"}],
+        )
+
+    completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
+    call = _only_call(completion)
+    assert "do not match the tool's input schema" in json.dumps(call["error"])
+    assert ordinary_s < ORDINARY_LIMIT_S and attack_s < 10
+
+
+def test_a_compressed_bomb_is_refused_at_the_decoded_bound(
+    bridge: ServerThread, hostile: str, mcp_server: RunningMcpServer
+) -> None:
+    """512 MB of JSON in about 0.5 MB on the wire: the call fails once 16 MiB are decoded, and
+    the process keeps well under 50 MB of what it had."""
+    before = _rss_mb()
+
+    def attack() -> Any:
+        return _client(bridge).chat.completions.create(
+            model="scripted-a",
+            tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
+            messages=[{"role": "user", "content": "call evil__bomb {}"}],
+        )
+
+    completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
+    grown = _rss_mb() - before
+    print(f"RSS grew {grown:.1f} MB")
+    call = _only_call(completion)
+    assert call["status"] == "failed"
+    assert "more than 16777216 bytes" in json.dumps(call["error"])
+    assert ordinary_s < ORDINARY_LIMIT_S and attack_s < 30
+    assert grown < 50
