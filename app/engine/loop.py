@@ -43,6 +43,7 @@ from app.engine.history import restore_hidden_turns
 from app.engine.model_turn import model_turn
 from app.engine.request import RunRequest
 from app.engine.search import FUNCTION_NAME, ToolSearch
+from app.engine.search import MAX_PER_MESSAGE as MAX_SEARCHES_PER_MESSAGE
 from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
@@ -191,7 +192,7 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             toolset = Toolset(sessions, reserved=request.client_tool_names() | {FUNCTION_NAME})
             deferred = {s.spec.label: s.spec.description for s in sessions if s.spec.deferred}
             state.search = ToolSearch(toolset, deferred)
-            state.search.replay(state.messages)
+            await state.search.replay(state.messages)
             async for event in _answer_approvals(request, toolset, state):
                 yield event
             tokens = TokenTotals()
@@ -302,8 +303,13 @@ async def _calls(
     search = state.search
     results: list[Message] = []
     searches = [c for c in server_calls if c.name == FUNCTION_NAME and search and search.enabled]
-    for call in searches:
-        yield _searched(call, search, results)
+    for number, call in enumerate(searches):
+        if number < MAX_SEARCHES_PER_MESSAGE:
+            yield await _searched(call, search, results)
+        else:  # answered, so the conversation stays valid, but not run
+            text = f"At most {MAX_SEARCHES_PER_MESSAGE} searches a step; this one was not run."
+            results.append(_tool_message(call.id, text))
+            yield ToolSearched(call_id=call.id, arguments={}, loaded=())
     mcp_calls = [c for c in server_calls if c not in searches]
     waiting = [c for c in mcp_calls if _requires_approval(c, toolset)]
     runnable = [c for c in mcp_calls if c not in waiting]
@@ -357,10 +363,12 @@ def _approval_request(call: ToolCall, toolset: Toolset) -> ApprovalRequired:
     )
 
 
-def _searched(call: ToolCall, search: ToolSearch | None, results: list[Message]) -> ToolSearched:
+async def _searched(
+    call: ToolCall, search: ToolSearch | None, results: list[Message]
+) -> ToolSearched:
     """Run one tool search; the model reads what it loaded."""
     assert search is not None
-    found = search.run(call)
+    found = await search.run(call)
     results.append(_tool_message(call.id, found.text))
     loaded = tuple(
         LoadedTool(t.server_label, t.session.spec.description, t.name, t.tool) for t in found.loaded

@@ -10,6 +10,7 @@ against the same tools, so what was loaded stays loaded.
 
 from __future__ import annotations
 
+import heapq
 import json
 import math
 import re
@@ -17,6 +18,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import anyio
 
 from app.engine.events import ToolCall
 from app.llm.client import Message
@@ -34,6 +37,14 @@ _STOPWORDS = frozenset(
     ["a", "an", "and", "by", "for", "from", "in", "of", "on", "or", "the", "to", "with"]
 )
 _WORD = re.compile(r"[A-Za-z][a-z]*|[0-9]+|[A-Z]+(?![a-z])")
+MAX_QUERY_CHARS = 512
+"""Of a query, the part searched."""
+MAX_PER_MESSAGE = 4
+"""Searches one model step may run (and one earlier message may replay); more are refused."""
+MAX_PER_RUN = 16
+"""Searches one run may run; and, apart, earlier searches a continuation replays (the latest)."""
+_THREAD_ABOVE = 2_000
+"""Candidates above which the index is built off the event loop (about 5 us a tool)."""
 
 
 def _tokens(text: str) -> list[str]:
@@ -52,27 +63,35 @@ def _document(tool: BoundTool) -> list[str]:
     return _tokens(" ".join(parts))
 
 
-def rank(query: str, tools: Sequence[BoundTool], k: int = TOP_K) -> list[BoundTool]:
-    """The ``k`` tools that best match ``query`` (BM25; ties keep the listing order)."""
-    documents = [_document(t) for t in tools]
-    if not documents:
-        return []
-    average = sum(len(d) for d in documents) / len(documents) or 1.0
-    frequency = Counter(word for d in documents for word in set(d))
-    scores = []
-    for index, document in enumerate(documents):
-        counts, score = Counter(document), 0.0
-        for word in set(_tokens(query)):
-            if word not in counts:
-                continue
-            idf = math.log(1 + (len(documents) - frequency[word] + 0.5) / (frequency[word] + 0.5))
-            tf = counts[word]
-            score += idf * tf * (_K1 + 1) / (tf + _K1 * (1 - _B + _B * len(document) / average))
-        if score > 0:
-            scores.append((-score, index))
-    ranked = sorted(scores)[:k]
-    best = -ranked[0][0] if ranked else 0.0
-    return [tools[index] for score, index in ranked if -score >= _RELATIVE_CUTOFF * best]
+class _Index:
+    """BM25 over a set of tools, built once per run and set of candidates: a query costs only
+    the postings of its words (a 20,000-tool server is searched in milliseconds)."""
+
+    def __init__(self, tools: Sequence[BoundTool]) -> None:
+        self.tools = tools
+        documents = [_document(t) for t in tools]
+        self.lengths = [len(d) for d in documents]
+        self.average = sum(self.lengths) / len(documents) if documents else 1.0
+        self.postings: dict[str, list[tuple[int, int]]] = {}
+        for index, document in enumerate(documents):
+            for word, count in Counter(document).items():
+                self.postings.setdefault(word, []).append((index, count))
+
+    def rank(self, query: str, k: int = TOP_K) -> list[BoundTool]:
+        """The ``k`` tools that best match ``query`` (ties keep the listing order)."""
+        total, average = len(self.tools), self.average or 1.0
+        scores: dict[int, float] = {}
+        for word in set(_tokens(query[:MAX_QUERY_CHARS])):
+            postings = self.postings.get(word, ())
+            idf = math.log(1 + (total - len(postings) + 0.5) / (len(postings) + 0.5))
+            for index, tf in postings:
+                norm = _K1 * (1 - _B + _B * self.lengths[index] / average)
+                scores[index] = scores.get(index, 0.0) + idf * tf * (_K1 + 1) / (tf + norm)
+        ranked = heapq.nsmallest(k, ((-score, index) for index, score in scores.items()))
+        best = -ranked[0][0] if ranked else 0.0
+        return [
+            self.tools[i] for score, i in ranked if score < 0 and -score >= _RELATIVE_CUTOFF * best
+        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +110,9 @@ class ToolSearch:
         self._toolset = toolset
         self._descriptions = descriptions
         """Deferred servers' labels and what each is for."""
+        self._indexes: dict[str | None, _Index] = {}
+        """Per server label searched (None: every deferred server)."""
+        self._searches = 0
 
     @property
     def enabled(self) -> bool:
@@ -129,7 +151,19 @@ class ToolSearch:
             },
         }
 
-    def run(self, call: ToolCall) -> SearchResult:
+    async def _index(self, label: str | None) -> _Index:
+        if (index := self._indexes.get(label)) is None:
+            candidates = [
+                t for t in self._toolset.deferred() if label is None or t.server_label == label
+            ]
+            if len(candidates) > _THREAD_ABOVE:
+                index = await anyio.to_thread.run_sync(_Index, candidates)
+            else:
+                index = _Index(candidates)
+            self._indexes[label] = index
+        return index
+
+    async def run(self, call: ToolCall, *, replayed: bool = False) -> SearchResult:
         """Rank, load, and say what was loaded (bad arguments: nothing loaded, said so)."""
         try:
             arguments = json.loads(call.arguments or "{}")
@@ -138,11 +172,14 @@ class ToolSearch:
         if not isinstance(arguments, dict) or not isinstance(arguments.get("query"), str):
             text = 'tool_search needs {"query": "..."}; nothing was loaded.'
             return SearchResult({}, (), text)
+        if not replayed:
+            self._searches += 1
+            if self._searches > MAX_PER_RUN:
+                text = f"This run has searched {MAX_PER_RUN} times, its limit; nothing was loaded."
+                return SearchResult(arguments, (), text)
         label = arguments.get("server_label")
-        candidates = [
-            t for t in self._toolset.deferred() if label is None or t.server_label == label
-        ]
-        loaded = tuple(rank(arguments["query"], candidates))
+        index = await self._index(label if isinstance(label, str) else None)
+        loaded = tuple(index.rank(arguments["query"]))
         self._toolset.load(loaded)
         if not loaded:
             return SearchResult(arguments, (), "No tools matched; nothing was loaded.")
@@ -150,16 +187,24 @@ class ToolSearch:
         text = "Loaded these tools; you can call them now:\n" + "\n".join(lines)
         return SearchResult(arguments, loaded, text)
 
-    def replay(self, messages: Iterable[Message]) -> None:
-        """Load again what the conversation's earlier searches loaded."""
+    async def replay(self, messages: Iterable[Message]) -> None:
+        """Load again what the conversation's earlier searches loaded: at most
+        ``MAX_PER_MESSAGE`` of a message and the latest ``MAX_PER_RUN`` in all (a history
+        full of searches costs no more than that)."""
+        calls: list[ToolCall] = []
         for message in messages:
-            for raw in (
-                message.get("tool_calls") or () if message.get("role") == "assistant" else ()
-            ):
-                function = raw.get("function") if isinstance(raw, dict) else None
-                if isinstance(function, dict) and function.get("name") == FUNCTION_NAME:
-                    self.run(
-                        ToolCall(
-                            str(raw.get("id")), FUNCTION_NAME, str(function.get("arguments") or "")
-                        )
-                    )
+            if message.get("role") != "assistant":
+                continue
+            found = [
+                raw["function"]
+                for raw in message.get("tool_calls") or ()
+                if isinstance(raw, dict)
+                and isinstance(raw.get("function"), dict)
+                and raw["function"].get("name") == FUNCTION_NAME
+            ]
+            calls += [
+                ToolCall("replayed", FUNCTION_NAME, str(f.get("arguments") or ""))
+                for f in found[:MAX_PER_MESSAGE]
+            ]
+        for call in calls[-MAX_PER_RUN:]:
+            await self.run(call, replayed=True)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -19,9 +22,11 @@ import pytest
 from mcp.server.mcpserver import MCPServer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.store.embedded import free_port
 from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
 
 EVIL_PATTERN = "^(a+)+$"
 """Exponential for a backtracking engine on ``aaa…a!``: each extra ``a`` doubles the time."""
@@ -228,3 +233,59 @@ def test_a_compressed_bomb_is_refused_at_the_decoded_bound(
     assert "more than 16777216 bytes" in json.dumps(call["error"])
     assert ordinary_s < ORDINARY_LIMIT_S and attack_s < 30
     assert grown < 50
+
+
+@pytest.fixture(scope="module")
+def huge() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "tests.fixtures.huge_server", str(port)])
+    url = f"http://127.0.0.1:{port}/mcp"
+    wait_until(lambda: _listening(port), 60, "the 20,000-tool server")
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_history_full_of_searches_replays_a_bounded_few(
+    bridge: ServerThread, huge: str, mcp_server: RunningMcpServer
+) -> None:
+    """30 earlier tool_search calls in a Chat history, against a deferred 20,000-tool server:
+    the latest 16 are replayed, on an index built once (off the event loop), not 30 rankings."""
+    history: list[dict[str, Any]] = [{"role": "user", "content": "find records"}]
+    for index in range(30):
+        arguments = json.dumps({"query": f"read record {index} orders invoices people"})
+        history += [
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": f"call_{index}",
+                        "type": "function",
+                        "function": {"name": "tool_search", "arguments": arguments},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": f"call_{index}", "content": "loaded"},
+        ]
+    history.append({"role": "user", "content": "say searched"})
+    tools = [
+        {"type": "mcp", "server_label": "huge", "server_url": huge, "defer_loading": True},
+        {"type": "tool_search"},
+    ]
+
+    def attack() -> Any:
+        return _client(bridge).chat.completions.create(
+            model="scripted-a",
+            tools=tools,  # type: ignore[arg-type]
+            messages=history,  # type: ignore[arg-type]
+        )
+
+    completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
+    assert completion.choices[0].message.content == "searched"
+    assert ordinary_s < ORDINARY_LIMIT_S and attack_s < 30
