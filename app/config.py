@@ -18,13 +18,15 @@ from typing import Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from app.url_patterns import UrlPattern
 
 DEMO_MODEL = "toolbridge-demo"
 """Name of the scripted demo model; clearly not a real model."""
@@ -145,7 +147,16 @@ class ApiKeyConfig(BaseModel):
     allow_server_urls: bool = True
     """Whether this key may name MCP servers by ``server_url`` in a request."""
     server_urls: list[str] = Field(default_factory=lambda: ["*"])
-    """Glob patterns the ``server_url``s this key names must match."""
+    """Patterns the ``server_url``s this key names must match: ``*``, or
+    ``scheme://host[:port][/path]`` matched part by part (``app/url_patterns.py``)."""
+
+    @field_validator("server_urls")
+    @classmethod
+    def _check_patterns(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            UrlPattern.parse(pattern)  # BadPattern (a ValueError) names the entry
+        return patterns
+
     allow_sampling: bool = False
     """Whether servers named by URL may sample our models, charged to this key."""
     budget: KeyBudget = Field(default_factory=lambda: KeyBudget())

@@ -6,6 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 
 from app.config import KeyBudget
+from app.url_patterns import UrlPattern
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -20,8 +21,8 @@ class Principal:
     """Labels (glob patterns) of registered MCP servers this caller may use."""
     allow_server_urls: bool = True
     """Whether this caller may name MCP servers by URL."""
-    server_urls: tuple[str, ...] = ("*",)
-    """Glob patterns for the URLs this caller may name."""
+    server_urls: tuple[UrlPattern, ...] = (UrlPattern.parse("*"),)
+    """The URLs this caller may name, matched part by part (``app/url_patterns.py``)."""
     allow_sampling: bool = False
     """Whether servers this caller names by URL may sample our models on its budget."""
     budget: KeyBudget = field(default_factory=KeyBudget)
@@ -33,9 +34,7 @@ class Principal:
         return any(fnmatch.fnmatchcase(label, pattern) for pattern in self.mcp_servers)
 
     def may_use_url(self, url: str) -> bool:
-        return self.allow_server_urls and any(
-            fnmatch.fnmatchcase(url, pattern) for pattern in self.server_urls
-        )
+        return self.allow_server_urls and any(pattern.matches(url) for pattern in self.server_urls)
 
 
 ANONYMOUS = Principal(key_id="anonymous")

@@ -21,7 +21,7 @@ def redact_url(url: str) -> str:
     """``url`` with every query value and any userinfo replaced (names and the rest kept)."""
     match = _URL.fullmatch(url)
     if match is None:
-        return url
+        return REDACTED  # not a URL this can take apart: nothing of it is shown (fail closed)
     rest, fragment_mark, fragment = match["rest"].partition("#")
     authority_and_path, question, query = rest.partition("?")
     authority, slash, path = authority_and_path.partition("/")

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from app.config import ApiKeyConfig
 from app.errors import Unauthenticated
 from app.principal import ANONYMOUS, Principal
+from app.url_patterns import UrlPattern
 
 
 class KeyRing:
@@ -30,7 +31,7 @@ class KeyRing:
                         models=tuple(key.models),
                         mcp_servers=tuple(key.mcp_servers),
                         allow_server_urls=key.allow_server_urls,
-                        server_urls=tuple(key.server_urls),
+                        server_urls=tuple(UrlPattern.parse(p) for p in key.server_urls),
                         allow_sampling=key.allow_sampling,
                         budget=key.budget,
                     )

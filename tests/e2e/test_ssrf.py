@@ -90,3 +90,30 @@ def test_key_url_patterns_are_enforced(
         },
     )
     assert response.status_code == 403
+
+
+def test_a_url_pattern_is_not_fooled_by_the_query(
+    toolbridge_factory: Any, mcp_server: RunningMcpServer
+) -> None:
+    """``http://*.example.com/*`` once matched the whole URL string, so ``*`` crossed into the
+    query: a loopback server was served. The parsed host is what is matched now."""
+    keys = [{"id": "glob", "key": "sk-glob", "server_urls": ["http://*.example.com/*"]}]
+    server = toolbridge_factory(api_keys=keys, ssrf_allowlist=["127.0.0.1/32"])
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        timeout=30,
+        headers={"Authorization": "Bearer sk-glob"},
+        json={
+            "model": "scripted-a",
+            "messages": [{"role": "user", "content": "x"}],
+            "tools": [
+                {
+                    "type": "mcp",
+                    "server_label": "x",
+                    "server_url": f"{mcp_server.url}?x=.example.com/",
+                }
+            ],
+        },
+    )
+    assert response.status_code == 403, response.text
+    assert response.json()["error"]["param"] == "tools[0].server_url"

@@ -132,3 +132,45 @@ def test_headers_that_cannot_be_sent_are_the_callers_mistake(
             error = response.json()["error"]
             assert error["param"] == param and error["type"] == "invalid_request_error"
     assert mcp_server.log.http_requests == 0  # nothing was sent
+
+
+def test_a_caller_adds_headers_to_a_registered_server_but_replaces_none(
+    toolbridge_factory: Any, mcp_server: RunningMcpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPERATOR_TOKEN", "operator-secret")
+    registered = [
+        {
+            "label": "guarded",
+            "url": mcp_server.url,
+            "headers_from_env": {"Authorization": "OPERATOR_TOKEN", "X-Team": "OPERATOR_TOKEN"},
+        }
+    ]
+    server = toolbridge_factory(mcp_servers=registered)
+    tool = {"type": "mcp", "server_label": "guarded"}
+
+    def chat(extra: dict[str, Any]) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={
+                "model": "scripted-a",
+                "tools": [{**tool, **extra}],
+                "messages": [{"role": "user", "content": 'call guarded__echo {"text": "hi"}'}],
+            },
+            timeout=30,
+            headers={"Authorization": f"Bearer {TEST_KEY}"},
+        )
+
+    mcp_server.log.reset()
+    refused = [
+        ({"authorization": "caller-token"}, "tools[0].authorization"),
+        ({"headers": {"x-team": "caller"}}, "tools[0].headers.x-team"),
+    ]
+    for extra, param in refused:
+        response = chat(extra)
+        assert response.status_code == 400 and response.json()["error"]["param"] == param
+        assert "configured for MCP server 'guarded'" in response.json()["error"]["message"]
+    assert mcp_server.log.http_requests == 0
+    added = chat({"headers": {"X-Trace": "t-1"}})
+    assert added.status_code == 200, added.text
+    sent = mcp_server.log.headers[-1]
+    assert sent["authorization"] == "operator-secret" and sent["x-trace"] == "t-1"

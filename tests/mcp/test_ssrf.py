@@ -10,6 +10,7 @@ import anyio
 import pytest
 
 from app.mcp.ssrf import AddressPolicy, UnsafeServerUrl, pin_url
+from app.redact import redact_url
 
 DEFAULT = AddressPolicy()
 
@@ -27,6 +28,8 @@ DEFAULT = AddressPolicy()
         "224.0.0.1",
         "::1",
         "fe80::1",
+        "fec0::1",  # site-local (deprecated), which is_global calls global
+        "fec0:0:0:1::5",
         "fd00:ec2::254",
         "fc00::1",
         "::",
@@ -147,3 +150,16 @@ def test_pin_url_returns_the_checked_address() -> None:
     assert anyio.run(lambda: pin_url("https://8.8.8.8/mcp", DEFAULT, param="p")).address == (
         "8.8.8.8"
     )
+
+
+@pytest.mark.parametrize("url", ['http://8.8.8.8/"x?token=secret', "http://8.8.8.8/<x>?t=s"])
+def test_a_url_the_redactor_cannot_take_apart_is_refused(url: str) -> None:
+    with pytest.raises(UnsafeServerUrl, match="not allowed in a URL"):
+        anyio.run(lambda: pin_url(url, DEFAULT, param="p"))
+
+
+def test_redaction_fails_closed() -> None:
+    assert redact_url("https://u:p@mcp.example/x?token=s&a=1") == (
+        "https://REDACTED@mcp.example/x?token=REDACTED&a=REDACTED"
+    )
+    assert redact_url('http://8.8.8.8/"x?token=secret') == "REDACTED"  # nothing shown

@@ -184,14 +184,26 @@ def _registered(
             f"This API key may not use MCP server '{server.label}'.",
             param=f"{param}.server_label",
         )
-    # Registered servers keep their own credentials; the caller's are added for this run.
+    # Registered servers keep their own credentials; the caller's are added for this run, and
+    # may not replace one the operator configured (Authorization included).
+    configured = server.headers()
+    added = _checked_headers(tool, param)
+    taken = {name.lower() for name in configured}
+    for name in added:
+        if name.lower() in taken:
+            where = f"{param}.authorization" if name == "Authorization" else f"{param}.headers"
+            raise InvalidRequest(
+                f"The header '{name}' is configured for MCP server '{server.label}' by the "
+                "operator and cannot be replaced.",
+                param=where if name == "Authorization" else f"{where}.{name}",
+            )
     return ServerSpec(
         label=server.label,
         url=server.url,
         transport=server.transport,
         command=tuple(server.command or ()),
         env=server.environment(),
-        headers={**server.headers(), **_checked_headers(tool, param)},
+        headers={**configured, **added},
         allowed_tools=_tool_filter(tool.allowed_tools),
         registered=True,
         elicitation=server.elicitation,
