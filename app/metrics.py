@@ -8,6 +8,16 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+CALLER_SERVER = "caller"
+"""The ``server`` label of every server a caller named by URL: its ``server_label`` is the
+caller's free text, and one series per value would let any caller grow the registry."""
+
+
+def server_label(label: str | None, *, registered: bool) -> str:
+    """The ``server`` label value: a registered server's label, else ``caller``."""
+    return (label or "(none)") if registered else CALLER_SERVER
+
+
 REQUESTS = Counter(
     "toolbridge_http_requests", "HTTP requests by route and status", ["route", "status"]
 )

@@ -52,6 +52,9 @@ def test_pods_are_probed_locked_down_and_find_redis(overlay: str) -> None:
     env = {e["name"]: e for e in container["env"]}
     assert "TOOLBRIDGE_REDIS_URL" in env  # never the embedded Redis in a cluster
     assert env["TOOLBRIDGE_API_KEYS"]["valueFrom"]["secretKeyRef"]["name"] == "toolbridge-secrets"
+    # /metrics needs its token in prod: the pod does not start without it in the Secret.
+    metrics_token = env["TOOLBRIDGE_METRICS_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert metrics_token["optional"] is (overlay != "prod")
 
 
 def test_config_map_holds_a_loadable_config(

@@ -17,7 +17,7 @@ from app.engine.events import ToolCall
 from app.mcp.notes import CallUpdate
 from app.mcp.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
-from app.metrics import TOOL_CALLS, TOOL_SECONDS
+from app.metrics import TOOL_CALLS, TOOL_SECONDS, server_label
 from app.tracing import span
 
 
@@ -72,8 +72,10 @@ async def execute(
         outcome = await _call(call, toolset, limits, on_progress)
         if outcome.is_error:
             tool_span.set_status(Status(StatusCode.ERROR, "tool error"))
-    TOOL_CALLS.labels(label or "(none)", "error" if outcome.is_error else "ok").inc()
-    TOOL_SECONDS.labels(label or "(none)").observe(outcome.duration_s)
+    bound = toolset.get(call.name)
+    server = server_label(label, registered=bound is not None and bound.session.spec.registered)
+    TOOL_CALLS.labels(server, "error" if outcome.is_error else "ok").inc()
+    TOOL_SECONDS.labels(server).observe(outcome.duration_s)
     return outcome
 
 

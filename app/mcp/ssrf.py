@@ -46,7 +46,7 @@ _CARRY_IPV4_IN_LOW_BITS = tuple(
 )
 _NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
 """RFC 8215: local-use NAT64, where the IPv4 address sits at a site-chosen offset: never public."""
-_AMBIGUOUS_CHARACTERS = frozenset("\\ \t\r\n\x00\"<>`{}|^")
+_AMBIGUOUS_CHARACTERS = frozenset('\\ \t\r\n\x00"<>`{}|^')
 """Characters on which URL parsers disagree about where the host ends, and those a URL never
 holds unencoded (RFC 3986), which the redactor would not take apart."""
 

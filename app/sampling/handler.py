@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import anyio
 import mcp_types as types
@@ -23,7 +24,7 @@ from app.errors import BudgetExceeded
 from app.llm.client import ModelCall, ModelClient, Usage
 from app.mcp.notes import Note, Sampled, SamplingDeclined
 from app.mcp.servers import ServerSpec
-from app.metrics import SAMPLING
+from app.metrics import SAMPLING, server_label
 from app.principal import Principal
 from app.sampling.convert import to_chat, to_result
 from app.sampling.selection import Candidate, select_model
@@ -99,6 +100,19 @@ class _ServerSampler:
     run: RunSampling
     spec: ServerSpec
 
+    def _rate_bucket(self) -> str:
+        """Per caller key and per server: a registered server by its label, any other by its
+        origin (so ``?x=N`` or another path is no fresh bucket, and no key uses another's)."""
+        server = f"label:{self.spec.label}"
+        if not self.spec.registered:
+            parts = urlsplit(self.spec.target())
+            server = f"origin:{parts.scheme}://{parts.netloc.rpartition('@')[2].lower()}"
+        return f"sampling:{self.run.principal.key_id}:{server}"
+
+    @property
+    def _metric_server(self) -> str:
+        return server_label(self.spec.label, registered=self.spec.registered)
+
     async def sample(
         self, params: types.CreateMessageRequestParams, notes: list[Note], nth_in_call: int
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
@@ -106,13 +120,13 @@ class _ServerSampler:
             candidate = await self._admit(params, nth_in_call)
             result, usage = await self._call(candidate, params)
         except SamplingRefused as refused:
-            SAMPLING.labels(self.spec.label, "-", "refused").inc()
+            SAMPLING.labels(self._metric_server, "-", "refused").inc()
             logger.warning(
                 "sampling request refused: server=%s reason=%s", self.spec.label, refused
             )
             notes.append(SamplingDeclined(reason=str(refused)))
             return types.ErrorData(code=types.INVALID_REQUEST, message=str(refused))
-        SAMPLING.labels(self.spec.label, candidate.name, "ok").inc()
+        SAMPLING.labels(self._metric_server, candidate.name, "ok").inc()
         cost = self.run.models.cost_usd(candidate.name, usage)
         self.run.usage.add(usage.prompt_tokens, usage.completion_tokens, cost)
         notes.append(
@@ -137,7 +151,7 @@ class _ServerSampler:
             )
         usage.requests += 1
         limit = self.spec.sampling_rate_per_minute or settings.rate_per_minute
-        if not await self.run.rates.allow(f"sampling:{self.spec.target()}", limit):
+        if not await self.run.rates.allow(self._rate_bucket(), limit):
             raise SamplingRefused(
                 f"sampling rate limit reached: {limit} requests per minute for this server"
             )

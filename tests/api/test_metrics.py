@@ -28,7 +28,12 @@ def test_metrics_count_requests_runs_and_tool_calls(
     before = scrape(toolbridge)
     client.chat.completions.create(
         model="scripted-a",
-        tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+        tools=[mcp_tool(mcp_server, label="free-text-label")],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": 'call free-text-label__echo {"text": "m"}'}],
+    )
+    client.chat.completions.create(
+        model="scripted-a",
+        tools=[{"type": "mcp", "server_label": "calc"}],  # type: ignore[list-item]
         messages=[{"role": "user", "content": 'call calc__echo {"text": "m"}'}],
     )
     after = scrape(toolbridge)
@@ -37,11 +42,15 @@ def test_metrics_count_requests_runs_and_tool_calls(
         key = (name, tuple(sorted(labels.items())))
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    assert grew("toolbridge_http_requests_total", route="/v1/chat/completions", status="200") == 1
-    assert grew("toolbridge_runs_total", reason="stop") == 1
+    assert grew("toolbridge_http_requests_total", route="/v1/chat/completions", status="200") == 2
+    assert grew("toolbridge_runs_total", reason="stop") == 2
+    # A registered server by its label; one a caller named by URL as "caller", whatever label
+    # it was given (a caller's free text must not create series).
     assert grew("toolbridge_mcp_tool_calls_total", server="calc", outcome="ok") == 1
-    assert grew("toolbridge_run_model_turns_sum") == 2
-    assert grew("toolbridge_budget_holds_total", outcome="settled") == 2
+    assert grew("toolbridge_mcp_tool_calls_total", server="caller", outcome="ok") == 1
+    assert not any("free-text-label" in str(labels) for _, labels in after)
+    assert grew("toolbridge_run_model_turns_sum") == 4
+    assert grew("toolbridge_budget_holds_total", outcome="settled") == 4
     assert grew("toolbridge_budget_spend_usd_total") > 0
 
 

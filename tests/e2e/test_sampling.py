@@ -163,3 +163,38 @@ def test_registered_server_can_opt_out_of_elicitation(
     call = first_call(run(client, "call {label}__greet {}", "quiet"))
     assert call["error"] is not None  # the server cannot elicit: the capability is absent
     assert call["notes"] == []
+
+
+def test_rate_limits_are_per_key_and_per_server_origin(
+    toolbridge_factory: Any, mcp_server: RunningMcpServer
+) -> None:
+    """One key's requests do not use another's allowance, and a server named by URL is one
+    bucket whatever its path or query (``?x=N`` once made a fresh bucket)."""
+    keys = [{"id": k, "key": f"sk-{k}", "allow_sampling": True} for k in ("a", "b")]
+    server = toolbridge_factory(
+        api_keys=keys,
+        mcp_servers=[{"label": "sampler", "url": mcp_server.url, "sampling": True}],
+        sampling={"rate_per_minute": 1, "default_model": "scripted-a"},
+        redis_prefix=f"tb-rate-{uuid.uuid4().hex[:8]}:",
+    )
+
+    def sampled(key: str, tool: dict[str, Any]) -> bool:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0)
+        completion = client.chat.completions.create(
+            model="scripted-a",
+            tools=[tool],  # type: ignore[list-item]
+            messages=[
+                {"role": "user", "content": summarize().replace("{label}", tool["server_label"])}
+            ],
+        )
+        return first_call(completion)["error"] is None
+
+    by_url = {"type": "mcp", "server_label": "s", "server_url": mcp_server.url}
+    if time.time() % 60 > 50:  # every request in one fixed one-minute window
+        time.sleep(60 - time.time() % 60)
+    window = time.time() // 60
+    assert sampled("sk-a", by_url)
+    assert not sampled("sk-a", {**by_url, "server_url": f"{mcp_server.url}?x=2"})  # same origin
+    assert sampled("sk-b", by_url)  # another key: its own allowance
+    assert sampled("sk-a", {"type": "mcp", "server_label": "sampler"})  # another server
+    assert time.time() // 60 == window, "the requests took over ten seconds"
