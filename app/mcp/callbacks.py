@@ -23,7 +23,7 @@ import anyio
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 
-from app.mcp.notes import CapabilityRefused, ElicitationDeclined, Note
+from app.mcp.notes import CapabilityRefused, ElicitationDeclined, Note, Notes
 from app.mcp.sdk_internals import InputDispatch, wrap_input_dispatch
 from app.mcp.tasks import TASKS
 
@@ -59,7 +59,7 @@ class ServerCallbacks:
     sampler: Sampler | None = None
     """None: sampling is not allowed for this server, and not declared."""
     declare_elicitation: bool = True
-    notes: list[Note] = field(default_factory=list)
+    notes: Notes = field(default_factory=Notes)
     calls_in_flight: int = 0
     samples_in_call: int = 0
     """Sampling requests since the current tool call(s) began (parallel calls share it)."""
@@ -70,13 +70,13 @@ class ServerCallbacks:
         """Serve a new run: its sampler and label, and fresh notes and counts."""
         assert (sampler is None) == (self.sampler is None), "the declaration must not change"
         self.server_label, self.sampler = label, sampler
-        self.notes, self.calls_in_flight, self.samples_in_call = [], 0, 0
+        self.notes, self.calls_in_flight, self.samples_in_call = Notes(), 0, 0
 
     def unbind(self) -> None:
         """No run is served: what the server asks for until the next ``bind`` is refused."""
         if self.sampler is not None:
             self.sampler = _NO_RUN
-        self.notes = []
+        self.notes = Notes()
 
     def begin_call(self) -> None:
         if self.calls_in_flight == 0:

@@ -71,6 +71,18 @@ CallUpdate = Progress | TaskState
 
 Note = ElicitationDeclined | Sampled | SamplingDeclined | CapabilityRefused | Progress | TaskState
 
+MAX_NOTES = 64
+"""Notes one connection keeps for a run: a server that asks for input ten thousand times
+during a call leaves the first 64, not a list that grows with every request."""
+
+
+class Notes(list[Note]):
+    """The notes of one connection for one run, at most ``MAX_NOTES`` (later ones dropped)."""
+
+    def append(self, note: Note) -> None:
+        if len(self) < MAX_NOTES:
+            super().append(note)
+
 
 def wire(note: Note) -> dict[str, Any]:
     """The note as the caller sees it: its fields, without empty optional ones."""

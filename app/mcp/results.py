@@ -13,6 +13,7 @@ the model reads ``5``, not ``{"result": 5}``.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import mcp_types as types
 
@@ -62,3 +63,26 @@ def truncate(text: str, max_chars: int) -> str:
         return text
     marker = TRUNCATION_MARKER.format(total=len(text), kept=max_chars)
     return text[: max(0, max_chars - len(marker))] + marker
+
+
+def bounded_blocks(blocks: list[dict[str, Any]], max_chars: int) -> tuple[dict[str, Any], ...]:
+    """A failed call's error content (``mcp_call.error.content``), kept within ``max_chars``
+    like an output: text blocks cut to what is left (saying so), other blocks kept only while
+    their JSON fits, the rest replaced by one text block saying how many were dropped."""
+    kept: list[dict[str, Any]] = []
+    left, dropped = max_chars, 0
+    for block in blocks:
+        if block.get("type") == "text" and isinstance(block.get("text"), str) and left > 0:
+            text = truncate(block["text"], left)
+            kept.append({**block, "text": text})
+            left -= len(text)
+            continue
+        size = len(json.dumps(block))
+        if size <= left:
+            kept.append(block)
+            left -= size
+        else:
+            dropped += 1
+    if dropped:
+        kept.append({"type": "text", "text": f"[toolbridge: {dropped} more blocks dropped]"})
+    return tuple(kept)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from app.mcp.http import ResponseTooLarge
 from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
-from app.mcp.results import result_text, truncate
+from app.mcp.results import bounded_blocks, result_text, truncate
 from app.mcp.servers import ServerSpec
 from app.mcp.tasks import observing, run_legacy_task, wants_legacy_task
 
@@ -226,7 +226,7 @@ class ServerSession:
                     b.model_dump(mode="json", by_alias=True, exclude_none=True)
                     for b in result.content
                 )
-                error = ToolExecutionError(tuple(dumped))
+                error = ToolExecutionError(bounded_blocks(list(dumped), max_chars))
         except TimeoutError:
             text = f"Tool call timed out after {timeout_s:g}s"
             error = ProtocolError(TIMED_OUT, text)

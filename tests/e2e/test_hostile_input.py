@@ -20,8 +20,10 @@ import mcp_types as types
 import openai
 import pytest
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.mcp.notes import MAX_NOTES, Notes, SamplingDeclined
 from app.store.embedded import free_port
 from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
@@ -63,6 +65,11 @@ def _build_hostile() -> MCPServer:
         return types.CallToolResult(
             content=[types.TextContent(text=EVIL_VALUE)], structured_content={"v": EVIL_VALUE}
         )
+
+    @server.tool()
+    def big_error(chars: int) -> str:
+        """Fails with an error of ``chars`` characters."""
+        raise ToolError("e" * chars)
 
     @server.tool()
     def bomb() -> str:
@@ -289,3 +296,32 @@ def test_a_history_full_of_searches_replays_a_bounded_few(
     completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
     assert completion.choices[0].message.content == "searched"
     assert ordinary_s < ORDINARY_LIMIT_S and attack_s < 30
+
+
+def test_error_content_is_bounded_like_output_and_on_continuation(
+    bridge: ServerThread, hostile: str, scripted_model: ServerThread
+) -> None:
+    """A 1 MB error is kept (stored, echoed, replayed) as 20,000 characters at most."""
+    client = _client(bridge)
+    tool = {**_hostile_tool(hostile), "require_approval": "never"}
+    first = client.responses.create(
+        model="scripted-a",
+        tools=[tool],  # type: ignore[list-item]
+        input='call evil__big_error {"chars": 1000000}',
+    )
+    call = next(item for item in first.output if item.type == "mcp_call")
+    assert call.error is not None
+    error_text = json.dumps(call.error if isinstance(call.error, dict) else call.error.model_dump())
+    assert 10_000 < len(error_text) < 21_000 and "output truncated from 1000032" in error_text
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
+    client.responses.create(model="scripted-a", input="say again", previous_response_id=first.id)
+    replayed = [m for m in calls[before]["messages"] if m["role"] == "tool"]
+    assert replayed and all(len(m["content"]) <= 20_000 for m in replayed)
+
+
+def test_notes_per_connection_are_bounded() -> None:
+    notes = Notes()
+    for index in range(1000):
+        notes.append(SamplingDeclined(reason=f"refused {index}"))
+    assert len(notes) == MAX_NOTES and notes[-1] == SamplingDeclined(reason="refused 63")

@@ -27,6 +27,7 @@ from app.engine.search import FUNCTION_NAME as SEARCH_FUNCTION
 from app.errors import InvalidRequest
 from app.llm.client import Message
 from app.mcp.naming import exposed_name
+from app.mcp.results import truncate
 
 CALL_ITEMS = ("function_call", "mcp_call", "mcp_approval_request", "tool_search_call")
 NOT_RUN = "This call did not run: a limit ended the response first."
@@ -46,6 +47,8 @@ class Conversation:
     answered_before: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Approval responses of earlier requests, by approval request id."""
     answered_now: set[str] = field(default_factory=set)
+    max_output_chars: int = 20_000
+    """An ``mcp_call``'s output or error, replayed to the model, is cut as a live one is."""
     """Approval request ids this request answers."""
     _group: Message | None = None
     _results: list[Message] = field(default_factory=list)
@@ -129,8 +132,9 @@ class Conversation:
         call = self._mcp_tool_call(item, param)
         self._call(call)
         error = item.get("error")
-        text = (
-            f"{TOOL_ERROR_PREFIX}{_error_text(error)}" if error else str(item.get("output") or "")
+        text = truncate(
+            f"{TOOL_ERROR_PREFIX}{_error_text(error)}" if error else str(item.get("output") or ""),
+            self.max_output_chars,
         )
         self._results.append({"role": "tool", "tool_call_id": call["id"], "content": text})
 
@@ -280,7 +284,11 @@ def _approval_answers(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def fold(
-    history: list[dict[str, Any]], new: list[dict[str, Any]], *, instructions: str | None
+    history: list[dict[str, Any]],
+    new: list[dict[str, Any]],
+    *,
+    instructions: str | None,
+    max_output_chars: int = 20_000,
 ) -> Conversation:
     """Fold an earlier conversation and this request's input items for the engine.
 
@@ -288,7 +296,9 @@ def fold(
     responses, as at OpenAI).
     """
     conversation = Conversation(
-        answered_before=_approval_answers(history), answered_now=set(_approval_answers(new))
+        answered_before=_approval_answers(history),
+        answered_now=set(_approval_answers(new)),
+        max_output_chars=max_output_chars,
     )
     if instructions:
         conversation.messages.append({"role": "system", "content": instructions})

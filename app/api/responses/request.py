@@ -71,9 +71,9 @@ class ResponsesRequest(WireRequest):
 ALWAYS = ApprovalPolicy(default=True)
 """OpenAI's default for an omitted ``require_approval``."""
 _REFUSED_FIELDS = {
-    "background": "background mode",
-    "conversation": "conversations",
-    "prompt": "prompt templates",
+    "background": "Background mode is",
+    "conversation": "Conversations are",
+    "prompt": "Prompt templates are",
 }
 
 
@@ -151,15 +151,18 @@ async def parse_responses(
     """The run for a Responses request, with the items it will store."""
     for name, what in _REFUSED_FIELDS.items():
         if (body.model_extra or {}).get(name):
-            raise InvalidRequest(
-                f"{what.capitalize()} are not supported by this server.", param=name
-            )
+            raise InvalidRequest(f"{what} not supported by this server.", param=name)
     history: list[dict[str, Any]] = []
     if body.previous_response_id:
         stored = await services.responses.load(body.previous_response_id, principal.key_id)
         history = stored.conversation
     input_items = _input_items(body.input)
-    conversation = fold(history, input_items, instructions=body.instructions)
+    conversation = fold(
+        history,
+        input_items,
+        instructions=body.instructions,
+        max_output_chars=services.settings.limits.max_tool_output_chars,
+    )
     if not conversation.messages:
         raise InvalidRequest("input is empty: give a message, or instructions.", param="input")
     tools = [
