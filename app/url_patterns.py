@@ -54,6 +54,8 @@ class UrlPattern:
         return cls(scheme, host.lower().rstrip("."), port, path or "/*")
 
     def matches(self, url: str) -> bool:
+        if (self.scheme, self.host, self.port, self.path) == ("*", "*", "*", "/*"):
+            return True  # any URL: whether it is one at all is the SSRF check's to say (400)
         try:
             parts = urlsplit(url)
             port = parts.port
