@@ -222,6 +222,11 @@ class RequestLimits(BaseModel):
     """Messages (Chat Completions) or input items (Responses), earlier turns included."""
     max_tools: int = Field(default=256, ge=1)
     max_mcp_servers: int = Field(default=16, ge=0)
+    max_runs_per_key: int = Field(default=64, ge=1)
+    """Runs one key may have in progress on one replica; more are refused with 429."""
+    max_connections_per_key: int = Field(default=64, ge=1)
+    """Requests one key may have open at once, on one replica, to the MCP servers it names by
+    URL (more wait their turn), so one tenant's slow servers cannot take the shared pool."""
 
 
 class ConfigError(ValueError):

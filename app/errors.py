@@ -93,5 +93,16 @@ class BudgetExceeded(ToolbridgeError):
         self.left_usd = left_usd
 
 
+class TooManyRuns(ToolbridgeError):
+    """The key has as many runs in progress as it may (OpenAI answers 429 for rate limits)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This API key has {limit} runs in progress on this server, its limit; "
+            "retry when one has finished."
+        )
+        self.limit = limit
+
+
 class StoreUnavailable(ToolbridgeError):
     """Redis could not be reached for state this request needs."""

@@ -24,6 +24,7 @@ from app.demo.mcp_server import build_demo_server
 from app.demo.scripted_model import create_scripted_model_app
 from app.engine.deps import EngineDeps
 from app.errors import StoreUnavailable
+from app.limits import KeyLimits
 from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
@@ -52,6 +53,10 @@ def _build_services(
     sessions: SessionPool,
 ) -> Services:
     prefix = settings.redis_prefix
+    key_limits = KeyLimits(
+        max_runs=settings.request_limits.max_runs_per_key,
+        max_connections=settings.request_limits.max_connections_per_key,
+    )
     clients = McpClients(
         pool=pool,
         caller_pool=caller_pool,
@@ -60,6 +65,7 @@ def _build_services(
         default_ttl_s=settings.tool_list_ttl_s,
         share_public=settings.share_public_tool_lists,
         stderr_level=logging.getLevelName(settings.stdio_stderr_level),
+        key_limits=key_limits,
     )
     models = ModelClient(
         settings.effective_models(),
@@ -81,6 +87,7 @@ def _build_services(
             fail_open=settings.budget.fail_open,
         ),
         budget=settings.budget,
+        key_limits=key_limits,
     )
     keys = KeyRing(settings.api_keys, allow_anonymous=settings.allow_anonymous)
     return Services(

@@ -25,6 +25,7 @@ from app.errors import (
     ServerUnreachable,
     StoreUnavailable,
     ToolbridgeError,
+    TooManyRuns,
     Unauthenticated,
     UpstreamModelError,
 )
@@ -40,6 +41,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     ServerUnreachable: (424, "external_connector_error", "external_connector_error"),
     StoreUnavailable: (503, "server_error", "store_unavailable"),
     BudgetExceeded: (429, "insufficient_quota", "insufficient_quota"),
+    TooManyRuns: (429, "rate_limit_exceeded", "rate_limit_exceeded"),
     ToolbridgeError: (500, "server_error", None),
 }
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.budget.ledger import Ledger
 from app.config import BudgetSettings, SamplingSettings
+from app.limits import KeyLimits
 from app.llm.client import ModelClient
 from app.mcp.clients import McpClients
 from app.mcp.pool import SessionPool
@@ -25,3 +26,4 @@ class EngineDeps:
     sampling: SamplingSettings
     ledger: Ledger
     budget: BudgetSettings
+    key_limits: KeyLimits

@@ -160,7 +160,10 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
     messages = list(request.messages)
     if request.hidden_turns:
         messages = await restore_hidden_turns(messages, deps.hidden, request.principal.key_id)
-    with span("invoke_agent toolbridge", attributes) as run_span:
+    with (
+        deps.key_limits.run(request.principal.key_id),
+        span("invoke_agent toolbridge", attributes) as run_span,
+    ):
         state = _RunState(
             messages=messages,
             first_new=len(messages),

@@ -25,6 +25,7 @@ from mcp.client.caching import CacheConfig
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from app.limits import KeyLimits
 from app.mcp.callbacks import ServerCallbacks
 from app.mcp.eras import Attempt, sdk_mode, uses_sse
 from app.mcp.http import ResponseTooLarge
@@ -127,6 +128,7 @@ class McpClients:
         default_ttl_s: int,
         share_public: bool,
         stderr_level: int = logging.INFO,
+        key_limits: KeyLimits | None = None,
     ) -> None:
         self._transport = _SharedTransport(pool)
         self._caller_pool = caller_pool
@@ -137,6 +139,7 @@ class McpClients:
         self.default_ttl_s = default_ttl_s
         """A tool list's cache life when the server gives none."""
         self._share_public = share_public
+        self._key_limits = key_limits
 
     def _http_factory(
         self, spec: ServerSpec, watch: TransportWatch
@@ -144,7 +147,10 @@ class McpClients:
         """Makes the per-session HTTP clients: the registered pool, or the checked one."""
         transport: httpx2.AsyncBaseTransport = self._transport
         if spec.pinned is not None:
-            transport = PinnedTransport(self._caller_pool, spec.pinned)
+            slots = None
+            if self._key_limits is not None and spec.owner is not None:
+                slots = self._key_limits.connection_slots(spec.owner)
+            transport = PinnedTransport(self._caller_pool, spec.pinned, slots)
         transport = _Watching(transport, watch)
 
         def make(

@@ -92,6 +92,8 @@ class ServerSpec:
     """What the server is for, shown to the model when its tools are deferred."""
     pinned: PinnedUrl | None = None
     """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
+    owner: str | None = None
+    """For a caller-supplied URL: the key that named it, whose connection limit applies."""
 
     def credential_hash(self) -> str:
         """A hash of the credentials sent: partitions cached private results, never reveals them."""

@@ -22,8 +22,9 @@ import contextvars
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -232,22 +233,60 @@ def caller_pool(
     )
 
 
+class _Releasing(httpx2.AsyncByteStream):
+    """A response body that gives its request slot back when closed (once)."""
+
+    def __init__(self, inner: Any, slots: anyio.Semaphore) -> None:
+        self._inner = inner
+        self._slots: anyio.Semaphore | None = slots
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for piece in self._inner:
+            yield piece
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            slots, self._slots = self._slots, None
+            if slots is not None:
+                slots.release()
+
+
 class PinnedTransport(httpx2.AsyncBaseTransport):
     """Sends a caller URL's requests through the caller pool, to the address it was checked at."""
 
-    def __init__(self, pool: httpx2.AsyncBaseTransport, pinned: PinnedUrl) -> None:
+    def __init__(
+        self,
+        pool: httpx2.AsyncBaseTransport,
+        pinned: PinnedUrl,
+        slots: anyio.Semaphore | None = None,
+    ) -> None:
         self._pool = pool
         self._pinned = pinned
+        self._slots = slots
+        """The caller key's request slots (``app/limits.py``): one is held per request until
+        its body is closed; a GET (a session's one stream) takes none."""
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         if request.url.host != self._pinned.host:
             # Only same-origin redirects are followed by the SDK; anything else is refused here.
             raise httpx2.ConnectError(f"refused: not the checked host {self._pinned.host}")
+        slots = self._slots if request.method != "GET" else None
+        if slots is not None:
+            await slots.acquire()
         token = _checked.set(self._pinned)
         try:
-            return await self._pool.handle_async_request(request)
+            response = await self._pool.handle_async_request(request)
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
         finally:
             _checked.reset(token)
+        if slots is not None:
+            response.stream = _Releasing(response.stream, slots)
+        return response
 
     async def aclose(self) -> None:
         """The pool belongs to the process, not to this connection."""

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import mcp_types as types
 import openai
 import pytest
@@ -325,3 +326,46 @@ def test_notes_per_connection_are_bounded() -> None:
     for index in range(1000):
         notes.append(SamplingDeclined(reason=f"refused {index}"))
     assert len(notes) == MAX_NOTES and notes[-1] == SamplingDeclined(reason="refused 63")
+
+
+def test_one_key_cannot_hold_more_than_its_runs_or_connections(
+    toolbridge_factory: Callable[..., ServerThread], mcp_server: RunningMcpServer
+) -> None:
+    keys = [{"id": k, "key": f"sk-{k}"} for k in ("greedy", "other")]
+    limits = {"max_runs_per_key": 2, "max_connections_per_key": 1}
+    server = toolbridge_factory(api_keys=keys, request_limits=limits)
+
+    def chat(key: str, content: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/v1/chat/completions",
+            json={
+                "model": "scripted-a",
+                "tools": [mcp_tool(mcp_server)],
+                "messages": [{"role": "user", "content": content}],
+            },
+            timeout=60,
+            headers={"Authorization": f"Bearer {key}"},
+        )
+
+    # Runs: two in progress, a third is a 429 that says why; another key is not affected.
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(chat, "sk-greedy", "sleep 3") for _ in range(2)]
+        wait_until(lambda: _in_flight(server) >= 2, what="two runs in progress")
+        third = chat("sk-greedy", "say hi")
+        assert third.status_code == 429, third.text
+        assert third.json()["error"]["code"] == "rate_limit_exceeded"
+        assert "2 runs in progress" in third.json()["error"]["message"]
+        assert chat("sk-other", "say hi").status_code == 200
+        assert all(f.result().status_code == 200 for f in slow)
+    assert chat("sk-greedy", "say hi").status_code == 200  # the slots came back
+    # Connections: two parallel calls of one key to a server it named run one at a time.
+    both = 'call calc__slow {"seconds": 0.5}\ncall calc__slow {"seconds": 0.5}'
+    mcp_server.log.reset()
+    assert chat("sk-greedy", both).status_code == 200
+    assert mcp_server.log.slow_started == 2 and mcp_server.log.slow_most_at_once == 1
+
+
+def _in_flight(server: ServerThread) -> float:
+    text = httpx.get(f"{server.url}/metrics", timeout=10).text
+    line = next(x for x in text.splitlines() if x.startswith("toolbridge_api_requests_in_flight"))
+    return float(line.split()[-1])

@@ -232,5 +232,6 @@ async def _caller_supplied(
         headers=headers,
         allowed_tools=_tool_filter(tool.allowed_tools),
         pinned=pinned,
+        owner=principal.key_id,
         sampling=principal.allow_sampling,
     )
