@@ -306,7 +306,13 @@ class Settings(BaseSettings):
     hidden_turns_ttl_s: int = Field(default=86_400, ge=60)
     """How long MCP turns hidden from a Chat Completions client are kept for its continuation."""
     responses_ttl_s: int = Field(default=30 * 86_400, ge=60)
-    """How long stored responses (``store: true``) are kept."""
+    """How long stored responses (``store: true``) are kept (a conversation's earlier turns as
+    long as its latest)."""
+    stored_responses_max_per_key: int = Field(default=10_000, ge=1)
+    """Stored responses one key may keep; at the quota, a request that would store is a 429."""
+    stored_responses_max_bytes_per_key: int = Field(default=100 * 1024 * 1024, ge=1024)
+    """Bytes of stored responses one key may keep (each record's JSON; Redis also holds the
+    budgets, so no key may fill it)."""
     model_num_retries: int = Field(default=2, ge=0)
     model_timeout_s: float = Field(default=600.0, gt=0)
     model_direct: bool = True

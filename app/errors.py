@@ -104,5 +104,17 @@ class TooManyRuns(ToolbridgeError):
         self.limit = limit
 
 
+class StorageQuotaExceeded(ToolbridgeError):
+    """The key keeps as many stored responses (or bytes of them) as its quotas allow."""
+
+    def __init__(self, count: int, max_count: int, used_bytes: int, max_bytes: int) -> None:
+        super().__init__(
+            f"Stored responses: this API key keeps {count} responses ({used_bytes} bytes); its "
+            f"quotas are {max_count} responses and {max_bytes} bytes. Delete some "
+            "(DELETE /v1/responses/{id}), wait for them to expire, or send store: false.",
+            param="store",
+        )
+
+
 class StoreUnavailable(ToolbridgeError):
     """Redis could not be reached for state this request needs."""

@@ -36,7 +36,7 @@ from app.store.connect import RedisClient, connect, warm_up
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 from app.store.rate import RateLimiter
-from app.store.responses import ResponseStore
+from app.store.responses import Quotas, ResponseStore
 from app.tracing import configure_tracing
 
 logger = logging.getLogger("toolbridge")
@@ -96,7 +96,15 @@ def _build_services(
         engine=engine,
         keys=keys,
         registered_servers=settings.effective_servers(),
-        responses=ResponseStore(redis, prefix, settings.responses_ttl_s),
+        responses=ResponseStore(
+            redis,
+            prefix,
+            settings.responses_ttl_s,
+            Quotas(
+                max_count=settings.stored_responses_max_per_key,
+                max_bytes=settings.stored_responses_max_bytes_per_key,
+            ),
+        ),
         address_policy=AddressPolicy.from_entries(settings.ssrf_allowlist),
     )
 

@@ -23,6 +23,7 @@ from app.errors import (
     NotFound,
     PermissionDenied,
     ServerUnreachable,
+    StorageQuotaExceeded,
     StoreUnavailable,
     ToolbridgeError,
     TooManyRuns,
@@ -42,6 +43,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     StoreUnavailable: (503, "server_error", "store_unavailable"),
     BudgetExceeded: (429, "insufficient_quota", "insufficient_quota"),
     TooManyRuns: (429, "rate_limit_exceeded", "rate_limit_exceeded"),
+    StorageQuotaExceeded: (429, "insufficient_quota", "storage_quota_exceeded"),
     ToolbridgeError: (500, "server_error", None),
 }
 

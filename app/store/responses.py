@@ -1,19 +1,88 @@
 """Stored responses (``store: true``), shared by every replica through Redis.
 
-One record per response: its owner (the API key id), the Response object, its input items,
-and the whole conversation up to and including its output (what ``previous_response_id``
-continues). Credentials are never part of a record: tools are stored as echoed, without them.
+One record per response: its owner (the API key id), the Response object (its output
+included), its input items as continuation needs them (fields the API does not define are
+dropped), and the ids of the responses it continues (``chain``, oldest first, at most
+``CHAIN_IDS``: an older record's own chain reaches further back). A record never copies the
+history: ``previous_response_id`` rebuilds the conversation from the chain's records (one
+pipelined round trip per ``CHAIN_IDS`` turns), so a chain of N turns keeps N records' worth,
+not N² (records of the earlier layout, which held a whole ``conversation``, are still read).
+
+Saving a record renews its chain's records for as long as it lives, so a conversation's
+earlier turns never expire before its latest. A deleted response ends the continuation of
+those that followed it (said so, with a 404).
+
+Each key has quotas (``stored_responses_max_per_key``, ``..._max_bytes_per_key``), counted in
+Redis by one atomic script (a hash of record sizes and a set of expiry times, per key: expired
+records leave the count by themselves). A request that would store is refused with 429 while
+its key is at a quota, before anything runs; a record that takes a key over it (requests
+racing) is still kept. Credentials are never part of a record: tools are stored as echoed.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from app.errors import NotFound
+from app.errors import NotFound, StorageQuotaExceeded
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
+
+CHAIN_IDS = 256
+"""Ancestor ids a record names itself; beyond them its oldest ancestor's chain goes on."""
+
+_ITEM_FIELDS: dict[str, frozenset[str]] = {
+    kind: frozenset(names.split()) | {"type", "id", "status"}
+    for kind, names in {
+        "message": "role content",
+        "function_call": "call_id name arguments",
+        "function_call_output": "call_id output",
+        "tool_search_call": "call_id arguments execution",
+        "tool_search_output": "call_id tools execution",
+        "mcp_call": "server_label name arguments output error approval_request_id",
+        "mcp_list_tools": "server_label tools error",
+        "mcp_approval_request": "server_label name arguments",
+        "mcp_approval_response": "approval_request_id approve reason",
+        "reasoning": "summary content encrypted_content",
+    }.items()
+}
+"""What each input item type keeps: OpenAI's fields for it. Unknown types are kept whole
+(``fold`` has already refused what it cannot read)."""
+
+_QUOTA = """
+-- KEYS: sizes (hash id -> bytes), exp (zset id -> expiry). ARGV: now, id, bytes (0: check
+-- only), expires_at, max_count, max_bytes, then ancestor ids whose expiry is renewed.
+-- Returns {0, count, bytes} when within both quotas before this record, else {1, ...}.
+local now = tonumber(ARGV[1])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
+for _, id in ipairs(dead) do redis.call('HDEL', KEYS[1], id) end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local count, bytes = 0, 0
+for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
+  count = count + 1
+  bytes = bytes + tonumber(v)
+end
+local over = (count >= tonumber(ARGV[5]) or bytes >= tonumber(ARGV[6])) and 1 or 0
+if tonumber(ARGV[3]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
+  for i = 7, #ARGV do redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[i]) end
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4]) - now) + 60)
+  redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) - now) + 60)
+end
+return {over, count, bytes}
+"""
+
+
+def stored_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` with only the fields continuation (and ``input_items``) needs."""
+    kept = []
+    for item in items:
+        allowed = _ITEM_FIELDS.get(str(item.get("type")))
+        kept.append(item if allowed is None else {k: v for k, v in item.items() if k in allowed})
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,40 +92,115 @@ class StoredResponse:
     owner: str
     response: dict[str, Any]
     input_items: list[dict[str, Any]]
-    conversation: list[dict[str, Any]]
-    """Every item so far: earlier responses' conversation, this input, this output."""
+    chain: list[str] = field(default_factory=list)
+    """Ids of the responses this one continues, oldest first (at most ``CHAIN_IDS``)."""
+    conversation: list[dict[str, Any]] | None = None
+    """The earlier layout only: every item up to this response's output."""
 
 
-def _dumps(record: StoredResponse) -> str:
-    """The record as JSON. Not ``dataclasses.asdict``: it deep-copies the whole conversation
-    first, which was 4 % of a stored run's CPU."""
-    return json.dumps({f.name: getattr(record, f.name) for f in fields(record)})
+@dataclass(frozen=True, slots=True)
+class Quotas:
+    max_count: int
+    max_bytes: int
 
 
 class ResponseStore:
     """Stored responses by id, visible to their owner only."""
 
-    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int) -> None:
+    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int, quotas: Quotas) -> None:
         self._redis = redis
         self._prefix = f"{prefix}resp:"
+        self._quota_prefix = f"{prefix}respq:"
         self._ttl_s = ttl_s
+        self._quotas = quotas
+        self._quota = redis.register_script(_QUOTA)
 
-    async def save(self, record: StoredResponse) -> None:
+    def _quota_keys(self, owner: str) -> list[str]:
+        tagged = f"{self._quota_prefix}{{{owner}}}"  # one slot per key on a cluster
+        return [f"{tagged}:sizes", f"{tagged}:exp"]
+
+    async def _count(
+        self, owner: str, record_id: str = "-", size: int = 0, renew: list[str] | None = None
+    ) -> tuple[bool, int, int]:
+        now = time.time()
+        args: list[Any] = [now, record_id, size, now + self._ttl_s]
+        args += [self._quotas.max_count, self._quotas.max_bytes, *(renew or [])]
         with store_errors("Stored responses"):
-            await self._redis.set(
-                self._prefix + record.response["id"], _dumps(record), ex=self._ttl_s
-            )
+            over, count, used = await self._quota(keys=self._quota_keys(owner), args=args)
+        return bool(over), int(count), int(used)
+
+    async def check_quota(self, owner: str) -> None:
+        """``StorageQuotaExceeded`` (429) while ``owner`` keeps as many responses, or as many
+        bytes of them, as its quotas allow."""
+        over, count, used = await self._count(owner)
+        if over:
+            raise StorageQuotaExceeded(count, self._quotas.max_count, used, self._quotas.max_bytes)
+
+    async def save(
+        self,
+        *,
+        owner: str,
+        response: dict[str, Any],
+        input_items: list[dict[str, Any]],
+        previous: StoredResponse | None,
+        previous_id: str | None,
+    ) -> None:
+        chain: list[str] = []
+        if previous is not None and previous_id is not None:
+            chain = [*previous.chain, previous_id][-CHAIN_IDS:]
+        record = StoredResponse(owner, response, stored_items(input_items), chain)
+        text = json.dumps(
+            {"owner": owner, "response": response, "input_items": record.input_items}
+            | {"chain": chain}
+        )
+        with store_errors("Stored responses"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(self._prefix + response["id"], text, ex=self._ttl_s)
+                for ancestor in chain:  # the conversation lives as long as its latest turn
+                    pipe.expire(self._prefix + ancestor, self._ttl_s)
+                await pipe.execute()
+        await self._count(owner, response["id"], len(text), chain)
+
+    async def _records(self, ids: list[str]) -> list[StoredResponse | None]:
+        with store_errors("Stored responses"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for record_id in ids:
+                    pipe.get(self._prefix + record_id)
+                raws = await pipe.execute()
+        return [None if raw is None else StoredResponse(**json.loads(raw)) for raw in raws]
 
     async def load(self, response_id: str, owner: str) -> StoredResponse:
         """The record, if it exists and belongs to ``owner``; otherwise ``NotFound``."""
-        with store_errors("Stored responses"):
-            raw = await self._redis.get(self._prefix + response_id)
-        record = None if raw is None else StoredResponse(**json.loads(raw))
+        (record,) = await self._records([response_id])
         if record is None or record.owner != owner:
             raise NotFound(f"Response with id '{response_id}' not found.")
         return record
+
+    async def conversation(self, record: StoredResponse) -> list[dict[str, Any]]:
+        """Every item up to and including ``record``'s output, from its chain's records."""
+        records = [record]
+        while records[0].conversation is None and records[0].chain:
+            ids = records[0].chain
+            earlier = await self._records(ids)
+            missing = [i for i, r in zip(ids, earlier, strict=True) if r is None]
+            if missing:
+                raise NotFound(
+                    f"An earlier response of this conversation ('{missing[0]}') was deleted "
+                    "or has expired: it cannot be continued."
+                )
+            records[:0] = [r for r in earlier if r is not None]
+        items: list[dict[str, Any]] = []
+        for each in records:
+            if each.conversation is not None:  # the earlier layout: everything up to it
+                items = list(each.conversation)
+            else:
+                items += [*each.input_items, *each.response.get("output", [])]
+        return items
 
     async def delete(self, response_id: str, owner: str) -> None:
         await self.load(response_id, owner)
         with store_errors("Stored responses"):
             await self._redis.delete(self._prefix + response_id)
+            sizes, expiries = self._quota_keys(owner)
+            await self._redis.hdel(sizes, response_id)
+            await self._redis.zrem(expiries, response_id)

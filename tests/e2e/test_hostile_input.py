@@ -369,3 +369,29 @@ def _in_flight(server: ServerThread) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     line = next(x for x in text.splitlines() if x.startswith("toolbridge_api_requests_in_flight"))
     return float(line.split()[-1])
+
+
+def test_stored_responses_have_quotas_per_key(
+    toolbridge_factory: Callable[..., ServerThread],
+) -> None:
+    keys = [{"id": "hoarder", "key": "sk-hoarder"}]
+    server = toolbridge_factory(api_keys=keys, stored_responses_max_per_key=3)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-hoarder", max_retries=0)
+    first = client.responses.create(model="scripted-a", input="say one")
+    latest = first
+    for word in ("two", "three"):
+        latest = client.responses.create(
+            model="scripted-a", input=f"say {word}", previous_response_id=latest.id
+        )
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.create(model="scripted-a", input="say four")
+    assert caught.value.code == "storage_quota_exceeded"
+    assert "quotas are 3 responses" in caught.value.message
+    unstored = client.responses.create(model="scripted-a", input="say free", store=False)
+    assert unstored.output_text == "free"  # store: false is never refused
+    client.responses.delete(first.id)
+    again = client.responses.create(model="scripted-a", input="say four")
+    assert again.output_text == "four"
+    # A conversation whose first turn was deleted says so when continued.
+    with pytest.raises(openai.NotFoundError, match="deleted or has expired"):
+        client.responses.create(model="scripted-a", input="say x", previous_response_id=latest.id)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
 import pytest
 
-from app.errors import NotFound
+from app.errors import NotFound, StorageQuotaExceeded
 from app.store.connect import RedisClient
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
-from app.store.responses import ResponseStore, StoredResponse
+from app.store.responses import CHAIN_IDS, Quotas, ResponseStore
 from tests.conftest import redis_client
 
 T = TypeVar("T")
@@ -31,13 +32,27 @@ def with_redis(redis_url: str, scenario: Callable[[RedisClient, str], Awaitable[
     return anyio.run(go)
 
 
+QUOTAS = Quotas(max_count=100, max_bytes=1_000_000)
+
+
+def _response(response_id: str, text: str) -> dict[str, Any]:
+    return {"id": response_id, "output": [{"type": "message", "id": f"out_{text}"}]}
+
+
 def test_stored_responses_belong_to_their_owner(redis_url: str) -> None:
     async def scenario(redis: RedisClient, prefix: str) -> None:
-        store = ResponseStore(redis, prefix, ttl_s=60)
-        record = StoredResponse("alice", {"id": "resp_1"}, [{"id": "msg_1"}], [{"id": "msg_1"}])
-        await store.save(record)
+        store = ResponseStore(redis, prefix, ttl_s=60, quotas=QUOTAS)
+        items = [{"id": "msg_1", "type": "message", "role": "user", "content": [], "x": "junk"}]
+        await store.save(
+            owner="alice",
+            response=_response("resp_1", "a"),
+            input_items=items,
+            previous=None,
+            previous_id=None,
+        )
         assert 0 < await redis.ttl(f"{prefix}resp:resp_1") <= 60
-        assert await store.load("resp_1", "alice") == record
+        record = await store.load("resp_1", "alice")
+        assert record.input_items == [{k: v for k, v in items[0].items() if k != "x"}]
         with pytest.raises(NotFound):
             await store.load("resp_1", "bob")  # someone else's is as good as missing
         with pytest.raises(NotFound):
@@ -45,6 +60,87 @@ def test_stored_responses_belong_to_their_owner(redis_url: str) -> None:
         await store.delete("resp_1", "alice")
         with pytest.raises(NotFound):
             await store.load("resp_1", "alice")
+
+    with_redis(redis_url, scenario)
+
+
+def test_a_chain_is_rebuilt_from_its_records_not_copied(redis_url: str) -> None:
+    """A 600-turn chain (past two rounds of ``CHAIN_IDS``): each record holds its own turn,
+    the conversation comes back whole and in order, and a deleted turn says so."""
+
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ResponseStore(redis, prefix, ttl_s=600, quotas=QUOTAS)
+        previous = None
+        for turn in range(600):
+            await store.save(
+                owner="alice",
+                response=_response(f"resp_{turn}", str(turn)),
+                input_items=[{"id": f"in_{turn}", "type": "message", "role": "user"}],
+                previous=previous,
+                previous_id=None if previous is None else f"resp_{turn - 1}",
+            )
+            previous = await store.load(f"resp_{turn}", "alice")
+        assert previous is not None and len(previous.chain) == CHAIN_IDS
+        conversation = await store.conversation(previous)
+        expected = [i for t in range(600) for i in (f"in_{t}", f"out_{t}")]
+        assert [item["id"] for item in conversation] == expected
+        sizes = [len(await redis.get(f"{prefix}resp:resp_{t}")) for t in (1, 599)]
+        assert sizes[1] < 20 * sizes[0]  # ids of ancestors, not their items
+        await store.delete("resp_10", "alice")
+        with pytest.raises(NotFound, match="resp_10"):
+            await store.conversation(previous)
+
+    with_redis(redis_url, scenario)
+
+
+def test_a_record_of_the_earlier_layout_is_continued(redis_url: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ResponseStore(redis, prefix, ttl_s=60, quotas=QUOTAS)
+        old = {"owner": "alice", "response": _response("resp_old", "old"), "input_items": []}
+        old["conversation"] = [{"id": "in_0"}, {"id": "out_0"}]
+        await redis.set(f"{prefix}resp:resp_old", json.dumps(old))
+        previous = await store.load("resp_old", "alice")
+        await store.save(
+            owner="alice",
+            response=_response("resp_new", "1"),
+            input_items=[{"id": "in_1", "type": "message"}],
+            previous=previous,
+            previous_id="resp_old",
+        )
+        latest = await store.load("resp_new", "alice")
+        ids = [item["id"] for item in await store.conversation(latest)]
+        assert ids == ["in_0", "out_0", "in_1", "out_1"]
+
+    with_redis(redis_url, scenario)
+
+
+def test_quotas_per_key_refuse_before_a_run_and_free_on_delete(redis_url: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ResponseStore(redis, prefix, ttl_s=60, quotas=Quotas(max_count=3, max_bytes=10**6))
+        for turn in range(3):
+            await store.check_quota("alice")
+            await store.save(
+                owner="alice",
+                response=_response(f"resp_{turn}", str(turn)),
+                input_items=[],
+                previous=None,
+                previous_id=None,
+            )
+        with pytest.raises(StorageQuotaExceeded, match="keeps 3 responses"):
+            await store.check_quota("alice")
+        await store.check_quota("bob")  # another key's quota is its own
+        await store.delete("resp_0", "alice")
+        await store.check_quota("alice")  # deleting frees it
+        small = ResponseStore(redis, prefix, ttl_s=60, quotas=Quotas(max_count=99, max_bytes=2048))
+        await small.save(
+            owner="carol",
+            response={**_response("resp_big", "x"), "pad": "p" * 4000},
+            input_items=[],
+            previous=None,
+            previous_id=None,
+        )
+        with pytest.raises(StorageQuotaExceeded, match="2048 bytes"):
+            await small.check_quota("carol")
 
     with_redis(redis_url, scenario)
 

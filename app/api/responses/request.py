@@ -20,6 +20,7 @@ from app.mcp.naming import exposed_name
 from app.mcp.servers import ApprovalPolicy
 from app.principal import Principal
 from app.redact import redact_url
+from app.store.responses import StoredResponse
 
 
 class ResponsesFunctionTool(BaseModel):
@@ -83,7 +84,8 @@ class ParsedResponses:
 
     run: RunRequest
     input_items: list[dict[str, Any]]
-    history: list[dict[str, Any]]
+    previous: StoredResponse | None
+    """The response this one continues (``previous_response_id``), if any."""
 
 
 def _input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,9 +155,12 @@ async def parse_responses(
         if (body.model_extra or {}).get(name):
             raise InvalidRequest(f"{what} not supported by this server.", param=name)
     history: list[dict[str, Any]] = []
+    previous = None
     if body.previous_response_id:
-        stored = await services.responses.load(body.previous_response_id, principal.key_id)
-        history = stored.conversation
+        previous = await services.responses.load(body.previous_response_id, principal.key_id)
+        history = await services.responses.conversation(previous)
+    if body.store is not False:
+        await services.responses.check_quota(principal.key_id)  # refused before anything runs
     input_items = _input_items(body.input)
     conversation = fold(
         history,
@@ -184,7 +189,7 @@ async def parse_responses(
         approvals=conversation.approvals,
         approvals_at=conversation.approvals_at,
     )
-    return ParsedResponses(request, input_items, history)
+    return ParsedResponses(request, input_items, previous)
 
 
 def echoed_fields(body: ResponsesRequest) -> dict[str, Any]:

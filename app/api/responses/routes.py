@@ -20,7 +20,6 @@ from app.api.responses.request import (
 from app.api.serve import serve
 from app.engine.loop import run
 from app.principal import Principal
-from app.store.responses import StoredResponse
 
 router = APIRouter(responses=ERROR_RESPONSES)
 
@@ -31,14 +30,13 @@ async def _store(
     """Keep the response (before the caller hears of it), unless ``store`` is false."""
     if not enabled:
         return
-    conversation = [*parsed.history, *parsed.input_items, *renderer.output]
+    previous = parsed.previous
     await services.responses.save(
-        StoredResponse(
-            owner=parsed.run.principal.key_id,
-            response=renderer.response(),
-            input_items=parsed.input_items,
-            conversation=conversation,
-        )
+        owner=parsed.run.principal.key_id,
+        response=renderer.response(),
+        input_items=parsed.input_items,
+        previous=previous,
+        previous_id=None if previous is None else previous.response["id"],
     )
 
 
