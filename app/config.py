@@ -72,13 +72,68 @@ class RegisteredServer(BaseModel):
     prefer_structured_content: bool = False
     """Give the model a result's ``structuredContent`` (as JSON) instead of its text."""
 
+    # OAuth for the server, with LiteLLM's keys (``app/mcp/oauth.py``, README "OAuth").
+    auth_type: Literal["none", "oauth2"] = "none"
+    oauth2_flow: Literal["client_credentials"] = "client_credentials"
+    """How toolbridge gets its tokens; further flows (token exchange...) would go here."""
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    """``os.environ/NAME``: read from the environment at start-up (a missing one stops it)."""
+    token_endpoint_auth_method: Literal[
+        "client_secret_basic", "client_secret_post", "private_key_jwt"
+    ] = "client_secret_basic"
+    private_key: SecretStr | None = None
+    """``os.environ/NAME`` holding a PEM key, for ``private_key_jwt``."""
+    signing_algorithm: str = "RS256"
+    """For ``private_key_jwt``: RS256, ES256, ..."""
+    token_url: str | None = None
+    """The token endpoint; discovered from the server's metadata when not given."""
+    issuer: str | None = None
+    """The authorization server's issuer: credentials go only to its discovered endpoints."""
+    scopes: list[str] | None = None
+    """Scopes to ask for; from the server's metadata (``scopes_supported``) when not given."""
+
+    @field_validator("client_secret", "private_key", mode="before")
+    @classmethod
+    def _from_environment(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        if not text.startswith("os.environ/"):
+            raise ValueError(
+                f"{info.field_name} must be os.environ/NAME (secrets never sit in the file)"
+            )
+        name = text.removeprefix("os.environ/")
+        if name not in os.environ:
+            raise ValueError(f"{info.field_name}: the environment variable {name} is not set")
+        return SecretStr(os.environ[name])
+
     @model_validator(mode="after")
     def _check_transport(self) -> RegisteredServer:
         if self.transport == "stdio" and not self.command:
             raise ValueError(f"MCP server {self.label!r}: stdio transport needs 'command'")
         if self.transport != "stdio" and not self.url:
             raise ValueError(f"MCP server {self.label!r}: {self.transport} transport needs 'url'")
+        if self.auth_type == "oauth2":
+            self._check_oauth()
         return self
+
+    def _check_oauth(self) -> None:
+        where = f"MCP server {self.label!r}"
+        if self.transport == "stdio":
+            raise ValueError(f"{where}: oauth2 is for servers over HTTP")
+        if not self.client_id:
+            raise ValueError(f"{where}: oauth2 needs client_id")
+        if self.token_endpoint_auth_method == "private_key_jwt":
+            if self.private_key is None:
+                raise ValueError(f"{where}: private_key_jwt needs private_key")
+        elif self.client_secret is None:
+            raise ValueError(f"{where}: {self.token_endpoint_auth_method} needs client_secret")
+        if not (self.issuer or self.token_url):
+            raise ValueError(
+                f"{where}: oauth2 needs issuer or token_url, so the credentials go only to "
+                "the authorization server named here, not to one the MCP server points at"
+            )
 
     def environment(self) -> dict[str, str]:
         """A stdio server's own variables, resolved now (a missing variable is skipped). The

@@ -30,6 +30,7 @@ from app.logs import configure_logging
 from app.mcp import sdk_internals
 from app.mcp.clients import McpClients, tls_context
 from app.mcp.http import AiohttpTransport
+from app.mcp.oauth import ServerAuth
 from app.mcp.pool import SessionPool
 from app.mcp.ssrf import AddressPolicy, caller_pool
 from app.store.connect import RedisClient, connect, warm_up
@@ -66,6 +67,11 @@ def _build_services(
         share_public=settings.share_public_tool_lists,
         stderr_level=logging.getLevelName(settings.stdio_stderr_level),
         key_limits=key_limits,
+        auths={
+            server.label: ServerAuth(server)
+            for server in settings.effective_servers()
+            if server.auth_type == "oauth2"
+        },
     )
     models = ModelClient(
         settings.effective_models(),

@@ -45,6 +45,14 @@ TOOL_SECONDS = Histogram(
 POOLED_SESSIONS = Gauge(
     "toolbridge_mcp_pooled_sessions", "Warm MCP sessions (app/mcp/pool.py)", ["state"]
 )
+MCP_AUTH_FAILURES = Counter(
+    "toolbridge_mcp_auth_failures", "OAuth flows with a registered server that failed", ["server"]
+)
+MCP_AUTH_TOKENS = Counter(
+    "toolbridge_mcp_auth_token_requests",
+    "Tokens fetched for registered servers (client credentials), per replica",
+    ["server"],
+)
 TOOL_LISTS = Counter("toolbridge_mcp_tool_list_cache", "Tool-list cache look-ups", ["result"])
 SAMPLING = Counter(
     "toolbridge_sampling_requests",

@@ -29,6 +29,8 @@ from app.limits import KeyLimits
 from app.mcp.callbacks import ServerCallbacks
 from app.mcp.eras import Attempt, sdk_mode, uses_sse
 from app.mcp.http import ResponseTooLarge
+from app.mcp.oauth import EXTENSION as OAUTH_EXTENSION
+from app.mcp.oauth import ServerAuth
 from app.mcp.servers import ServerSpec
 from app.mcp.ssrf import PinnedTransport
 from app.mcp.stdio import stdio_transport
@@ -73,8 +75,20 @@ class TransportWatch:
     too_large: ResponseTooLarge | None = None
     """A response cut at the decoded-size bound (the SDK reports only a closed connection)."""
 
+    auth_failure: Exception | None = None
+    """Our OAuth flow with the server failed (the SDK reports a closed connection)."""
+
     def take_too_large(self) -> ResponseTooLarge | None:
         taken, self.too_large = self.too_large, None
+        return taken
+
+    def auth_failed(self, exc: Exception) -> None:
+        self.auth_failure = exc
+
+    def take_failure(self) -> Exception | None:
+        """What really failed, when the SDK reports only a closed connection."""
+        taken = self.take_too_large() or self.auth_failure
+        self.auth_failure = None
         return taken
 
 
@@ -129,6 +143,7 @@ class McpClients:
         share_public: bool,
         stderr_level: int = logging.INFO,
         key_limits: KeyLimits | None = None,
+        auths: dict[str, ServerAuth] | None = None,
     ) -> None:
         self._transport = _SharedTransport(pool)
         self._caller_pool = caller_pool
@@ -140,6 +155,8 @@ class McpClients:
         """A tool list's cache life when the server gives none."""
         self._share_public = share_public
         self._key_limits = key_limits
+        self._auths = auths or {}
+        """Registered servers toolbridge authenticates to (OAuth), by label."""
 
     def _http_factory(
         self, spec: ServerSpec, watch: TransportWatch
@@ -152,16 +169,23 @@ class McpClients:
                 slots = self._key_limits.connection_slots(spec.owner)
             transport = PinnedTransport(self._caller_pool, spec.pinned, slots)
         transport = _Watching(transport, watch)
+        server_auth = self.auth_for(spec)
 
         def make(
             headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
         ) -> httpx2.AsyncClient:
             timeout = timeout or httpx2.Timeout(30.0, read=300.0)
+            if auth is None and server_auth is not None:
+                auth = server_auth.provider(watch.auth_failed)
             return httpx2.AsyncClient(
                 headers=headers, timeout=timeout, auth=auth, transport=transport
             )
 
         return make
+
+    def auth_for(self, spec: ServerSpec) -> ServerAuth | None:
+        """How toolbridge authenticates to ``spec`` itself, if it does (registered only)."""
+        return self._auths.get(spec.label) if spec.oauth and spec.registered else None
 
     def client(
         self,
@@ -199,11 +223,14 @@ class McpClients:
             default_ttl_ms=self.default_ttl_s * 1000,
             share_public=self._share_public,
         )
+        options = callbacks.client_options()
+        if self.auth_for(spec) is not None:  # the extension asks its users to declare it
+            options["extensions"] = [*options["extensions"], OAUTH_EXTENSION]
         return Client(
             server,
             mode=mode,
             prior_discover=prior,
             cache=cache,
             client_info=CLIENT_INFO,
-            **callbacks.client_options(),
+            **options,
         )

@@ -9,6 +9,7 @@ back to the pool if it ended cleanly, and are closed otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -21,6 +22,7 @@ from app.errors import AuthorizationRequired, ServerUnreachable
 from app.mcp.callbacks import Sampler, ServerCallbacks
 from app.mcp.clients import McpClients, TransportWatch
 from app.mcp.eras import Attempt, attempts, to_remember
+from app.mcp.oauth import auth_failure
 from app.mcp.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
 from app.mcp.schemas import output_validator
 from app.mcp.sdk_internals import absorb_tool_listing, use_output_validators
@@ -137,11 +139,21 @@ class RunSessions:
         eras = self._clients.eras
         remembered = await eras.get(spec.target()) if spec.transport != "stdio" else None
         first_failure: BaseException | None = None
+        auth = self._clients.auth_for(spec)
         for attempt in attempts(spec, remembered):
             watch = TransportWatch()
             try:
-                lease, tools, listed = await self._attempt(spec, attempt, watch, callbacks, key)
+                async with auth.first_token() if auth else contextlib.nullcontext():
+                    lease, tools, listed = await self._attempt(spec, attempt, watch, callbacks, key)
             except Exception as exc:
+                if (
+                    auth is not None
+                    and (why := auth_failure(watch.auth_failure or exc)) is not None
+                ):
+                    # Our own credentials were refused: say what the authorization server
+                    # said (never the secret); no other era would fare better.
+                    logger.warning("MCP server authorization failed: server=%s", spec.label)
+                    raise ServerUnreachable(spec.label, why) from exc
                 if watch.challenges:
                     # The server is there and speaks this era; the caller lacks authorization.
                     # Nothing else to try, and nothing to forget.

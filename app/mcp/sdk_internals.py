@@ -14,6 +14,7 @@ from typing import Any
 
 import mcp_types as types
 from mcp.client import session as session_module
+from mcp.client.auth import OAuthClientProvider
 from mcp.client.session import ClientSession
 
 
@@ -93,6 +94,14 @@ def use_output_validators(session: Any, make: Callable[[str, dict[str, Any]], An
     session._output_schema_validator = make
 
 
+def fix_token_endpoint(provider: Any, token_url: str) -> None:
+    """Send ``provider``'s token requests to ``token_url`` (the operator's ``token_url``)
+    whatever discovery finds.
+
+    Private: ``OAuthClientProvider._get_token_endpoint()``, replaced on the instance."""
+    provider._get_token_endpoint = lambda: token_url
+
+
 def check() -> None:
     """Raise ``SdkIncompatible`` unless every internal above exists with the expected shape."""
     absorb = getattr(ClientSession, "_absorb_tool_listing", None)
@@ -122,6 +131,12 @@ def check() -> None:
         raise SdkIncompatible(
             "the installed mcp SDK has no ClientSession._output_schema_validator(name, "
             "output_schema): toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
+        )
+    endpoint = getattr(OAuthClientProvider, "_get_token_endpoint", None)
+    if endpoint is None or list(inspect.signature(endpoint).parameters) != ["self"]:
+        raise SdkIncompatible(
+            "the installed mcp SDK has no OAuthClientProvider._get_token_endpoint(): "
+            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
         )
     if not inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)):
         raise SdkIncompatible(

@@ -94,6 +94,8 @@ class ServerSpec:
     """For a caller-supplied URL: the checked address every connection goes to (SSRF)."""
     owner: str | None = None
     """For a caller-supplied URL: the key that named it, whose connection limit applies."""
+    oauth: bool = False
+    """A registered server toolbridge authenticates to itself (``app/mcp/oauth.py``)."""
 
     def credential_hash(self) -> str:
         """A hash of the credentials sent: partitions cached private results, never reveals them."""

@@ -13,12 +13,14 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
+from mcp.client.auth.exceptions import OAuthFlowError
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
 from app.mcp.http import ResponseTooLarge
 from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
+from app.mcp.oauth import auth_failure_text
 from app.mcp.results import bounded_blocks, result_text, truncate
 from app.mcp.servers import ServerSpec
 from app.mcp.tasks import observing, run_legacy_task, wants_legacy_task
@@ -123,6 +125,8 @@ def describe_failure(exc: BaseException) -> str:
             return f"the server answered HTTP {exc.response.status_code}"
         case ResponseTooLarge():
             return str(exc)  # the bound, never the content
+        case OAuthFlowError():
+            return auth_failure_text(exc)
         case RuntimeError() if _RESULT_CHECK.match(str(exc)):
             return truncate(str(exc), 500)  # the schema's complaint, cut
         case TimeoutError():
@@ -233,7 +237,7 @@ class ServerSession:
             self._lease.fit = False  # the call may still be running there
         except Exception as exc:  # noqa: BLE001 - boundary: one tool call against a foreign server
             # The SDK reports a body cut at our size bound as a closed connection: say which.
-            exc = self._lease.watch.take_too_large() or exc
+            exc = self._lease.watch.take_failure() or exc
             text, error = self._failed(name, exc), failure_of(exc)
             if not isinstance(error, ProtocolError) or error.code in (TIMED_OUT, CONNECTION_CLOSED):
                 self._lease.fit = False  # the transport failed, not the tool: no next run here

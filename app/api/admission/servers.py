@@ -212,6 +212,7 @@ def _registered(
         sampling_budget_usd=server.sampling_budget_usd,
         prefer_structured_content=server.prefer_structured_content,
         description=server.description,
+        oauth=server.auth_type == "oauth2",
     )
 
 
