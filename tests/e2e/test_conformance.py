@@ -35,6 +35,9 @@ SCENARIOS = [
     "json-schema-ref-no-deref",
     "json-schema-2020-12-preservation",
     "elicitation-sep1034-client-defaults",
+    # SEP-1046 (oauth-client-credentials): a registered server behind an identity provider.
+    "auth/client-credentials-basic",
+    "auth/client-credentials-jwt",
 ]
 
 
