@@ -102,44 +102,44 @@ def fix_token_endpoint(provider: Any, token_url: str) -> None:
     provider._get_token_endpoint = lambda: token_url
 
 
+def _require(present: bool, what: str) -> None:
+    if not present:
+        raise SdkIncompatible(
+            f"the installed mcp SDK has no {what}: toolbridge is pinned to mcp==2.3.0 "
+            "(see app/mcp/sdk_internals.py)"
+        )
+
+
+def _parameters(function: Any) -> list[str] | None:
+    return None if function is None else list(inspect.signature(function).parameters)
+
+
 def check() -> None:
     """Raise ``SdkIncompatible`` unless every internal above exists with the expected shape."""
     absorb = getattr(ClientSession, "_absorb_tool_listing", None)
-    if absorb is None or "complete" not in inspect.signature(absorb).parameters:
-        raise SdkIncompatible(
-            "the installed mcp SDK has no ClientSession._absorb_tool_listing(result, complete=): "
-            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
-        )
-    build = getattr(session_module, "_build_call_tool_adapter", None)
-    if build is None or list(inspect.signature(build).parameters) != ["active"]:
-        raise SdkIncompatible(
-            "the installed mcp SDK has no mcp.client.session._build_call_tool_adapter(active): "
-            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
-        )
+    _require(
+        absorb is not None and "complete" in (_parameters(absorb) or []),
+        "ClientSession._absorb_tool_listing(result, complete=)",
+    )
+    _require(
+        _parameters(getattr(session_module, "_build_call_tool_adapter", None)) == ["active"],
+        "mcp.client.session._build_call_tool_adapter(active)",
+    )
     init = inspect.getsource(ClientSession.__init__)
-    if "self._stamp" not in init or "self._dispatcher" not in init:
-        raise SdkIncompatible(
-            "the installed mcp SDK's ClientSession has no _stamp/_dispatcher: "
-            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
-        )
-    validator = getattr(ClientSession, "_output_schema_validator", None)
-    if validator is None or list(inspect.signature(validator).parameters) != [
-        "self",
-        "name",
-        "output_schema",
-    ]:
-        raise SdkIncompatible(
-            "the installed mcp SDK has no ClientSession._output_schema_validator(name, "
-            "output_schema): toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
-        )
-    endpoint = getattr(OAuthClientProvider, "_get_token_endpoint", None)
-    if endpoint is None or list(inspect.signature(endpoint).parameters) != ["self"]:
-        raise SdkIncompatible(
-            "the installed mcp SDK has no OAuthClientProvider._get_token_endpoint(): "
-            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
-        )
-    if not inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)):
-        raise SdkIncompatible(
-            "the installed mcp SDK has no ClientSession.dispatch_input_request: "
-            "toolbridge is pinned to mcp==2.3.0 (see app/mcp/sdk_internals.py)"
-        )
+    _require(
+        "self._stamp" in init and "self._dispatcher" in init,
+        "ClientSession._stamp and ._dispatcher",
+    )
+    _require(
+        _parameters(getattr(ClientSession, "_output_schema_validator", None))
+        == ["self", "name", "output_schema"],
+        "ClientSession._output_schema_validator(name, output_schema)",
+    )
+    _require(
+        _parameters(getattr(OAuthClientProvider, "_get_token_endpoint", None)) == ["self"],
+        "OAuthClientProvider._get_token_endpoint()",
+    )
+    _require(
+        inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)),
+        "ClientSession.dispatch_input_request",
+    )

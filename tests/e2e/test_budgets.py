@@ -320,13 +320,7 @@ def test_one_at_a_time_from_a_fresh_budget_then_429(
     assert served >= 57
     _assert_quota_refusal(refusal)
     # Refused again, never a 200 without an answer.
-    again = httpx.post(
-        f"{server.url}/v1/chat/completions",
-        json=_ordinary_body(tools),
-        timeout=60,
-        headers={"Authorization": "Bearer sk-steady"},
-    )
-    _assert_quota_refusal(again)
+    _assert_quota_refusal(_post_ordinary(server, "sk-steady", tools))
     view = budget_view(server, "sk-steady")
     assert view["spent_usd"] <= budget + 1e-12 and view["held_usd"] == 0
     assert view["holds_in_flight"] == 0
@@ -359,14 +353,18 @@ def _ordinary_budget(
     return toolbridge_factory(api_keys=keys, mcp_servers=registered), budget, tools
 
 
-def _ordinary_run(server: ServerThread, key: str, tools: list[dict[str, Any]]) -> str:
-    """'answered' (the full answer), 'empty' (a 200 with no answer), or the HTTP status."""
-    response = httpx.post(
+def _post_ordinary(server: ServerThread, key: str, tools: list[dict[str, Any]]) -> httpx.Response:
+    return httpx.post(
         f"{server.url}/v1/chat/completions",
         json=_ordinary_body(tools),
         timeout=60,
         headers={"Authorization": f"Bearer {key}"},
     )
+
+
+def _ordinary_run(server: ServerThread, key: str, tools: list[dict[str, Any]]) -> str:
+    """'answered' (the full answer), 'empty' (a 200 with no answer), or the HTTP status."""
+    response = _post_ordinary(server, key, tools)
     if response.status_code != 200:
         return str(response.status_code)
     message = response.json()["choices"][0]["message"]
@@ -381,12 +379,7 @@ def _until_refused(
     """Ordinary runs one at a time until one is not answered in full: how many were, and the
     response that was not (it must be the 429)."""
     for served in range(most):
-        response = httpx.post(
-            f"{server.url}/v1/chat/completions",
-            json=_ordinary_body(tools),
-            timeout=60,
-            headers={"Authorization": f"Bearer {key}"},
-        )
+        response = _post_ordinary(server, key, tools)
         if response.status_code != 200:
             return served, response
         content = response.json()["choices"][0]["message"]["content"]

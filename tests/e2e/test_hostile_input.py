@@ -180,6 +180,14 @@ def _attack_with_ordinary(
     return result, attack_s, ordinary_s
 
 
+def _call_hostile(bridge: ServerThread, hostile: str, script: str) -> Any:
+    return _client(bridge).chat.completions.create(
+        model="scripted-a",
+        tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
+        messages=[{"role": "user", "content": script}],
+    )
+
+
 def _only_call(completion: Any) -> dict[str, Any]:
     (call,) = completion.model_extra["toolbridge"]["mcp_calls"]
     return dict(call)
@@ -189,11 +197,7 @@ def test_a_result_whose_schema_backtracks_is_checked_in_linear_time(
     bridge: ServerThread, hostile: str, mcp_server: RunningMcpServer
 ) -> None:
     def attack() -> Any:
-        return _client(bridge).chat.completions.create(
-            model="scripted-a",
-            tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
-            messages=[{"role": "user", "content": 'call evil__match {"v": "aaa"}'}],
-        )
+        return _call_hostile(bridge, hostile, 'call evil__match {"v": "aaa"}')
 
     completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
     call = _only_call(completion)
@@ -207,11 +211,7 @@ def test_arguments_against_a_backtracking_schema_are_checked_in_linear_time(
     arguments = json.dumps({"v": EVIL_VALUE})
 
     def attack() -> Any:
-        return _client(bridge).chat.completions.create(
-            model="scripted-a",
-            tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
-            messages=[{"role": "user", "content": f"call evil__match {arguments}"}],
-        )
+        return _call_hostile(bridge, hostile, f"call evil__match {arguments}")
 
     completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
     call = _only_call(completion)
@@ -227,11 +227,7 @@ def test_a_compressed_bomb_is_refused_at_the_decoded_bound(
     before = _rss_mb()
 
     def attack() -> Any:
-        return _client(bridge).chat.completions.create(
-            model="scripted-a",
-            tools=[_hostile_tool(hostile)],  # type: ignore[list-item]
-            messages=[{"role": "user", "content": "call evil__bomb {}"}],
-        )
+        return _call_hostile(bridge, hostile, "call evil__bomb {}")
 
     completion, attack_s, ordinary_s = _attack_with_ordinary(bridge, mcp_server, attack)
     grown = _rss_mb() - before
