@@ -363,6 +363,9 @@ class Settings(BaseSettings):
     responses_ttl_s: int = Field(default=30 * 86_400, ge=60)
     """How long stored responses (``store: true``) are kept (a conversation's earlier turns as
     long as its latest)."""
+    conversation_max_items: int = Field(default=10_000, ge=1)
+    """Items one conversation may hold (Conversations API); it lives ``responses_ttl_s`` after
+    its last write."""
     stored_responses_max_per_key: int = Field(default=10_000, ge=1)
     """Stored responses one key may keep; at the quota, a request that would store is a 429."""
     stored_responses_max_bytes_per_key: int = Field(default=100 * 1024 * 1024, ge=1024)

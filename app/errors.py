@@ -104,6 +104,17 @@ class TooManyRuns(ToolbridgeError):
         self.limit = limit
 
 
+class ConversationBusy(ToolbridgeError):
+    """Another response is running on this conversation (OpenAI's conversation lock)."""
+
+    def __init__(self, conversation_id: str) -> None:
+        super().__init__(
+            f"Another response is in progress on conversation '{conversation_id}'; retry once "
+            "it has finished.",
+            param="conversation",
+        )
+
+
 class StorageQuotaExceeded(ToolbridgeError):
     """The key keeps as many stored responses (or bytes of them) as its quotas allow."""
 

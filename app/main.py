@@ -11,7 +11,7 @@ import httpx2
 from fastapi import FastAPI
 from starlette.applications import Starlette
 
-from app.api import budget, system
+from app.api import budget, conversations, system
 from app.api.auth import KeyRing
 from app.api.chat import routes as chat
 from app.api.deps import Services
@@ -34,6 +34,7 @@ from app.mcp.oauth import ServerAuth
 from app.mcp.pool import SessionPool
 from app.mcp.ssrf import AddressPolicy, caller_pool
 from app.store.connect import RedisClient, connect, warm_up
+from app.store.conversations import ConversationStore
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 from app.store.rate import RateLimiter
@@ -102,6 +103,9 @@ def _build_services(
         engine=engine,
         keys=keys,
         registered_servers=settings.effective_servers(),
+        conversations=ConversationStore(
+            redis, prefix, settings.responses_ttl_s, settings.conversation_max_items
+        ),
         responses=ResponseStore(
             redis,
             prefix,
@@ -196,6 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(chat.router)
     app.include_router(responses.router)
+    app.include_router(conversations.router)
     app.include_router(budget.router)
     app.include_router(system.router)
     if settings.demo_enabled:

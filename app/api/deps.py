@@ -15,6 +15,7 @@ from app.errors import PermissionDenied
 from app.mcp.ssrf import AddressPolicy
 from app.principal import Principal
 from app.store.connect import RedisClient
+from app.store.conversations import ConversationStore
 from app.store.responses import ResponseStore
 
 
@@ -28,6 +29,7 @@ class Services:
     keys: KeyRing
     registered_servers: list[RegisteredServer]
     responses: ResponseStore
+    conversations: ConversationStore
     address_policy: AddressPolicy
     """Where caller-supplied MCP server URLs may go (SSRF)."""
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.errors import (
     AuthorizationRequired,
     BudgetExceeded,
+    ConversationBusy,
     InvalidRequest,
     ModelNotFound,
     NotFound,
@@ -43,6 +44,7 @@ _TABLE: dict[type[Exception], tuple[int, str, str | None]] = {
     StoreUnavailable: (503, "server_error", "store_unavailable"),
     BudgetExceeded: (429, "insufficient_quota", "insufficient_quota"),
     TooManyRuns: (429, "rate_limit_exceeded", "rate_limit_exceeded"),
+    ConversationBusy: (409, "invalid_request_error", "conversation_locked"),
     StorageQuotaExceeded: (429, "insufficient_quota", "storage_quota_exceeded"),
     ToolbridgeError: (500, "server_error", None),
 }

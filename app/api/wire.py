@@ -76,3 +76,22 @@ class ToolSearchParam(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: Literal["tool_search"]
     execution: Literal["server", "client"] | None = None
+
+
+def cursor_page(
+    items: list[dict[str, Any]], *, after: str | None, limit: int, order: str
+) -> dict[str, Any]:
+    """A page of ``items`` (oldest first) as OpenAI lists them: ``order``, then the ``limit``
+    items after the one whose id is ``after`` (an id not there: nothing more)."""
+    ordered = items[::-1] if order == "desc" else items
+    if after is not None:
+        ids = [i.get("id") for i in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    page = ordered[:limit]
+    return {
+        "object": "list",
+        "data": page,
+        "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None,
+        "has_more": len(ordered) > limit,
+    }

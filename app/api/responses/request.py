@@ -4,9 +4,11 @@ model parameters mapped to the engine's terms."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.api.admission import admit
@@ -43,6 +45,12 @@ ResponsesTool = Annotated[
 ]
 
 
+class ConversationRef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(min_length=1)
+
+
 class ResponsesRequest(WireRequest):
     """Unknown fields that OpenAI's clients send harmlessly are accepted and ignored; the ones
     whose meaning we cannot honour are refused by name in ``parse_responses``."""
@@ -63,6 +71,9 @@ class ResponsesRequest(WireRequest):
     metadata: dict[str, str] | None = Field(default=None, max_length=16)
     store: StrictBool | None = True
     previous_response_id: str | None = None
+    conversation: str | ConversationRef | None = None
+    """A conversation (Conversations API): its items are the context, and this response's
+    input and output are added to it."""
     stream: StrictBool | None = False
     user: str | None = None
     text: dict[str, Any] | None = None
@@ -73,7 +84,6 @@ ALWAYS = ApprovalPolicy(default=True)
 """OpenAI's default for an omitted ``require_approval``."""
 _REFUSED_FIELDS = {
     "background": "Background mode is",
-    "conversation": "Conversations are",
     "prompt": "Prompt templates are",
 }
 
@@ -86,9 +96,11 @@ class ParsedResponses:
     input_items: list[dict[str, Any]]
     previous: StoredResponse | None
     """The response this one continues (``previous_response_id``), if any."""
+    conversation: tuple[str, str] | None = None
+    """The conversation this response reads and extends, and its hold on it, if any."""
 
 
-def _input_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+def as_items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The input as items in OpenAI's stored form: each with an id, text as content parts."""
     raw = [{"role": "user", "content": value}] if isinstance(value, str) else value
     items = []
@@ -156,12 +168,41 @@ async def parse_responses(
             raise InvalidRequest(f"{what} not supported by this server.", param=name)
     history: list[dict[str, Any]] = []
     previous = None
+    conversation_id = conversation_of(body)
+    if conversation_id is not None:
+        if body.previous_response_id:
+            raise InvalidRequest(
+                "Use either 'conversation' or 'previous_response_id', not both.",
+                param="conversation",
+            )
+        # Held before its items are read, so no other response can add to them meanwhile;
+        # released when this one ends (``release_conversation``), or now if it cannot start.
+        hold = uuid.uuid4().hex
+        await services.conversations.hold(conversation_id, principal.key_id, hold)
+        try:
+            history = await services.conversations.items(conversation_id, principal.key_id)
+            return await _parse(body, services, principal, history, None, (conversation_id, hold))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await services.conversations.release(conversation_id, hold)
+            raise
     if body.previous_response_id:
         previous = await services.responses.load(body.previous_response_id, principal.key_id)
         history = await services.responses.conversation(previous)
+    return await _parse(body, services, principal, history, previous, None)
+
+
+async def _parse(
+    body: ResponsesRequest,
+    services: Services,
+    principal: Principal,
+    history: list[dict[str, Any]],
+    previous: StoredResponse | None,
+    held: tuple[str, str] | None,
+) -> ParsedResponses:
     if body.store is not False:
         await services.responses.check_quota(principal.key_id)  # refused before anything runs
-    input_items = _input_items(body.input)
+    input_items = as_items(body.input)
     conversation = fold(
         history,
         input_items,
@@ -189,7 +230,13 @@ async def parse_responses(
         approvals=conversation.approvals,
         approvals_at=conversation.approvals_at,
     )
-    return ParsedResponses(request, input_items, previous)
+    return ParsedResponses(request, input_items, previous, held)
+
+
+def conversation_of(body: ResponsesRequest) -> str | None:
+    """The id of the conversation the request names, if any."""
+    ref = body.conversation
+    return ref.id if isinstance(ref, ConversationRef) else ref
 
 
 def echoed_fields(body: ResponsesRequest) -> dict[str, Any]:
@@ -217,6 +264,7 @@ def echoed_fields(body: ResponsesRequest) -> dict[str, Any]:
         "top_p": body.top_p,
         "metadata": body.metadata or {},
         "previous_response_id": body.previous_response_id,
+        "conversation": {"id": cid} if (cid := conversation_of(body)) else None,
         "store": body.store is not False,
         "user": body.user,
         "text": body.text or {"format": {"type": "text"}},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
 
 import anyio
@@ -18,6 +20,8 @@ from app.api.responses.request import (
     parse_responses,
 )
 from app.api.serve import serve
+from app.api.wire import cursor_page
+from app.engine.events import RunEvent
 from app.engine.loop import run
 from app.principal import Principal
 
@@ -54,14 +58,43 @@ async def create_response(
         with anyio.CancelScope(shield=True):  # written before acknowledged, even if cancelled
             await _store(services, parsed, renderer, body.store is not False)
 
+    events = run(parsed.run, services.engine)
+    if parsed.conversation is not None:
+        events = _in_conversation(events, services, parsed, renderer)
     return await serve(
         http,
         renderer,
-        run(parsed.run, services.engine),
+        events,
         stream=bool(body.stream),
         keepalive_s=services.settings.keepalive_s,
         before_reply=store,
     )
+
+
+async def _in_conversation(
+    events: AsyncGenerator[RunEvent, None],
+    services: Services,
+    parsed: ParsedResponses,
+    renderer: ResponseRenderer,
+) -> AsyncGenerator[RunEvent, None]:
+    """The run's events; a run that ends well adds its input and output to the conversation
+    (whatever ``store`` says), and then, however it ended, the conversation is free for the
+    next response (added first, so the next one reads them)."""
+    assert parsed.conversation is not None
+    conversation_id, hold = parsed.conversation
+    try:
+        async with aclosing(events) as items:
+            async for event in items:
+                yield event
+        with anyio.CancelScope(shield=True):
+            await services.conversations.append(
+                conversation_id,
+                parsed.run.principal.key_id,
+                [*parsed.input_items, *renderer.output],
+            )
+    finally:
+        with anyio.CancelScope(shield=True):
+            await services.conversations.release(conversation_id, hold)
 
 
 @router.get("/v1/responses/{response_id}")
@@ -93,16 +126,4 @@ async def list_input_items(
     after: str | None = None,
 ) -> dict[str, Any]:
     items = (await services.responses.load(response_id, principal.key_id)).input_items
-    if order == "desc":
-        items = items[::-1]
-    if after is not None:
-        ids = [i.get("id") for i in items]
-        items = items[ids.index(after) + 1 :] if after in ids else []
-    page = items[:limit]
-    return {
-        "object": "list",
-        "data": page,
-        "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None,
-        "has_more": len(items) > limit,
-    }
+    return cursor_page(items, after=after, limit=limit, order=order)

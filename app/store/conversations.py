@@ -1,0 +1,165 @@
+"""Conversations (OpenAI's Conversations API), shared by every replica through Redis.
+
+A conversation is its metadata (owner, creation time, ``metadata``) and its items in order
+(OpenAI's item shapes, as stored responses keep them: ``stored_items``). Both keys share one
+hash tag, so a Redis Cluster keeps a conversation in one slot. A conversation lives for
+``ttl_s`` after it was last written (renewed on every write), holds at most ``max_items``
+items, and belongs to the API key that created it (another key gets 404).
+
+A response that continues a conversation holds its lock while it runs (``SET NX`` with an
+expiry, so a replica that dies does not keep it): a second response on the same conversation
+is refused with 409 meanwhile, never interleaved (``docs``: README, "Conversations").
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from app.errors import ConversationBusy, InvalidRequest, NotFound
+from app.store.connect import RedisClient
+from app.store.errors import store_errors
+from app.store.responses import stored_items
+
+LOCK_S = 3600
+"""A response's hold on its conversation lapses after this long if nobody releases it."""
+
+
+def conversation_id() -> str:
+    return f"conv_{uuid.uuid4().hex}"
+
+
+class ConversationStore:
+    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int, max_items: int) -> None:
+        self._redis = redis
+        self._prefix = f"{prefix}conv:"
+        self._ttl_s = ttl_s
+        self.max_items = max_items
+
+    def _keys(self, cid: str) -> tuple[str, str, str]:
+        base = f"{self._prefix}{{{cid}}}"
+        return f"{base}:meta", f"{base}:items", f"{base}:lock"
+
+    @staticmethod
+    def _object(cid: str, meta: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "id": cid,
+            "object": "conversation",
+            "created_at": int(meta["created_at"]),
+            "metadata": json.loads(meta["metadata"]),
+        }
+
+    async def create(
+        self, owner: str, metadata: dict[str, str], items: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        cid = conversation_id()
+        meta_key, items_key, _ = self._keys(cid)
+        meta = {
+            "owner": owner,
+            "created_at": str(int(time.time())),
+            "metadata": json.dumps(metadata),
+        }
+        self._check_room(0, len(items))
+        with store_errors("Conversations"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hset(meta_key, mapping=dict(meta))  # type: ignore[arg-type]
+                if items:
+                    pipe.rpush(items_key, *(json.dumps(i) for i in stored_items(items)))
+                    pipe.expire(items_key, self._ttl_s)
+                pipe.expire(meta_key, self._ttl_s)
+                await pipe.execute()
+        return self._object(cid, meta)
+
+    async def _meta(self, cid: str, owner: str) -> dict[str, str]:
+        meta_key, _, _ = self._keys(cid)
+        with store_errors("Conversations"):
+            raw = await self._redis.hgetall(meta_key)
+        meta = {
+            (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+            for k, v in raw.items()
+        }
+        if meta.get("owner") != owner:
+            raise NotFound(f"Conversation with id '{cid}' not found.", param="conversation_id")
+        return meta
+
+    async def get(self, cid: str, owner: str) -> dict[str, Any]:
+        return self._object(cid, await self._meta(cid, owner))
+
+    async def update(self, cid: str, owner: str, metadata: dict[str, str]) -> dict[str, Any]:
+        meta = await self._meta(cid, owner)
+        meta_key, _, _ = self._keys(cid)
+        with store_errors("Conversations"):
+            await self._redis.hset(meta_key, "metadata", json.dumps(metadata))
+        return self._object(cid, meta | {"metadata": json.dumps(metadata)})
+
+    async def delete(self, cid: str, owner: str) -> None:
+        await self._meta(cid, owner)
+        with store_errors("Conversations"):
+            await self._redis.delete(*self._keys(cid)[:2])
+
+    async def items(self, cid: str, owner: str) -> list[dict[str, Any]]:
+        """Every item, oldest first."""
+        await self._meta(cid, owner)
+        _, items_key, _ = self._keys(cid)
+        with store_errors("Conversations"):
+            raws = await self._redis.lrange(items_key, 0, -1)
+        return [json.loads(raw) for raw in raws]
+
+    def _check_room(self, held: int, adding: int) -> None:
+        if held + adding > self.max_items:
+            raise InvalidRequest(
+                f"A conversation holds at most {self.max_items} items; this one has {held} "
+                f"and {adding} more were given.",
+                param="items",
+            )
+
+    async def append(self, cid: str, owner: str, items: list[dict[str, Any]]) -> None:
+        """Add ``items`` at the end (and keep the conversation for another ``ttl_s``)."""
+        await self._meta(cid, owner)
+        meta_key, items_key, _ = self._keys(cid)
+        with store_errors("Conversations"):
+            held = int(await self._redis.llen(items_key))
+        self._check_room(held, len(items))
+        if not items:
+            return
+        with store_errors("Conversations"):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.rpush(items_key, *(json.dumps(i) for i in stored_items(items)))
+                pipe.expire(items_key, self._ttl_s)
+                pipe.expire(meta_key, self._ttl_s)
+                await pipe.execute()
+
+    async def item(self, cid: str, owner: str, item_id: str) -> dict[str, Any]:
+        for item in await self.items(cid, owner):
+            if item.get("id") == item_id:
+                return item
+        raise NotFound(f"Item with id '{item_id}' not found.", param="item_id")
+
+    async def delete_item(self, cid: str, owner: str, item_id: str) -> dict[str, Any]:
+        """Remove one item; the conversation, as OpenAI answers."""
+        found = await self.item(cid, owner, item_id)
+        _, items_key, _ = self._keys(cid)
+        with store_errors("Conversations"):
+            await self._redis.lrem(items_key, 1, json.dumps(found))
+        return await self.get(cid, owner)
+
+    async def hold(self, cid: str, owner: str, response_id: str) -> None:
+        """Take the conversation for one response; ``ConversationBusy`` (409) if another has it."""
+        await self._meta(cid, owner)
+        _, _, lock_key = self._keys(cid)
+        with store_errors("Conversations"):
+            taken = await self._redis.set(lock_key, response_id, nx=True, ex=LOCK_S)
+        if not taken:
+            raise ConversationBusy(cid)
+
+    async def release(self, cid: str, response_id: str) -> None:
+        _, _, lock_key = self._keys(cid)
+        with store_errors("Conversations"):
+            held = await self._redis.get(lock_key)
+            if (
+                held is not None
+                and (held.decode() if isinstance(held, bytes) else held) == response_id
+            ):
+                await self._redis.delete(lock_key)
