@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+import anyio
 import httpx2
 from fastapi import FastAPI
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from app.api.deps import Services
 from app.api.errors import install_error_handlers
 from app.api.middleware import INTERNAL_PREFIX, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.responses import routes as responses
+from app.api.responses.background import BackgroundRuns
 from app.budget.ledger import Ledger
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
@@ -33,6 +35,7 @@ from app.mcp.http import AiohttpTransport
 from app.mcp.oauth import ServerAuth
 from app.mcp.pool import SessionPool
 from app.mcp.ssrf import AddressPolicy, caller_pool
+from app.store.background import BackgroundStore
 from app.store.connect import RedisClient, connect, warm_up
 from app.store.conversations import ConversationStore
 from app.store.hidden_turns import HiddenTurns
@@ -103,6 +106,7 @@ def _build_services(
         engine=engine,
         keys=keys,
         registered_servers=settings.effective_servers(),
+        background=BackgroundRuns(BackgroundStore(redis, prefix, settings.responses_ttl_s)),
         conversations=ConversationStore(
             redis, prefix, settings.responses_ttl_s, settings.conversation_max_items
         ),
@@ -183,6 +187,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
             services = _build_services(settings, redis, pool, caller, sessions)
             stack.push_async_callback(services.engine.models.aclose)
+            # Background responses run here; at shutdown they are cancelled (their lease
+            # lapses, and they read failed), before the pools they use close.
+            background = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(background.cancel_scope.cancel)
+            services.background.tasks = background
             if not settings.redis_cluster:
                 await _adopt_legacy_budget_keys(services)
             app.state.services = services

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Request
 
 from app.api.auth import KeyRing
+from app.api.responses.background import BackgroundRuns
 from app.budget.scopes import estimate, key_scopes
 from app.config import RegisteredServer, Settings
 from app.engine.deps import EngineDeps
@@ -30,6 +31,7 @@ class Services:
     registered_servers: list[RegisteredServer]
     responses: ResponseStore
     conversations: ConversationStore
+    background: BackgroundRuns
     address_policy: AddressPolicy
     """Where caller-supplied MCP server URLs may go (SSRF)."""
 

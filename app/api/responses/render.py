@@ -151,6 +151,12 @@ class ResponseRenderer:
             events = self.fail(error["error"]["message"])
         return "".join(_sse(event) for event in events)
 
+    def events_for(self, event: RunEvent) -> list[StreamEvent]:
+        """The stream events a run event makes (a progress update makes none)."""
+        if isinstance(event, McpCallProgress):
+            return []
+        return self._events(event)
+
     def _events(self, event: RunEvent) -> list[StreamEvent]:
         match event:
             case TextDelta(text=text):

@@ -75,6 +75,8 @@ class ResponsesRequest(WireRequest):
     """A conversation (Conversations API): its items are the context, and this response's
     input and output are added to it."""
     stream: StrictBool | None = False
+    background: StrictBool | None = False
+    """Run after the request is answered (``app/api/responses/background.py``)."""
     user: str | None = None
     text: dict[str, Any] | None = None
     reasoning: dict[str, Any] | None = None
@@ -83,7 +85,6 @@ class ResponsesRequest(WireRequest):
 ALWAYS = ApprovalPolicy(default=True)
 """OpenAI's default for an omitted ``require_approval``."""
 _REFUSED_FIELDS = {
-    "background": "Background mode is",
     "prompt": "Prompt templates are",
 }
 
@@ -200,6 +201,8 @@ async def _parse(
     previous: StoredResponse | None,
     held: tuple[str, str] | None,
 ) -> ParsedResponses:
+    if body.background and body.store is False:
+        raise InvalidRequest("A background response is stored: store must be true.", param="store")
     if body.store is not False:
         await services.responses.check_quota(principal.key_id)  # refused before anything runs
     input_items = as_items(body.input)
@@ -270,5 +273,5 @@ def echoed_fields(body: ResponsesRequest) -> dict[str, Any]:
         "text": body.text or {"format": {"type": "text"}},
         "reasoning": body.reasoning or {"effort": None, "summary": None},
         "truncation": "disabled",
-        "background": False,
+        "background": bool(body.background),
     }

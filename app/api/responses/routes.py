@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 
 from app.api.deps import Services, authenticate, get_services
-from app.api.errors import ERROR_RESPONSES
+from app.api.errors import ERROR_RESPONSES, error_response_body
 from app.api.responses.render import ResponseRenderer
 from app.api.responses.request import (
     ParsedResponses,
@@ -20,12 +21,17 @@ from app.api.responses.request import (
     parse_responses,
 )
 from app.api.serve import serve
+from app.api.sse import EventStreamResponse, sse_event
 from app.api.wire import cursor_page
 from app.engine.events import RunEvent
 from app.engine.loop import run
+from app.errors import InvalidRequest, NotFound
 from app.principal import Principal
+from app.store.background import TERMINAL
 
 router = APIRouter(responses=ERROR_RESPONSES)
+CANCEL_WAIT_S = 10.0
+"""How long a cancel waits for the running replica to stop the run (it looks every second)."""
 
 
 async def _store(
@@ -61,6 +67,13 @@ async def create_response(
     events = run(parsed.run, services.engine)
     if parsed.conversation is not None:
         events = _in_conversation(events, services, parsed, renderer)
+    if body.background:
+        queued = await services.background.start(
+            renderer, principal.key_id, events, before_done=store
+        )
+        if body.stream:
+            return _following(services, renderer.id, principal.key_id, starting_after=-1)
+        return JSONResponse(queued)
     return await serve(
         http,
         renderer,
@@ -97,13 +110,62 @@ async def _in_conversation(
             await services.conversations.release(conversation_id, hold)
 
 
-@router.get("/v1/responses/{response_id}")
+def _following(
+    services: Services, response_id: str, owner: str, *, starting_after: int
+) -> Response:
+    return EventStreamResponse(
+        services.background.follow(response_id, owner, starting_after),
+        keepalive_s=services.settings.keepalive_s,
+        stream_error=lambda exc: sse_event(error_response_body(exc)[1], name="error"),
+    )
+
+
+@router.get("/v1/responses/{response_id}", response_model=None)
 async def retrieve_response(
     response_id: str,
     services: Services = Depends(get_services),
     principal: Principal = Depends(authenticate),
+    stream: bool = False,
+    starting_after: int = Query(-1, ge=-1),
+) -> dict[str, Any] | Response:
+    """A stored response; a background one as it stands (``stream=true``: its stream events
+    after ``starting_after``, then the rest as they come)."""
+    live = await services.background.store.state(response_id, principal.key_id)
+    if live is None:
+        if stream:
+            raise InvalidRequest(
+                "Only a background response can be streamed again.", param="stream"
+            )
+        return (await services.responses.load(response_id, principal.key_id)).response
+    if stream:
+        return _following(services, response_id, principal.key_id, starting_after=starting_after)
+    if live["status"] in TERMINAL and live["status"] != "failed":
+        with contextlib.suppress(NotFound):  # stored once done: the whole record
+            return (await services.responses.load(response_id, principal.key_id)).response
+    return live
+
+
+@router.post("/v1/responses/{response_id}/cancel")
+async def cancel_response(
+    response_id: str,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
-    return (await services.responses.load(response_id, principal.key_id)).response
+    """Stop a background response (on whichever replica runs it); the Response as it ends."""
+    store = services.background.store
+    live = await store.state(response_id, principal.key_id)
+    if live is None:
+        await services.responses.load(response_id, principal.key_id)  # 404 if not there
+        raise InvalidRequest("Only a background response can be cancelled.", param="response_id")
+    if live["status"] in TERMINAL:
+        return live
+    await store.ask_cancel(response_id)
+    with anyio.move_on_after(CANCEL_WAIT_S):
+        while (live := await store.state(response_id, principal.key_id)) is not None:
+            if live["status"] in TERMINAL:
+                break
+            await anyio.sleep(0.1)
+    return live or {}
 
 
 @router.delete("/v1/responses/{response_id}")

@@ -1,0 +1,133 @@
+"""Background responses (``background: true``): the run goes on in this process after the
+request is answered, and every replica can read it, follow its stream and cancel it
+(``app/store/background.py``).
+
+- ``create`` answers at once with the Response ``queued`` (or, with ``stream: true``, follows
+  its stream events as they are recorded), and runs it in the app's task group.
+- ``GET /v1/responses/{id}`` gives the Response as it stands; with ``stream=true`` it replays
+  the stream events after ``starting_after`` and follows the rest (a dropped connection loses
+  nothing: resume from the last ``sequence_number`` seen).
+- ``POST /v1/responses/{id}/cancel`` asks the running replica to stop: the run is cancelled
+  (in-flight MCP calls too) and the Response ends ``cancelled``.
+
+A finished background response is stored like any other (``store`` must be true), so it is
+continued with ``previous_response_id`` and listed with ``input_items`` as usual.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from app.api.errors import error_response_body
+from app.api.responses.render import ResponseRenderer
+from app.engine.events import RunEvent
+from app.errors import ToolbridgeError
+from app.store.background import LEASE_S, TERMINAL, BackgroundStore
+
+logger = logging.getLogger(__name__)
+
+FOLLOW_POLL_S = 0.1
+"""How often a follower looks for new events."""
+WATCH_S = 1.0
+"""How often a running replica renews its lease and looks for a cancellation."""
+assert WATCH_S < LEASE_S / 3
+
+
+class BackgroundRuns:
+    """Runs background responses in the app's task group (cancelled at shutdown: the
+    responses then read ``failed``, since their lease lapses)."""
+
+    def __init__(self, store: BackgroundStore, tasks: TaskGroup | None = None) -> None:
+        self.store = store
+        self.tasks = tasks
+
+    async def start(
+        self,
+        renderer: ResponseRenderer,
+        owner: str,
+        events: AsyncGenerator[RunEvent, None],
+        before_done: Callable[[], Awaitable[None]],
+        after_done: Callable[[], Awaitable[None]] | None = None,
+    ) -> dict[str, Any]:
+        """Record the response as queued and start its run; the queued Response."""
+        assert self.tasks is not None, "background runs need the app's task group"
+        renderer.status = "queued"
+        queued = renderer.response()
+        await self.store.create(queued, owner)
+        renderer.status = "in_progress"
+        self.tasks.start_soon(self._run, renderer, events, before_done, after_done)
+        return queued
+
+    async def _run(
+        self,
+        renderer: ResponseRenderer,
+        events: AsyncGenerator[RunEvent, None],
+        before_done: Callable[[], Awaitable[None]],
+        after_done: Callable[[], Awaitable[None]] | None,
+    ) -> None:
+        store = self.store
+        try:
+            await store.record(renderer.response(), renderer.start())
+            with anyio.CancelScope() as scope:
+                async with anyio.create_task_group() as watch:
+                    watch.start_soon(self._watch, renderer.id, scope)
+                    try:
+                        async for event in events:
+                            await store.record(renderer.response(), renderer.events_for(event))
+                        await before_done()  # stored, as any response, before it is done
+                        await store.record(renderer.response(), renderer.final_events())
+                    except Exception as exc:  # noqa: BLE001 - the response fails, said so
+                        await store.record(renderer.response(), renderer.fail(_message(exc)))
+                        await before_done()
+                    finally:
+                        watch.cancel_scope.cancel()
+            if scope.cancelled_caught:
+                with anyio.CancelScope(shield=True):
+                    renderer.status = "cancelled"
+                    await before_done()
+                    await store.record(renderer.response(), [])
+        except Exception:
+            logger.exception("background response could not be recorded: id=%s", renderer.id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await events.aclose()
+            if after_done is not None:
+                with anyio.CancelScope(shield=True):
+                    await after_done()
+
+    async def _watch(self, response_id: str, run: anyio.CancelScope) -> None:
+        """Renew the lease; cancel the run once someone asked (looked at every second)."""
+        while True:
+            await anyio.sleep(WATCH_S)
+            if not await self.store.keep_running(response_id):
+                run.cancel()
+                return
+
+    async def follow(
+        self, response_id: str, owner: str, starting_after: int
+    ) -> AsyncGenerator[str, None]:
+        """The stream events after ``starting_after``, as SSE, until the response is done."""
+        seen = starting_after
+        while True:
+            for event in await self.store.events_after(response_id, seen):
+                seen = int(event["sequence_number"])
+                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+            state = await self.store.state(response_id, owner)
+            if state is None or state["status"] in TERMINAL:
+                for event in await self.store.events_after(response_id, seen):
+                    yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
+                return
+            await anyio.sleep(FOLLOW_POLL_S)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, ToolbridgeError):
+        return exc.message
+    _, body = error_response_body(exc)  # logs what we did not expect
+    return str(body["error"]["message"])

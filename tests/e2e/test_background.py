@@ -1,0 +1,93 @@
+"""Background responses with the official OpenAI SDK: answered at once, run on, read, followed
+and resumed from any replica, cancelled from any replica."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from tests.conftest import TEST_KEY, mcp_tool
+from tests.fixtures.mcp_servers import RunningMcpServer
+from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
+
+
+@pytest.fixture
+def replicas(
+    toolbridge_factory: Callable[..., ServerThread],
+) -> tuple[openai.OpenAI, openai.OpenAI]:
+    """Two toolbridges sharing one Redis space, as two pods do."""
+    shared = f"tb-bg-{uuid.uuid4().hex[:8]}:"
+    a, b = (toolbridge_factory(redis_prefix=shared) for _ in range(2))
+    return tuple(  # type: ignore[return-value]
+        openai.OpenAI(base_url=f"{s.url}/v1", api_key=TEST_KEY, max_retries=0) for s in (a, b)
+    )
+
+
+def test_a_background_response_is_answered_at_once_and_read_anywhere(
+    replicas: tuple[openai.OpenAI, openai.OpenAI],
+) -> None:
+    a, b = replicas
+    queued = a.responses.create(model="scripted-a", input="sleep 1\nsay later", background=True)
+    assert queued.status == "queued" and queued.background is True and queued.output == []
+    wait_until(lambda: b.responses.retrieve(queued.id).status == "completed", what="completed")
+    done = b.responses.retrieve(queued.id)
+    assert done.output_text == "later" and done.background is True
+    follow = b.responses.create(model="scripted-a", input="say on", previous_response_id=done.id)
+    assert follow.output_text == "on"  # stored like any other response
+
+
+def test_a_background_response_is_cancelled_from_another_replica(
+    replicas: tuple[openai.OpenAI, openai.OpenAI], mcp_server: RunningMcpServer
+) -> None:
+    a, b = replicas
+    mcp_server.log.reset()
+    queued = a.responses.create(
+        model="scripted-a",
+        input='call calc__slow {"seconds": 60}',
+        tools=[mcp_tool(mcp_server, require_approval="never")],  # type: ignore[list-item]
+        background=True,
+    )
+    wait_until(lambda: mcp_server.log.slow_started == 1, what="the tool running")
+    cancelled = b.responses.cancel(queued.id)
+    assert cancelled.status == "cancelled"
+    wait_until(lambda: mcp_server.log.cancelled == 1, what="the MCP call cancelled")
+    assert a.responses.retrieve(queued.id).status == "cancelled"
+    assert b.responses.cancel(queued.id).status == "cancelled"  # again: as it is
+
+
+def test_a_background_stream_resumes_after_a_dropped_connection(
+    replicas: tuple[openai.OpenAI, openai.OpenAI],
+) -> None:
+    a, b = replicas
+    stream = a.responses.create(model="scripted-a", input="words 30", background=True, stream=True)
+    first: list[Any] = []
+    for event in stream:
+        first.append(event)
+        if len(first) == 4:
+            break
+    stream.close()  # the connection drops
+    last = first[-1].sequence_number
+    rest = list(b.responses.retrieve(first[0].response.id, stream=True, starting_after=last))
+    numbers = [e.sequence_number for e in first + rest]
+    assert numbers == list(range(len(numbers)))  # nothing lost, nothing twice
+    assert first[0].type == "response.created" and rest[-1].type == "response.completed"
+    text = "".join(e.delta for e in first + rest if e.type == "response.output_text.delta")
+    assert text.split() == [f"w{i}" for i in range(30)]
+
+
+def test_what_background_mode_refuses(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="scripted-a", input="x", background=True, store=False)
+    assert caught.value.param == "store"
+    plain = client.responses.create(model="scripted-a", input="say plain")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.cancel(plain.id)  # only a background response can be cancelled
+    with pytest.raises(openai.BadRequestError):
+        list(client.responses.retrieve(plain.id, stream=True))
+    with pytest.raises(openai.NotFoundError):
+        client.responses.cancel("resp_missing")
