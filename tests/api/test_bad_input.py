@@ -113,7 +113,7 @@ PARAMS = {
     "unknown approval": "input[0].approval_request_id",
     "bad image part": "input[0].content[0]",
     "metadata too big": "metadata",
-    "background": "background",
+    "background without store": "store",
     "bad tool_choice": "tool_choice",
     "approval filter wrong": "tools[0].require_approval",
 }
@@ -143,7 +143,10 @@ RESPONSES: list[tuple[str, dict[str, Any]]] = [
         "metadata too big",
         {"model": "scripted-a", "input": "x", "metadata": {str(i): "v" for i in range(17)}},
     ),
-    ("background", {"model": "scripted-a", "input": "x", "background": True}),
+    (
+        "background without store",
+        {"model": "scripted-a", "input": "x", "background": True, "store": False},
+    ),
     ("bad tool_choice", {"model": "scripted-a", "input": "x", "tool_choice": {"type": "?"}}),
     (
         "approval filter wrong",
