@@ -6,7 +6,6 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
@@ -117,10 +116,12 @@ def test_conversation_and_previous_response_id_together_are_a_400(client: openai
 
 
 def test_a_second_response_on_a_busy_conversation_is_a_409(
-    client: openai.OpenAI, toolbridge: ServerThread
+    client: openai.OpenAI, scripted_model: ServerThread
 ) -> None:
     """Racing responses never interleave items: the second is refused while the first runs."""
     conversation = client.conversations.create()
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
     with ThreadPoolExecutor(1) as pool:
         slow = pool.submit(
             client.responses.create,
@@ -128,7 +129,8 @@ def test_a_second_response_on_a_busy_conversation_is_a_409(
             conversation=conversation.id,
             input="sleep 2\nsay slow",
         )
-        wait_until(lambda: _in_flight(toolbridge) >= 1, what="the first response running")
+        # Its model call has begun, so it holds the conversation (taken before the call).
+        wait_until(lambda: len(calls) > before, what="the first response's model call")
         with pytest.raises(openai.ConflictError) as caught:
             client.responses.create(
                 model="scripted-a", conversation=conversation.id, input="say fast"
@@ -141,12 +143,6 @@ def test_a_second_response_on_a_busy_conversation_is_a_409(
     assert after.output_text == "next"
     items = client.conversations.items.list(conversation.id, order="asc").data
     assert texts(items) == ["sleep 2\nsay slow", "slow", "say next", "next"]
-
-
-def _in_flight(server: ServerThread) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    line = next(x for x in text.splitlines() if x.startswith("toolbridge_api_requests_in_flight"))
-    return float(line.split()[-1])
 
 
 def test_items_a_response_could_not_read_are_refused(client: openai.OpenAI) -> None:

@@ -325,7 +325,9 @@ def test_notes_per_connection_are_bounded() -> None:
 
 
 def test_one_key_cannot_hold_more_than_its_runs_or_connections(
-    toolbridge_factory: Callable[..., ServerThread], mcp_server: RunningMcpServer
+    toolbridge_factory: Callable[..., ServerThread],
+    mcp_server: RunningMcpServer,
+    scripted_model: ServerThread,
 ) -> None:
     keys = [{"id": k, "key": f"sk-{k}"} for k in ("greedy", "other")]
     limits = {"max_runs_per_key": 2, "max_connections_per_key": 1}
@@ -344,9 +346,12 @@ def test_one_key_cannot_hold_more_than_its_runs_or_connections(
         )
 
     # Runs: two in progress, a third is a 429 that says why; another key is not affected.
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
     with ThreadPoolExecutor(2) as pool:
         slow = [pool.submit(chat, "sk-greedy", "sleep 3") for _ in range(2)]
-        wait_until(lambda: _in_flight(server) >= 2, what="two runs in progress")
+        # Both model calls began, so both runs hold their slots (taken before the call).
+        wait_until(lambda: len(calls) >= before + 2, what="two runs in progress")
         third = chat("sk-greedy", "say hi")
         assert third.status_code == 429, third.text
         assert third.json()["error"]["code"] == "rate_limit_exceeded"
@@ -359,12 +364,6 @@ def test_one_key_cannot_hold_more_than_its_runs_or_connections(
     mcp_server.log.reset()
     assert chat("sk-greedy", both).status_code == 200
     assert mcp_server.log.slow_started == 2 and mcp_server.log.slow_most_at_once == 1
-
-
-def _in_flight(server: ServerThread) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    line = next(x for x in text.splitlines() if x.startswith("toolbridge_api_requests_in_flight"))
-    return float(line.split()[-1])
 
 
 def test_stored_responses_have_quotas_per_key(
