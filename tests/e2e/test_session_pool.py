@@ -174,11 +174,17 @@ def test_a_session_the_server_forgot_is_reopened_and_the_call_sent_again(
 
 
 def _stdio_servers() -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "tests.fixtures.mcp_servers" in " ".join(p.cmdline())
-    ]
+    """The stdio test servers running now (one that exited, zombie or gone, is not)."""
+    running = []
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if "tests.fixtures.mcp_servers" in " ".join(process.cmdline()):
+                running.append(process)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # it exited while we looked
+    return running
 
 
 def test_a_stdio_server_stays_up_between_runs_and_stops_when_idle(
