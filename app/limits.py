@@ -45,6 +45,3 @@ class KeyLimits:
         if slots is None:
             slots = self._connections[key_id] = anyio.Semaphore(self.max_connections)
         return slots
-
-    def runs_in_progress(self, key_id: str) -> int:
-        return self._runs.get(key_id, 0)

@@ -89,9 +89,7 @@ class _Index:
                 scores[index] = scores.get(index, 0.0) + idf * tf * (_K1 + 1) / (tf + norm)
         ranked = heapq.nsmallest(k, ((-score, index) for index, score in scores.items()))
         best = -ranked[0][0] if ranked else 0.0
-        return [
-            self.tools[i] for score, i in ranked if score < 0 and -score >= _RELATIVE_CUTOFF * best
-        ]
+        return [self.tools[i] for score, i in ranked if -score >= _RELATIVE_CUTOFF * best]
 
 
 @dataclass(frozen=True, slots=True)

@@ -72,23 +72,15 @@ class TransportWatch:
 
     challenges: list[dict[str, str]] = field(default_factory=list)
     session_gone: bool = False
-    too_large: ResponseTooLarge | None = None
-    """A response cut at the decoded-size bound (the SDK reports only a closed connection)."""
+    failure: Exception | None = None
+    """What really failed when the SDK reports only a closed connection: a response cut at
+    the decoded-size bound, or our OAuth flow with the server."""
 
-    auth_failure: Exception | None = None
-    """Our OAuth flow with the server failed (the SDK reports a closed connection)."""
-
-    def take_too_large(self) -> ResponseTooLarge | None:
-        taken, self.too_large = self.too_large, None
-        return taken
-
-    def auth_failed(self, exc: Exception) -> None:
-        self.auth_failure = exc
+    def failed(self, exc: Exception) -> None:
+        self.failure = exc
 
     def take_failure(self) -> Exception | None:
-        """What really failed, when the SDK reports only a closed connection."""
-        taken = self.take_too_large() or self.auth_failure
-        self.auth_failure = None
+        taken, self.failure = self.failure, None
         return taken
 
 
@@ -102,7 +94,7 @@ class _WatchedBody(httpx2.AsyncByteStream):
             async for piece in self._inner:
                 yield piece
         except ResponseTooLarge as exc:
-            self._watch.too_large = exc
+            self._watch.failed(exc)
             raise
 
     async def aclose(self) -> None:
@@ -176,7 +168,7 @@ class McpClients:
         ) -> httpx2.AsyncClient:
             timeout = timeout or httpx2.Timeout(30.0, read=300.0)
             if auth is None and server_auth is not None:
-                auth = server_auth.provider(watch.auth_failed)
+                auth = server_auth.provider(watch.failed)
             return httpx2.AsyncClient(
                 headers=headers, timeout=timeout, auth=auth, transport=transport
             )

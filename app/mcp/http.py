@@ -65,13 +65,13 @@ class _Body(httpx2.AsyncByteStream):
         try:
             async for piece in self._response.content.iter_any():
                 last = piece.rfind(b"\n\n") if self._per_event else -1
+                ended = False  # an event that ends in this piece passed the bound
                 if last >= 0:  # an event ends here: it is what is bounded, then the next one
-                    over = counted + piece.find(b"\n\n") > self._max_bytes
+                    ended = counted + piece.find(b"\n\n") > self._max_bytes
                     counted = len(piece) - last - 2
                 else:
                     counted += len(piece)
-                    over = counted > self._max_bytes
-                if over or counted > self._max_bytes:
+                if ended or counted > self._max_bytes:
                     self._response.close()  # nothing more is read, nothing is kept
                     what = "one event of its stream" if self._per_event else "its response"
                     raise ResponseTooLarge(

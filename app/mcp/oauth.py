@@ -77,8 +77,10 @@ class SharedTokens:
     async def set_tokens(self, tokens: OAuthToken) -> None:
         self._token = tokens
         life = tokens.expires_in
-        margin = None if life is None else min(EXPIRY_MARGIN_S, 0.1 * life)
-        self._usable_until = None if life is None else time.time() + life - (margin or 0)
+        if life is None:
+            self._usable_until = None
+        else:
+            self._usable_until = time.time() + life - min(EXPIRY_MARGIN_S, 0.1 * life)
         MCP_AUTH_TOKENS.labels(self._label).inc()
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:

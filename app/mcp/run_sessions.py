@@ -146,10 +146,7 @@ class RunSessions:
                 async with auth.first_token() if auth else contextlib.nullcontext():
                     lease, tools, listed = await self._attempt(spec, attempt, watch, callbacks, key)
             except Exception as exc:
-                if (
-                    auth is not None
-                    and (why := auth_failure(watch.auth_failure or exc)) is not None
-                ):
+                if auth is not None and (why := auth_failure(watch.failure or exc)) is not None:
                     # Our own credentials were refused: say what the authorization server
                     # said (never the secret); no other era would fare better.
                     logger.warning("MCP server authorization failed: server=%s", spec.label)

@@ -13,10 +13,11 @@ earlier turns never expire before its latest. A deleted response ends the contin
 those that followed it (said so, with a 404).
 
 Each key has quotas (``stored_responses_max_per_key``, ``..._max_bytes_per_key``), counted in
-Redis by one atomic script (a hash of record sizes and a set of expiry times, per key: expired
-records leave the count by themselves). A request that would store is refused with 429 while
-its key is at a quota, before anything runs; a record that takes a key over it (requests
-racing) is still kept. Credentials are never part of a record: tools are stored as echoed.
+Redis by one atomic script (per key: a hash of record sizes, their running sum, and a set of
+expiry times: expired records leave the count by themselves). A request that would store is
+refused with 429 while its key is at a quota, before anything runs; a record that takes a key
+over it (requests racing) is still kept. Credentials are never part of a record: tools are
+stored as echoed.
 """
 
 from __future__ import annotations
@@ -52,25 +53,35 @@ _ITEM_FIELDS: dict[str, frozenset[str]] = {
 (``fold`` has already refused what it cannot read)."""
 
 _QUOTA = """
--- KEYS: sizes (hash id -> bytes), exp (zset id -> expiry). ARGV: now, id, bytes (0: check
--- only), expires_at, max_count, max_bytes, then ancestor ids whose expiry is renewed.
--- Returns {0, count, bytes} when within both quotas before this record, else {1, ...}.
-local now = tonumber(ARGV[1])
-local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)
-for _, id in ipairs(dead) do redis.call('HDEL', KEYS[1], id) end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local count, bytes = 0, 0
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do
-  count = count + 1
-  bytes = bytes + tonumber(v)
+-- KEYS: sizes (hash id -> bytes), exp (zset id -> expiry), total (the sizes' sum).
+-- ARGV: now, id, bytes (0: check only; -1: forget the id), expires_at, max_count, max_bytes,
+-- then ancestor ids whose expiry is renewed. Returns {over, count, bytes} as they were before
+-- this record (over: 1 when at either quota). Expired records leave the count here, so a check
+-- costs what expired since the last one, not the key's whole history.
+local function forget(id)
+  local size = redis.call('HGET', KEYS[1], id)
+  if size then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('DECRBY', KEYS[3], size)
+  end
+  redis.call('ZREM', KEYS[2], id)
 end
+local now, size, expires = tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do forget(id) end
+if size < 0 then
+  forget(ARGV[2])
+  return {0, 0, 0}
+end
+local count = redis.call('HLEN', KEYS[1])
+local bytes = tonumber(redis.call('GET', KEYS[3]) or '0')
 local over = (count >= tonumber(ARGV[5]) or bytes >= tonumber(ARGV[6])) and 1 or 0
-if tonumber(ARGV[3]) > 0 then
-  redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[2])
-  for i = 7, #ARGV do redis.call('ZADD', KEYS[2], 'XX', ARGV[4], ARGV[i]) end
-  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4]) - now) + 60)
-  redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) - now) + 60)
+if size > 0 then
+  forget(ARGV[2])  -- saved again: its new size replaces the old
+  redis.call('HSET', KEYS[1], ARGV[2], size)
+  redis.call('INCRBY', KEYS[3], size)
+  redis.call('ZADD', KEYS[2], expires, ARGV[2])
+  for i = 7, #ARGV do redis.call('ZADD', KEYS[2], 'XX', expires, ARGV[i]) end
+  for k = 1, 3 do redis.call('EXPIRE', KEYS[k], math.ceil(expires - now) + 60) end
 end
 return {over, count, bytes}
 """
@@ -117,11 +128,12 @@ class ResponseStore:
 
     def _quota_keys(self, owner: str) -> list[str]:
         tagged = f"{self._quota_prefix}{{{owner}}}"  # one slot per key on a cluster
-        return [f"{tagged}:sizes", f"{tagged}:exp"]
+        return [f"{tagged}:sizes", f"{tagged}:exp", f"{tagged}:total"]
 
     async def _count(
         self, owner: str, record_id: str = "-", size: int = 0, renew: list[str] | None = None
     ) -> tuple[bool, int, int]:
+        """The quota script (see ``_QUOTA``) for ``owner``: check, count a record, or forget one."""
         now = time.time()
         args: list[Any] = [now, record_id, size, now + self._ttl_s]
         args += [self._quotas.max_count, self._quotas.max_bytes, *(renew or [])]
@@ -143,16 +155,13 @@ class ResponseStore:
         response: dict[str, Any],
         input_items: list[dict[str, Any]],
         previous: StoredResponse | None,
-        previous_id: str | None,
     ) -> None:
+        """Keep ``response`` (continuing ``previous``, if any) and count it to its owner."""
         chain: list[str] = []
-        if previous is not None and previous_id is not None:
-            chain = [*previous.chain, previous_id][-CHAIN_IDS:]
-        record = StoredResponse(owner, response, stored_items(input_items), chain)
-        text = json.dumps(
-            {"owner": owner, "response": response, "input_items": record.input_items}
-            | {"chain": chain}
-        )
+        if previous is not None:
+            chain = [*previous.chain, previous.response["id"]][-CHAIN_IDS:]
+        record = {"owner": owner, "response": response, "input_items": stored_items(input_items)}
+        text = json.dumps(record | {"chain": chain})
         with store_errors("Stored responses"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(self._prefix + response["id"], text, ex=self._ttl_s)
@@ -201,6 +210,4 @@ class ResponseStore:
         await self.load(response_id, owner)
         with store_errors("Stored responses"):
             await self._redis.delete(self._prefix + response_id)
-            sizes, expiries = self._quota_keys(owner)
-            await self._redis.hdel(sizes, response_id)
-            await self._redis.zrem(expiries, response_id)
+        await self._count(owner, response_id, -1)  # its room is free again

@@ -48,7 +48,6 @@ def test_stored_responses_belong_to_their_owner(redis_url: str) -> None:
             response=_response("resp_1", "a"),
             input_items=items,
             previous=None,
-            previous_id=None,
         )
         assert 0 < await redis.ttl(f"{prefix}resp:resp_1") <= 60
         record = await store.load("resp_1", "alice")
@@ -77,7 +76,6 @@ def test_a_chain_is_rebuilt_from_its_records_not_copied(redis_url: str) -> None:
                 response=_response(f"resp_{turn}", str(turn)),
                 input_items=[{"id": f"in_{turn}", "type": "message", "role": "user"}],
                 previous=previous,
-                previous_id=None if previous is None else f"resp_{turn - 1}",
             )
             previous = await store.load(f"resp_{turn}", "alice")
         assert previous is not None and len(previous.chain) == CHAIN_IDS
@@ -105,7 +103,6 @@ def test_a_record_of_the_earlier_layout_is_continued(redis_url: str) -> None:
             response=_response("resp_new", "1"),
             input_items=[{"id": "in_1", "type": "message"}],
             previous=previous,
-            previous_id="resp_old",
         )
         latest = await store.load("resp_new", "alice")
         ids = [item["id"] for item in await store.conversation(latest)]
@@ -124,7 +121,6 @@ def test_quotas_per_key_refuse_before_a_run_and_free_on_delete(redis_url: str) -
                 response=_response(f"resp_{turn}", str(turn)),
                 input_items=[],
                 previous=None,
-                previous_id=None,
             )
         with pytest.raises(StorageQuotaExceeded, match="keeps 3 responses"):
             await store.check_quota("alice")
@@ -137,7 +133,6 @@ def test_quotas_per_key_refuse_before_a_run_and_free_on_delete(redis_url: str) -
             response={**_response("resp_big", "x"), "pad": "p" * 4000},
             input_items=[],
             previous=None,
-            previous_id=None,
         )
         with pytest.raises(StorageQuotaExceeded, match="2048 bytes"):
             await small.check_quota("carol")

@@ -16,7 +16,6 @@ continued with ``previous_response_id`` and listed with ``input_items`` as usual
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
@@ -24,10 +23,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from app.api.errors import error_response_body
 from app.api.responses.render import ResponseRenderer
+from app.api.sse import sse_event
 from app.engine.events import RunEvent
-from app.errors import ToolbridgeError
 from app.store.background import LEASE_S, TERMINAL, BackgroundStore
 
 logger = logging.getLogger(__name__)
@@ -53,7 +51,6 @@ class BackgroundRuns:
         owner: str,
         events: AsyncGenerator[RunEvent, None],
         before_done: Callable[[], Awaitable[None]],
-        after_done: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
         """Record the response as queued and start its run; the queued Response."""
         assert self.tasks is not None, "background runs need the app's task group"
@@ -61,7 +58,7 @@ class BackgroundRuns:
         queued = renderer.response()
         await self.store.create(queued, owner)
         renderer.status = "in_progress"
-        self.tasks.start_soon(self._run, renderer, events, before_done, after_done)
+        self.tasks.start_soon(self._run, renderer, events, before_done)
         return queued
 
     async def _run(
@@ -69,7 +66,6 @@ class BackgroundRuns:
         renderer: ResponseRenderer,
         events: AsyncGenerator[RunEvent, None],
         before_done: Callable[[], Awaitable[None]],
-        after_done: Callable[[], Awaitable[None]] | None,
     ) -> None:
         store = self.store
         try:
@@ -83,7 +79,7 @@ class BackgroundRuns:
                         await before_done()  # stored, as any response, before it is done
                         await store.record(renderer.response(), renderer.final_events())
                     except Exception as exc:  # noqa: BLE001 - the response fails, said so
-                        await store.record(renderer.response(), renderer.fail(_message(exc)))
+                        await store.record(renderer.response(), renderer.failure_events(exc))
                         await before_done()
                     finally:
                         watch.cancel_scope.cancel()
@@ -97,9 +93,6 @@ class BackgroundRuns:
         finally:
             with anyio.CancelScope(shield=True):
                 await events.aclose()
-            if after_done is not None:
-                with anyio.CancelScope(shield=True):
-                    await after_done()
 
     async def _watch(self, response_id: str, run: anyio.CancelScope) -> None:
         """Renew the lease; cancel the run once someone asked (looked at every second)."""
@@ -115,19 +108,12 @@ class BackgroundRuns:
         """The stream events after ``starting_after``, as SSE, until the response is done."""
         seen = starting_after
         while True:
+            # The state first: events and state are written together, so once it reads
+            # done, the events read next are the last ones.
+            state = await self.store.state(response_id, owner)
             for event in await self.store.events_after(response_id, seen):
                 seen = int(event["sequence_number"])
-                yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
-            state = await self.store.state(response_id, owner)
+                yield sse_event(event, name=event["type"])
             if state is None or state["status"] in TERMINAL:
-                for event in await self.store.events_after(response_id, seen):
-                    yield f"event: {event['type']}\ndata: {json.dumps(event)}\n\n"
                 return
             await anyio.sleep(FOLLOW_POLL_S)
-
-
-def _message(exc: Exception) -> str:
-    if isinstance(exc, ToolbridgeError):
-        return exc.message
-    _, body = error_response_body(exc)  # logs what we did not expect
-    return str(body["error"]["message"])

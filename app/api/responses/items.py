@@ -47,9 +47,9 @@ class Conversation:
     answered_before: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Approval responses of earlier requests, by approval request id."""
     answered_now: set[str] = field(default_factory=set)
+    """Approval request ids this request answers."""
     max_output_chars: int = 20_000
     """An ``mcp_call``'s output or error, replayed to the model, is cut as a live one is."""
-    """Approval request ids this request answers."""
     _group: Message | None = None
     _results: list[Message] = field(default_factory=list)
 

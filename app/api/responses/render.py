@@ -139,17 +139,19 @@ class ResponseRenderer:
         return [_sse(event) for event in self.final_events()]
 
     def failed(self, exc: Exception) -> str:
-        """The run failed after the stream started: ``response.failed`` (after a failed
-        ``mcp_list_tools`` item when a server could not be listed)."""
+        """The run failed after the stream started: ``failure_events``, as SSE."""
+        return "".join(_sse(event) for event in self.failure_events(exc))
+
+    def failure_events(self, exc: Exception) -> list[StreamEvent]:
+        """The run failed: ``response.failed`` (after a failed ``mcp_list_tools`` item when a
+        server could not be listed)."""
         if isinstance(exc, ServerUnreachable):
             listed = list_tools_item(exc.server_label, [], error=exc.reason)
-            events = self.list_tools(listed) + self.fail(exc.message)
-        elif isinstance(exc, ToolbridgeError):
-            events = self.fail(exc.message)
-        else:
-            _, error = error_response_body(exc)  # logs what we did not expect
-            events = self.fail(error["error"]["message"])
-        return "".join(_sse(event) for event in events)
+            return self.list_tools(listed) + self.fail(exc.message)
+        if isinstance(exc, ToolbridgeError):
+            return self.fail(exc.message)
+        _, error = error_response_body(exc)  # logs what we did not expect
+        return self.fail(error["error"]["message"])
 
     def events_for(self, event: RunEvent) -> list[StreamEvent]:
         """The stream events a run event makes (a progress update makes none)."""

@@ -177,7 +177,7 @@ async def parse_responses(
                 param="conversation",
             )
         # Held before its items are read, so no other response can add to them meanwhile;
-        # released when this one ends (``release_conversation``), or now if it cannot start.
+        # released when this one ends (``routes._in_conversation``), or now if it cannot start.
         hold = uuid.uuid4().hex
         await services.conversations.hold(conversation_id, principal.key_id, hold)
         try:

@@ -40,13 +40,11 @@ async def _store(
     """Keep the response (before the caller hears of it), unless ``store`` is false."""
     if not enabled:
         return
-    previous = parsed.previous
     await services.responses.save(
         owner=parsed.run.principal.key_id,
         response=renderer.response(),
         input_items=parsed.input_items,
-        previous=previous,
-        previous_id=None if previous is None else previous.response["id"],
+        previous=parsed.previous,
     )
 
 
@@ -165,7 +163,9 @@ async def cancel_response(
             if live["status"] in TERMINAL:
                 break
             await anyio.sleep(0.1)
-    return live or {}
+    if live is None:  # expired meanwhile
+        raise NotFound(f"Response with id '{response_id}' not found.")
+    return live
 
 
 @router.delete("/v1/responses/{response_id}")
