@@ -188,6 +188,19 @@ class BudgetSettings(BaseModel):
     """Without Redis: refuse budgeted work with 503 (default), or run it uncounted."""
 
 
+class BackgroundSettings(BaseModel):
+    """Background responses (``background: true``): how many, and how a lost run is noticed."""
+
+    max_per_key: int = Field(default=16, ge=1)
+    """Background responses one key may have queued or running, across every replica; more
+    are refused with 429 at create."""
+    max_running_per_replica: int = Field(default=32, ge=1)
+    """Background runs one replica works on at once; the rest wait ``queued`` for a slot."""
+    lease_s: float = Field(default=15.0, ge=1)
+    """A replica renews its lease on each background response it holds every third of this;
+    when a replica dies, its responses read ``failed`` (``server_error``) once it lapses."""
+
+
 class ApiKeyConfig(BaseModel):
     """A caller's key and what it may use."""
 
@@ -384,6 +397,7 @@ class Settings(BaseSettings):
     mcp_pool: SessionPoolSettings = Field(default_factory=SessionPoolSettings)
     sampling: SamplingSettings = Field(default_factory=SamplingSettings)
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
+    background: BackgroundSettings = Field(default_factory=BackgroundSettings)
     model_list: list[ModelEntry] = Field(default_factory=list)
     mcp_servers: list[RegisteredServer] = Field(default_factory=list)
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)

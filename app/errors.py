@@ -104,6 +104,18 @@ class TooManyRuns(ToolbridgeError):
         self.limit = limit
 
 
+class TooManyBackgroundResponses(ToolbridgeError):
+    """The key has as many background responses queued or running as it may (every replica)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"This API key has {limit} background responses queued or running, its limit; "
+            "retry when one has finished, or cancel one.",
+            param="background",
+        )
+        self.limit = limit
+
+
 class ConversationBusy(ToolbridgeError):
     """Another response is running on this conversation (OpenAI's conversation lock)."""
 

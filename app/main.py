@@ -106,7 +106,16 @@ def _build_services(
         engine=engine,
         keys=keys,
         registered_servers=settings.effective_servers(),
-        background=BackgroundRuns(BackgroundStore(redis, prefix, settings.responses_ttl_s)),
+        background=BackgroundRuns(
+            BackgroundStore(
+                redis,
+                prefix,
+                ttl_s=settings.responses_ttl_s,
+                lease_s=settings.background.lease_s,
+                max_per_key=settings.background.max_per_key,
+            ),
+            max_running=settings.background.max_running_per_replica,
+        ),
         conversations=ConversationStore(
             redis, prefix, settings.responses_ttl_s, settings.conversation_max_items
         ),

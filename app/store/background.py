@@ -3,9 +3,16 @@
 While a background response runs on one replica, any replica can read its state (status and
 the Response so far), follow its stream events (each kept, in order, for resumable streams)
 and ask it to stop. Per response, under one hash tag: ``state`` (hash: owner, status, the
-Response as JSON), ``events`` (list of stream events as JSON), ``cancel`` (set when a
-cancellation was asked) and ``lease`` (renewed by the running replica: a replica that dies
-leaves it to lapse, and readers then see the response failed).
+Response as JSON), ``events`` (list of stream events as JSON: event N is item N, so a resumed
+stream reads from index N + 1), ``cancel`` (set when a cancellation was asked) and ``lease``
+(renewed by the replica that holds the run). All of it is kept as long as stored responses.
+
+A replica that dies leaves its lease to lapse; the first reader after that marks the response
+``failed`` and ends its stream with ``response.failed`` (one script, so a replica that was only
+paused cannot write over it when it wakes: a response's terminal status is written once).
+
+Per key, a sorted set holds the background responses queued or running, each scored by its
+lease's expiry, so the limit counts every replica and forgets a dead one's runs by itself.
 """
 
 from __future__ import annotations
@@ -13,76 +20,157 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from app.errors import TooManyBackgroundResponses
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
 TERMINAL = frozenset({"completed", "failed", "incomplete", "cancelled"})
-LEASE_S = 15
-"""A running replica renews its lease every third of this."""
+LOST = {
+    "code": "server_error",
+    "message": "The server running this background response stopped before it finished; "
+    "the run was lost. Create the response again.",
+}
+"""The error of a response whose replica died (``code`` is one of OpenAI's ``ResponseError``
+codes, which the SDK's types enumerate; the message says what happened)."""
+
+_TERMINAL_LUA = "{completed=1, failed=1, incomplete=1, cancelled=1}"
+
+# KEYS: state, events. ARGV: status, response JSON, events JSON... A response's terminal
+# status is written once: after it, nothing more is recorded.
+_RECORD = f"""
+local terminal = {_TERMINAL_LUA}
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 or terminal[redis.call('HGET', KEYS[1], 'status')] then return 0 end
+if #ARGV > 2 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+  redis.call('PEXPIRE', KEYS[2], ttl)
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'response', ARGV[2])
+return 1
+"""
+
+# KEYS: state, events, lease. ARGV: the failed Response's JSON, the response.failed event's
+# JSON without its closing ``sequence_number`` value and brace (the next index is put there).
+_MARK_LOST = f"""
+local terminal = {_TERMINAL_LUA}
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+local ttl = redis.call('PTTL', KEYS[1])
+if not status or ttl <= 0 or terminal[status] then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2] .. redis.call('LLEN', KEYS[2]) .. '}}')
+redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('HSET', KEYS[1], 'status', 'failed', 'response', ARGV[1])
+return 1
+"""
+
+# KEYS: the key's active set. ARGV: limit, lease ms, response id. 1 if admitted.
+_ADMIT = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], ms + tonumber(ARGV[2]), ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+# KEYS: the key's active set. ARGV: lease ms, response id.
+_RENEW = """
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'XX', ms + tonumber(ARGV[1]), ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class BackgroundStore:
-    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        prefix: str,
+        *,
+        ttl_s: int,
+        lease_s: float,
+        max_per_key: int,
+    ) -> None:
         self._redis = redis
         self._prefix = f"{prefix}bg:"
         self._ttl_s = ttl_s
+        self.lease_ms = int(lease_s * 1000)
+        self.max_per_key = max_per_key
+        self._record = redis.register_script(_RECORD)
+        self._mark_lost = redis.register_script(_MARK_LOST)
+        self._admit = redis.register_script(_ADMIT)
+        self._renew = redis.register_script(_RENEW)
 
     def _key(self, response_id: str, part: str) -> str:
         return f"{self._prefix}{{{response_id}}}:{part}"
 
+    def _active(self, owner: str) -> str:
+        return f"{self._prefix}active:{{{owner}}}"
+
     async def create(self, response: dict[str, Any], owner: str) -> None:
+        """Record a new background response, queued; ``TooManyBackgroundResponses`` when
+        ``owner`` has as many queued or running as it may."""
         rid = response["id"]
         with store_errors("Background responses"):
+            admitted = await self._admit(
+                keys=[self._active(owner)], args=[self.max_per_key, self.lease_ms, rid]
+            )
+            if not admitted:
+                raise TooManyBackgroundResponses(self.max_per_key)
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
                     self._key(rid, "state"),
-                    mapping={
-                        "owner": owner,
-                        "status": response["status"],
-                        "response": json.dumps(response),
-                    },
+                    mapping={"owner": owner, "status": response["status"]},
                 )
+                pipe.hset(self._key(rid, "state"), "response", _dumps(response))
                 pipe.expire(self._key(rid, "state"), self._ttl_s)
-                pipe.set(self._key(rid, "lease"), "1", ex=LEASE_S)
+                pipe.set(self._key(rid, "lease"), "1", px=self.lease_ms)
                 await pipe.execute()
 
     async def record(self, response: dict[str, Any], events: list[dict[str, Any]]) -> None:
-        """The Response as it stands now, and the stream events that brought it there."""
+        """The Response as it stands now, and the stream events that brought it there
+        (nothing, once the response has ended)."""
         rid = response["id"]
         with store_errors("Background responses"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                if events:
-                    pipe.rpush(self._key(rid, "events"), *(json.dumps(e) for e in events))
-                    pipe.expire(self._key(rid, "events"), self._ttl_s)
-                pipe.hset(
-                    self._key(rid, "state"),
-                    mapping={"status": response["status"], "response": json.dumps(response)},
-                )
-                await pipe.execute()
+            await self._record(
+                keys=[self._key(rid, "state"), self._key(rid, "events")],
+                args=[response["status"], _dumps(response), *(_dumps(e) for e in events)],
+            )
 
     async def state(self, response_id: str, owner: str) -> dict[str, Any] | None:
-        """The Response as it stands (``failed`` if its replica stopped), or None when
-        ``owner`` has no background response of that id."""
+        """The Response as it stands (marked ``failed`` first if its replica stopped), or
+        None when ``owner`` has no background response of that id."""
         with store_errors("Background responses"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.hgetall(self._key(response_id, "state"))
                 pipe.exists(self._key(response_id, "lease"))
                 raw, alive = await pipe.execute()
-        fields = {_text(k): _text(v) for k, v in raw.items()}
-        if fields.get("owner") != owner:
-            return None
-        response: dict[str, Any] = json.loads(fields["response"])
-        if response["status"] not in TERMINAL and not alive:
-            response["status"] = "failed"
-            response["error"] = {
-                "code": "server_error",
-                "message": "The server running this response stopped before it finished.",
-            }
-        return response
+            fields = {_text(k): _text(v) for k, v in raw.items()}
+            if fields.get("owner") != owner:
+                return None
+            response: dict[str, Any] = json.loads(fields["response"])
+            if response["status"] in TERMINAL or alive:
+                return response
+            lost = {**response, "status": "failed", "error": LOST}
+            ended = _dumps({"type": "response.failed", "response": lost})
+            await self._mark_lost(
+                keys=[self._key(response_id, p) for p in ("state", "events", "lease")],
+                args=[_dumps(lost), ended[:-1] + ',"sequence_number":'],
+            )
+            # Read again: the run may have ended (or renewed its lease) just before.
+            raw = await self._redis.hget(self._key(response_id, "state"), "response")
+        return json.loads(raw) if raw is not None else None
 
     async def events_after(self, response_id: str, sequence_number: int) -> list[dict[str, Any]]:
         """Stream events with a greater sequence number, in order."""
@@ -96,11 +184,21 @@ class BackgroundStore:
         with store_errors("Background responses"):
             await self._redis.set(self._key(response_id, "cancel"), "1", ex=self._ttl_s)
 
-    async def keep_running(self, response_id: str) -> bool:
-        """Renew the lease; False once a cancellation was asked."""
+    async def keep_running(self, response_id: str, owner: str) -> bool:
+        """Renew the lease; False once a cancellation was asked, or once the lease had lapsed
+        (the response was marked lost meanwhile: the run must stop)."""
         with store_errors("Background responses"):
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.set(self._key(response_id, "lease"), "1", ex=LEASE_S)
+                pipe.set(self._key(response_id, "lease"), "1", px=self.lease_ms, xx=True)
                 pipe.exists(self._key(response_id, "cancel"))
-                _, cancel = await pipe.execute()
-        return not cancel
+                renewed, cancel = await pipe.execute()
+            await self._renew(keys=[self._active(owner)], args=[self.lease_ms, response_id])
+        return bool(renewed) and not cancel
+
+    async def finish(self, response_id: str, owner: str) -> None:
+        """The run is over (however it ended): it no longer counts against the key's limit."""
+        with store_errors("Background responses"):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.zrem(self._active(owner), response_id)
+                pipe.delete(self._key(response_id, "lease"))
+                await pipe.execute()

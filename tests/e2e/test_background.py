@@ -91,3 +91,24 @@ def test_what_background_mode_refuses(client: openai.OpenAI) -> None:
         list(client.responses.retrieve(plain.id, stream=True))
     with pytest.raises(openai.NotFoundError):
         client.responses.cancel("resp_missing")
+
+
+def test_background_limits_queue_on_a_full_replica_and_refuse_past_the_key_limit(
+    toolbridge_factory: Callable[..., ServerThread],
+) -> None:
+    server = toolbridge_factory(background={"max_per_key": 2, "max_running_per_replica": 1})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    first = client.responses.create(model="scripted-a", input="sleep 30", background=True)
+    wait_until(
+        lambda: client.responses.retrieve(first.id).status == "in_progress", what="first running"
+    )
+    second = client.responses.create(model="scripted-a", input="say second", background=True)
+    with pytest.raises(openai.RateLimitError) as caught:
+        client.responses.create(model="scripted-a", input="say third", background=True)
+    assert caught.value.param == "background" and "2 background responses" in str(caught.value)
+    assert client.responses.retrieve(second.id).status == "queued"  # waits for the slot
+    assert client.responses.cancel(first.id).status == "cancelled"
+    wait_until(lambda: client.responses.retrieve(second.id).status == "completed", what="second")
+    assert client.responses.retrieve(second.id).output_text == "second"
+    third = client.responses.create(model="scripted-a", input="say third", background=True)
+    wait_until(lambda: client.responses.retrieve(third.id).status == "completed", what="third")

@@ -11,7 +11,8 @@ import anyio
 import mcp_types as types
 import pytest
 
-from app.errors import NotFound, StorageQuotaExceeded
+from app.errors import NotFound, StorageQuotaExceeded, TooManyBackgroundResponses
+from app.store.background import LOST, BackgroundStore
 from app.store.connect import RedisClient
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
@@ -170,5 +171,53 @@ def test_eras_are_remembered_and_forgotten(redis_url: str) -> None:
         assert await eras.get("http://c/mcp") == discovered
         await eras.forget("http://a/mcp")
         assert await eras.get("http://a/mcp") is None
+
+    with_redis(redis_url, scenario)
+
+
+def test_a_background_response_whose_replica_died_ends_failed_once(redis_url: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = BackgroundStore(redis, prefix, ttl_s=600, lease_s=1, max_per_key=2)
+        running = {"id": "resp_1", "status": "in_progress", "output": []}
+        await store.create({**running, "status": "queued"}, "k")
+        await store.record(running, [{"type": "response.created", "sequence_number": 0}])
+        assert (await store.state("resp_1", "k"))["status"] == "in_progress"  # type: ignore[index]
+        assert await store.state("resp_1", "other") is None
+        await redis.delete(f"{prefix}bg:{{resp_1}}:lease")  # the replica died: its lease lapsed
+        lost = await store.state("resp_1", "k")
+        assert lost is not None and lost["status"] == "failed"
+        assert lost["error"] == LOST
+        events = await store.events_after("resp_1", -1)
+        assert [e["sequence_number"] for e in events] == [0, 1]
+        assert events[-1]["type"] == "response.failed"
+        assert events[-1]["response"]["error"]["code"] == "server_error"
+        # A replica that was only paused cannot write over it, nor renew its lease.
+        await store.record({**running, "status": "completed"}, [{"type": "x"}])
+        assert (await store.state("resp_1", "k"))["status"] == "failed"  # type: ignore[index]
+        assert len(await store.events_after("resp_1", -1)) == 2
+        assert await store.keep_running("resp_1", "k") is False
+
+    with_redis(redis_url, scenario)
+
+
+def test_background_responses_per_key_count_every_replica_and_free_on_finish(
+    redis_url: str,
+) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        stores = [
+            BackgroundStore(redis, prefix, ttl_s=600, lease_s=1, max_per_key=2) for _ in range(2)
+        ]
+        await stores[0].create({"id": "resp_a", "status": "queued"}, "k")
+        await stores[1].create({"id": "resp_b", "status": "queued"}, "k")
+        with pytest.raises(TooManyBackgroundResponses):
+            await stores[0].create({"id": "resp_c", "status": "queued"}, "k")
+        await stores[1].create({"id": "resp_d", "status": "queued"}, "another key")
+        await stores[0].finish("resp_a", "k")
+        await stores[1].create({"id": "resp_c", "status": "queued"}, "k")
+        # A replica that dies stops renewing: its entries lapse with the lease.
+        assert await stores[1].keep_running("resp_b", "k") is True
+        await anyio.sleep(1.2)
+        await stores[0].create({"id": "resp_e", "status": "queued"}, "k")
+        await stores[0].create({"id": "resp_f", "status": "queued"}, "k")
 
     with_redis(redis_url, scenario)

@@ -16,6 +16,7 @@ continued with ``previous_response_id`` and listed with ``input_items`` as usual
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any
@@ -26,24 +27,27 @@ from anyio.abc import TaskGroup
 from app.api.responses.render import ResponseRenderer
 from app.api.sse import sse_event
 from app.engine.events import RunEvent
-from app.store.background import LEASE_S, TERMINAL, BackgroundStore
+from app.store.background import TERMINAL, BackgroundStore
 
 logger = logging.getLogger(__name__)
 
 FOLLOW_POLL_S = 0.1
 """How often a follower looks for new events."""
 WATCH_S = 1.0
-"""How often a running replica renews its lease and looks for a cancellation."""
-assert WATCH_S < LEASE_S / 3
+"""How often (at most) a running replica looks for a cancellation and renews its lease."""
 
 
 class BackgroundRuns:
     """Runs background responses in the app's task group (cancelled at shutdown: the
-    responses then read ``failed``, since their lease lapses)."""
+    responses then read ``failed``, since their lease lapses), at most ``max_running`` at
+    once; the others wait ``queued`` for a slot, their lease renewed meanwhile."""
 
-    def __init__(self, store: BackgroundStore, tasks: TaskGroup | None = None) -> None:
+    def __init__(
+        self, store: BackgroundStore, *, max_running: int, tasks: TaskGroup | None = None
+    ) -> None:
         self.store = store
         self.tasks = tasks
+        self._slots = anyio.CapacityLimiter(max_running)
 
     async def start(
         self,
@@ -57,27 +61,29 @@ class BackgroundRuns:
         renderer.status = "queued"
         queued = renderer.response()
         await self.store.create(queued, owner)
-        renderer.status = "in_progress"
-        self.tasks.start_soon(self._run, renderer, events, before_done)
+        self.tasks.start_soon(self._run, renderer, owner, events, before_done)
         return queued
 
     async def _run(
         self,
         renderer: ResponseRenderer,
+        owner: str,
         events: AsyncGenerator[RunEvent, None],
         before_done: Callable[[], Awaitable[None]],
     ) -> None:
         store = self.store
         try:
-            await store.record(renderer.response(), renderer.start())
             with anyio.CancelScope() as scope:
                 async with anyio.create_task_group() as watch:
-                    watch.start_soon(self._watch, renderer.id, scope)
+                    watch.start_soon(self._watch, renderer.id, owner, scope)
                     try:
-                        async for event in events:
-                            await store.record(renderer.response(), renderer.events_for(event))
-                        await before_done()  # stored, as any response, before it is done
-                        await store.record(renderer.response(), renderer.final_events())
+                        async with self._slots:
+                            renderer.status = "in_progress"
+                            await store.record(renderer.response(), renderer.start())
+                            async for event in events:
+                                await store.record(renderer.response(), renderer.events_for(event))
+                            await before_done()  # stored, as any response, before it is done
+                            await store.record(renderer.response(), renderer.final_events())
                     except Exception as exc:  # noqa: BLE001 - the response fails, said so
                         await store.record(renderer.response(), renderer.failure_events(exc))
                         await before_done()
@@ -93,12 +99,14 @@ class BackgroundRuns:
         finally:
             with anyio.CancelScope(shield=True):
                 await events.aclose()
+                with contextlib.suppress(Exception):  # else its entry lapses with the lease
+                    await store.finish(renderer.id, owner)
 
-    async def _watch(self, response_id: str, run: anyio.CancelScope) -> None:
-        """Renew the lease; cancel the run once someone asked (looked at every second)."""
+    async def _watch(self, response_id: str, owner: str, run: anyio.CancelScope) -> None:
+        """Renew the lease; cancel the run once someone asked, or once the lease was lost."""
         while True:
-            await anyio.sleep(WATCH_S)
-            if not await self.store.keep_running(response_id):
+            await anyio.sleep(min(WATCH_S, self.store.lease_ms / 3000))
+            if not await self.store.keep_running(response_id, owner):
                 run.cancel()
                 return
 
