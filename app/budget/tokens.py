@@ -58,12 +58,41 @@ def _load(name: str) -> tiktoken.Encoding:
     return encoding
 
 
-async def input_tokens(model: str, messages: list[Any], tools: list[Any]) -> int:
-    """An upper estimate of the input tokens a provider bills for this call."""
+async def _encoding(model: str) -> tuple[tiktoken.Encoding, float]:
     name, margin = encoding_name(model)
     encoding = _loaded.get(name)
     if encoding is None:  # the first load reads a file of megabytes: off the event loop
         encoding = await anyio.to_thread.run_sync(_load, name)
+    return encoding, margin
+
+
+async def input_tokens(model: str, messages: list[Any], tools: list[Any]) -> int:
+    """An upper estimate of the input tokens a provider bills for this call."""
+    encoding, margin = await _encoding(model)
     text = orjson.dumps([messages, tools], default=str).decode()
     counted = len(encoding.encode_ordinary(text))
     return math.ceil(counted * margin) + PER_MESSAGE * (len(messages) + 1)
+
+
+def _message_text(message: Any) -> str:
+    """What of a message the model reads: its text, and its tool calls as JSON."""
+    if not isinstance(message, dict):
+        return str(message)
+    content = message.get("content")
+    if isinstance(content, list):
+        content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    parts = [str(message.get("role", "")), str(content or "")]
+    if message.get("tool_calls"):
+        parts.append(orjson.dumps(message["tool_calls"], default=str).decode())
+    return "\n".join(parts)
+
+
+async def counted_tokens(model: str, messages: list[Any], tools: list[Any]) -> int:
+    """The input tokens of this call as OpenAI counts a chat prompt (each message's text and
+    framing, the tool definitions as JSON), with the model's tokenizer and no margin: what
+    ``/v1/responses/input_tokens`` answers."""
+    encoding, _ = await _encoding(model)
+    counted = sum(len(encoding.encode_ordinary(_message_text(m))) for m in messages)
+    if tools:
+        counted += len(encoding.encode_ordinary(orjson.dumps(tools, default=str).decode()))
+    return counted + PER_MESSAGE * len(messages) + 3

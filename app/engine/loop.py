@@ -20,6 +20,7 @@ from opentelemetry.trace import Span
 
 from app.budget.ledger import Hold, Ledger, Scope
 from app.budget.scopes import key_scopes, run_scope
+from app.budget.tokens import counted_tokens
 from app.engine.deps import EngineDeps
 from app.engine.events import (
     ApprovalRequired,
@@ -50,7 +51,7 @@ from app.errors import BudgetExceeded
 from app.llm.client import Message
 from app.mcp.notes import CallUpdate
 from app.mcp.run_sessions import RunSessions
-from app.mcp.session import ToolOutcome
+from app.mcp.session import ServerSession, ToolOutcome
 from app.mcp.tools import Toolset
 from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
 from app.sampling.handler import RunSampling
@@ -192,9 +193,7 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             for session in sessions:
                 if session.listed:
                     yield ToolsListed(server_label=session.spec.label, tools=tuple(session.tools))
-            toolset = Toolset(sessions, reserved=request.client_tool_names() | {FUNCTION_NAME})
-            deferred = {s.spec.label: s.spec.description for s in sessions if s.spec.deferred}
-            state.search = ToolSearch(toolset, deferred)
+            toolset, state.search = _toolset(request, sessions)
             await state.search.replay(state.messages)
             async for event in _answer_approvals(request, toolset, state):
                 yield event
@@ -213,6 +212,31 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
                     yield event
             finally:
                 await state.settle()  # a run cut short: still charged (``finish`` is shielded)
+
+
+def _toolset(request: RunRequest, sessions: list[ServerSession]) -> tuple[Toolset, ToolSearch]:
+    toolset = Toolset(sessions, reserved=request.client_tool_names() | {FUNCTION_NAME})
+    deferred = {s.spec.label: s.spec.description for s in sessions if s.spec.deferred}
+    return toolset, ToolSearch(toolset, deferred)
+
+
+async def count_input_tokens(request: RunRequest, deps: EngineDeps) -> int:
+    """The input tokens of the run's first model call: its messages and the tools it would
+    offer (the MCP servers' tools listed, from the cache or the servers, as a run does)."""
+    deps.models.check(request.model)
+    messages = list(request.messages)
+    if request.hidden_turns:
+        messages = await restore_hidden_turns(messages, deps.hidden, request.principal.key_id)
+    async with RunSessions(
+        deps.mcp,
+        deps.sessions,
+        owner=request.principal.key_id,
+        list_timeout_s=request.limits.list_timeout_s,
+    ) as run_sessions:
+        toolset, search = _toolset(request, await run_sessions.open_all(request.servers))
+        await search.replay(messages)
+        tools = _offered(request, toolset, search)
+    return await counted_tokens(request.model, messages, tools)
 
 
 def _finished(

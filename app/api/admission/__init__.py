@@ -84,12 +84,14 @@ async def admit(
     hidden_turns: bool = False,
     approvals: Sequence[ApprovalDecision] = (),
     approvals_at: int | None = None,
+    counting: bool = False,
 ) -> RunRequest:
     """The run for a request, or the error that refuses it (4xx; nothing has run).
 
     ``tools`` are the request's tools in order: MCP tools as parsed, the caller's function
     tools already in Chat Completions' shape. ``message_count`` is what counts against the
-    message limit (input items in Responses, earlier ones included)."""
+    message limit (input items in Responses, earlier ones included). ``counting``: the run is
+    only counted (``/v1/responses/input_tokens``), so the budget is not asked."""
     services.authorize_model(principal, model)
     mcp_tools, client_tools = split_tools(tools, supports_approval=supports_approval)
     check_request_size(
@@ -98,7 +100,8 @@ async def admit(
         tools=len(tools),
         mcp_servers=len(mcp_tools),
     )
-    await services.check_budget(principal, model, messages, client_tools)
+    if not counting:
+        await services.check_budget(principal, model, messages, client_tools)
     servers = await resolve_servers(
         mcp_tools,
         services.registered_servers,

@@ -161,9 +161,10 @@ def _limits(body: ResponsesRequest) -> McpLimits | None:
 
 
 async def parse_responses(
-    body: ResponsesRequest, services: Services, principal: Principal
+    body: ResponsesRequest, services: Services, principal: Principal, *, counting: bool = False
 ) -> ParsedResponses:
-    """The run for a Responses request, with the items it will store."""
+    """The run for a Responses request, with the items it will store. ``counting``: the run
+    is only counted, so nothing is held (the conversation, a budget, a storage quota)."""
     for name, what in _REFUSED_FIELDS.items():
         if (body.model_extra or {}).get(name):
             raise InvalidRequest(f"{what} not supported by this server.", param=name)
@@ -176,6 +177,9 @@ async def parse_responses(
                 "Use either 'conversation' or 'previous_response_id', not both.",
                 param="conversation",
             )
+        if counting:
+            history = await services.conversations.items(conversation_id, principal.key_id)
+            return await _parse(body, services, principal, history, None, None, counting=True)
         # Held before its items are read, so no other response can add to them meanwhile;
         # released when this one ends (``routes._in_conversation``), or now if it cannot start.
         hold = uuid.uuid4().hex
@@ -190,7 +194,7 @@ async def parse_responses(
     if body.previous_response_id:
         previous = await services.responses.load(body.previous_response_id, principal.key_id)
         history = await services.responses.conversation(previous)
-    return await _parse(body, services, principal, history, previous, None)
+    return await _parse(body, services, principal, history, previous, None, counting=counting)
 
 
 async def _parse(
@@ -200,10 +204,12 @@ async def _parse(
     history: list[dict[str, Any]],
     previous: StoredResponse | None,
     held: tuple[str, str] | None,
+    *,
+    counting: bool = False,
 ) -> ParsedResponses:
     if body.background and body.store is False:
         raise InvalidRequest("A background response is stored: store must be true.", param="store")
-    if body.store is not False:
+    if body.store is not False and not counting:
         await services.responses.check_quota(principal.key_id)  # refused before anything runs
     input_items = as_items(body.input)
     conversation = fold(
@@ -232,6 +238,7 @@ async def _parse(
         known_tools=conversation.known_tools,
         approvals=conversation.approvals,
         approvals_at=conversation.approvals_at,
+        counting=counting,
     )
     return ParsedResponses(request, input_items, previous, held)
 

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import Field
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES, error_response_body
@@ -24,8 +25,9 @@ from app.api.serve import serve
 from app.api.sse import EventStreamResponse, sse_event
 from app.api.wire import cursor_page
 from app.engine.events import RunEvent
+from app.engine.loop import count_input_tokens as count_input_tokens_of
 from app.engine.loop import run
-from app.errors import InvalidRequest, NotFound
+from app.errors import InvalidRequest, NotFound, PermissionDenied
 from app.principal import Principal
 from app.store.background import TERMINAL
 
@@ -116,6 +118,30 @@ def _following(
         keepalive_s=services.settings.keepalive_s,
         stream_error=lambda exc: sse_event(error_response_body(exc)[1], name="error"),
     )
+
+
+class InputTokensRequest(ResponsesRequest):
+    model: str | None = Field(default=None, min_length=1)  # type: ignore[assignment]
+    """Optional here, as in OpenAI's API: the first model the key may use is counted with."""
+
+
+@router.post("/v1/responses/input_tokens")
+async def count_input_tokens(
+    body: InputTokensRequest,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    """The input tokens the request's first model call would send (OpenAI's
+    ``responses.input_tokens.count``): its input and earlier items, and every tool's definition,
+    the MCP servers' tools included (listed as a run lists them). Nothing runs or is stored."""
+    if body.model is None:
+        allowed = [m for m in services.engine.models.names() if principal.may_use_model(m)]
+        if not allowed:
+            raise PermissionDenied("This API key may not use any model.", param="model")
+        body.model = allowed[0]
+    parsed = await parse_responses(body, services, principal, counting=True)
+    tokens = await count_input_tokens_of(parsed.run, services.engine)
+    return {"object": "response.input_tokens", "input_tokens": tokens}
 
 
 @router.get("/v1/responses/{response_id}", response_model=None)
