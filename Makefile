@@ -12,7 +12,10 @@ $(STAMP): pyproject.toml tests/conformance/package.json
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# Today's OpenAI SDK for the client tests that run it in a process of their own: litellm
 	# 1.106.2, which the app runs on, requires openai<3 (see README, "OpenAI SDK versions").
-	$(PY) -m pip install --quiet --no-deps --target $(VENV)/openai3 openai==3.54.0
+	$(PY) -m pip install --quiet --no-deps --target $(VENV)/openai3 openai==3.57.0
+	# The OpenAI Agents SDK (on the 3.x SDK) in a venv of its own, for tests/agents.
+	$(PYTHON) -m venv $(VENV)/agents
+	$(VENV)/agents/bin/pip install --quiet openai-agents==0.24.0 openai==3.57.0
 	# The MCP conformance suite, server-everything and the Node 22 they run on (Linux x64), as
 	# locked. A failed install stops make (and the stamp is not written, so the next make retries).
 	cd tests/conformance && npm ci --no-audit --no-fund --silent

@@ -1,4 +1,4 @@
-"""Today's OpenAI SDK (3.54) cannot tell toolbridge from OpenAI: a client on it, in a process
+"""Today's OpenAI SDK (3.57) cannot tell toolbridge from OpenAI: a client on it, in a process
 of its own (see ``tests/sdk3/check.py``); every other test's client is the 2.x SDK, so clients
 on the previous major still parse everything too."""
 
@@ -33,7 +33,7 @@ def test_openai_sdk_3_parses_every_item_and_event_strictly(
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert summary["sdk"] == "3.54.0"
+    assert summary["sdk"] == "3.57.0"
     assert summary["search_items"] == [
         "McpListTools",
         "ResponseToolSearchCall",
@@ -44,3 +44,12 @@ def test_openai_sdk_3_parses_every_item_and_event_strictly(
     assert summary["errors"] == ["McpToolExecutionError", "McpProtocolError"]
     assert summary["stream_events"] > 5 and summary["stream_helper_events"] > 5
     assert summary["chat"] == "done: calc__add=4"
+    assert summary["outliving"] == {
+        "conversation_items": ["message", "message", "mcp_list_tools", "mcp_call", "message"],
+        "queued": "queued",
+        "background_text": "later",
+        "sequence": True,
+        "last_event": "response.completed",
+        "cancelled": "cancelled",
+        "input_tokens": ["InputTokenCountResponse", True],
+    }

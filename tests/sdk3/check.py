@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Any
 
 import httpx
 import openai
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.conversations import Conversation, ConversationItem
 from openai.types.responses import Response, ResponseOutputItem, ResponseStreamEvent
 from openai.types.responses.mcp_tool_call_error import McpProtocolError, McpToolExecutionError
 from pydantic import TypeAdapter
 
 ITEM = TypeAdapter(ResponseOutputItem)
 EVENT = TypeAdapter(ResponseStreamEvent)
+CONVERSATION_ITEM = TypeAdapter(ConversationItem)
 
 
 def strict(response: dict[str, Any]) -> Response:
@@ -111,7 +114,75 @@ def main(url: str, key: str, mcp_url: str, big_url: str) -> dict[str, Any]:
     for chunk in chunks:
         ChatCompletionChunk.model_validate(chunk.model_dump(mode="json"))
     summary["chat"] = completion.choices[0].message.content
+    summary["outliving"] = outliving(client, calc)
     return summary
+
+
+def wait_for(client: openai.OpenAI, response_id: str, status: str) -> Response:
+    for _ in range(600):
+        response = client.responses.retrieve(response_id)
+        if response.status == status:
+            return strict(response.model_dump(mode="json", exclude_unset=True))
+        time.sleep(0.05)
+    raise AssertionError(f"{response_id} never became {status}")
+
+
+def outliving(client: openai.OpenAI, calc: dict[str, Any]) -> dict[str, Any]:
+    """Conversations, background responses, cancel, resumed streams and token counts."""
+    found: dict[str, Any] = {}
+    conversation = client.conversations.create(
+        items=[{"type": "message", "role": "user", "content": "remember 7"}],
+        metadata={"topic": "sums"},
+    )
+    Conversation.model_validate(conversation.model_dump(mode="json"))
+    client.responses.create(
+        model="scripted-a",
+        conversation=conversation.id,
+        tools=[calc],  # type: ignore[list-item]
+        input='call calc__add {"a": 3, "b": 4}',
+    )
+    items = list(client.conversations.items.list(conversation.id, order="asc"))
+    for item in items:
+        CONVERSATION_ITEM.validate_python(item.model_dump(mode="json", exclude_unset=True))
+    found["conversation_items"] = [item.type for item in items]
+
+    queued = client.responses.create(
+        model="scripted-a", input="sleep 0.5\nsay later", background=True
+    )
+    found["queued"] = queued.status
+    found["background_text"] = wait_for(client, queued.id, "completed").output_text
+
+    stream = client.responses.create(
+        model="scripted-a", input="words 20", background=True, stream=True
+    )
+    events = []
+    for event in stream:
+        events.append(event)
+        if len(events) == 3:
+            break
+    stream.close()
+    resumed = client.responses.retrieve(
+        events[0].response.id, stream=True, starting_after=events[-1].sequence_number
+    )
+    events += list(resumed)
+    for event in events:
+        EVENT.validate_python(event.model_dump(mode="json", exclude_unset=True))
+    found["sequence"] = [event.sequence_number for event in events] == list(range(len(events)))
+    found["last_event"] = events[-1].type
+
+    running = client.responses.create(model="scripted-a", input="sleep 30", background=True)
+    wait_for(client, running.id, "in_progress")
+    cancelled = client.responses.cancel(running.id)
+    strict(cancelled.model_dump(mode="json", exclude_unset=True))
+    found["cancelled"] = cancelled.status
+
+    count = client.responses.input_tokens.count(
+        model="scripted-a",
+        input="how many",
+        tools=[calc],  # type: ignore[list-item]
+    )
+    found["input_tokens"] = type(count).__name__, count.input_tokens > 20
+    return found
 
 
 if __name__ == "__main__":
