@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -40,13 +41,18 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"{url} did not become ready")
 
 
+LEASE_S = 3.0
+"""Background responses' lease here: a dead replica's response fails within it."""
+
+
 @pytest.fixture(scope="module")
-def replicas(
+def replica_env(
     tmp_path_factory: pytest.TempPathFactory,
     redis_url: str,
     scripted_model: ServerThread,
     mcp_servers: dict[str, RunningMcpServer],
-) -> Iterator[list[tuple[str, Any]]]:
+) -> tuple[dict[str, str], Path]:
+    """What every replica of this module starts with: one config, one Redis space."""
     workdir = tmp_path_factory.mktemp("replicas")
     config = {
         "model_list": [
@@ -63,6 +69,7 @@ def replicas(
         "mcp_servers": [{"label": "calc", "url": mcp_servers["modern"].url}],
         "api_keys": [{"id": "replica", "key": KEY, "budget": {"total_usd": 5}}],
         "budget": {"hold_ttl_s": HOLD_TTL_S},
+        "background": {"lease_s": LEASE_S},
     }
     path = workdir / "toolbridge.json"
     path.write_text(json.dumps(config))
@@ -74,8 +81,15 @@ def replicas(
         TOOLBRIDGE_REDIS_PREFIX=f"tb-replicas-{uuid.uuid4().hex[:6]}:",
         TOOLBRIDGE_LOG_LEVEL="WARNING",
     )
+    return env, workdir
+
+
+def start_replicas(
+    replica_env: tuple[dict[str, str], Path], count: int
+) -> list[tuple[str, subprocess.Popen[bytes]]]:
+    env, workdir = replica_env
     started = []
-    for _ in range(3):
+    for _ in range(count):
         port = free_port()
         process = subprocess.Popen(
             [sys.executable, "-m", "app"],
@@ -87,11 +101,23 @@ def replicas(
         started.append((f"http://127.0.0.1:{port}", process))
     for url, process in started:
         wait_ready(url, process)
-    yield started
+    return started
+
+
+def stop(started: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
     for _, process in started:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    replica_env: tuple[dict[str, str], Path],
+) -> Iterator[list[tuple[str, Any]]]:
+    started = start_replicas(replica_env, 3)
+    yield started
+    stop(started)
 
 
 def client(url: str) -> openai.OpenAI:
@@ -133,8 +159,11 @@ def test_state_is_shared_across_replicas(
     assert budget(a)["spent_usd"] == budget(b)["spent_usd"] == budget(c)["spent_usd"] > 0
 
 
-def test_killed_replica_leaks_no_budget(replicas: list[tuple[str, Any]]) -> None:
-    (a, _), (b, _), (c, victim) = replicas
+def test_killed_replica_leaks_no_budget(
+    replicas: list[tuple[str, Any]], replica_env: tuple[dict[str, str], Path]
+) -> None:
+    (a, _), (b, _), _ = replicas
+    [(c, victim)] = start_replicas(replica_env, 1)  # its own: the others live on
     spent_before = budget(a)["spent_usd"]
     body = {"model": "scripted-a", "messages": [{"role": "user", "content": "sleep 30"}]}
     with ThreadPoolExecutor(1) as pool:
@@ -161,3 +190,94 @@ def test_killed_replica_leaks_no_budget(replicas: list[tuple[str, Any]]) -> None
     after = budget(a)
     assert after["spent_usd"] > spent_before  # the run on b was charged; the dead one was not
     assert after["remaining_usd"] == pytest.approx(5 - after["spent_usd"])
+
+
+def test_a_background_response_is_created_polled_and_cancelled_on_three_replicas(
+    replicas: list[tuple[str, Any]], mcp_servers: dict[str, RunningMcpServer]
+) -> None:
+    (a, _), (b, _), (c, _) = replicas
+    server = mcp_servers["modern"]
+    server.log.reset()
+    queued = client(a).responses.create(
+        model="scripted-a",
+        input='call calc__slow {"seconds": 60}',
+        tools=[{"type": "mcp", "server_label": "calc", "require_approval": "never"}],
+        background=True,
+    )
+    assert queued.status == "queued"
+    wait_until(lambda: server.log.slow_started == 1, what="the tool running on a")
+    polled = client(b).responses.retrieve(queued.id)
+    assert polled.status == "in_progress" and [i.type for i in polled.output] == [
+        "mcp_list_tools",
+        "mcp_call",
+    ]
+    assert client(c).responses.cancel(queued.id).status == "cancelled"
+    wait_until(lambda: server.log.cancelled == 1, what="the MCP call on a cancelled")
+    assert client(b).responses.retrieve(queued.id).status == "cancelled"
+
+
+def test_a_background_stream_resumes_on_another_replica(replicas: list[tuple[str, Any]]) -> None:
+    (a, _), (b, _), (c, _) = replicas
+    stream = client(a).responses.create(
+        model="scripted-a", input="words 40", background=True, stream=True
+    )
+    first: list[Any] = []
+    for event in stream:
+        first.append(event)
+        if len(first) == 5:
+            break
+    stream.close()
+    response_id = first[0].response.id
+    middle: list[Any] = []
+    for event in client(b).responses.retrieve(
+        response_id, stream=True, starting_after=first[-1].sequence_number
+    ):
+        middle.append(event)
+        if len(middle) == 5:
+            break
+    rest = list(
+        client(c).responses.retrieve(
+            response_id, stream=True, starting_after=middle[-1].sequence_number
+        )
+    )
+    events = first + middle + rest
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert events[-1].type == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text.split() == [f"w{i}" for i in range(40)]
+
+
+def test_a_killed_replica_leaves_its_background_response_failed_within_the_lease(
+    replicas: list[tuple[str, Any]], replica_env: tuple[dict[str, str], Path]
+) -> None:
+    (a, _), _, _ = replicas
+    [(victim_url, victim)] = start_replicas(replica_env, 1)
+    try:
+        stream = client(victim_url).responses.create(
+            model="scripted-a", input="sleep 60", background=True, stream=True
+        )
+        opening = [next(iter(stream)) for _ in range(2)]
+        response_id = opening[0].response.id
+        assert client(a).responses.retrieve(response_id).status == "in_progress"
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: client(a).responses.retrieve(response_id).status == "failed",
+            LEASE_S + 10,
+            "the response failed",
+        )
+        assert time.monotonic() - killed_at <= LEASE_S + 2  # the lease, and one poll
+        failed = client(a).responses.retrieve(response_id)
+        assert failed.error is not None and failed.error.code == "server_error"
+        assert "run was lost" in failed.error.message
+        # A follower reading its stream sees it end, once.
+        ended = list(
+            client(a).responses.retrieve(
+                response_id, stream=True, starting_after=opening[-1].sequence_number
+            )
+        )
+        assert [e.type for e in ended] == ["response.failed"]
+        assert ended[0].sequence_number == opening[-1].sequence_number + 1
+    finally:
+        stop([(victim_url, victim)])
