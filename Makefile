@@ -40,6 +40,9 @@ bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
 	-$(PY) -m compileall -q app
 	$(PY) -m bench.run $(BENCH_ARGS)
 
+bench-background: $(STAMP) ## Background responses: time to answer, and 100 resumed streams
+	$(PY) -m bench.background $(BENCH_ARGS)
+
 bench-budget: $(STAMP) ## Budget reservations per second: one Redis node, then a Redis Cluster
 	$(PY) -m bench.reservations $(BENCH_ARGS)
 
@@ -55,6 +58,6 @@ lint: $(STAMP) ## Check formatting, lint, and types (mypy --strict on app/)
 check: lint test ## Lint, then test
 
 help: ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
 
-.PHONY: install run test bench bench-budget fmt lint check help
+.PHONY: install run test bench bench-background bench-budget fmt lint check help

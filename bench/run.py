@@ -57,10 +57,10 @@ def start_backends() -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 
 def start_toolbridge(
-    urls: dict[str, str], redis_url: str, workdir: Path
+    urls: dict[str, str], redis_url: str, workdir: Path, *, prefix: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """A toolbridge process with the three servers registered; its URL and start-up seconds
-    (process start to ``/readyz`` answering 200)."""
+    (process start to ``/readyz`` answering 200). Replicas share Redis by sharing ``prefix``."""
     config = {
         "model_list": [
             {
@@ -93,7 +93,7 @@ def start_toolbridge(
         TOOLBRIDGE_REDIS_URL=redis_url,
         TOOLBRIDGE_PORT=str(port),
         TOOLBRIDGE_LOG_LEVEL="WARNING",
-        TOOLBRIDGE_REDIS_PREFIX=f"bench-{time.time_ns()}:",
+        TOOLBRIDGE_REDIS_PREFIX=prefix or f"bench-{time.time_ns()}:",
     )
     started = time.perf_counter()
     process = subprocess.Popen(
