@@ -20,6 +20,7 @@ from app.api.errors import install_error_handlers
 from app.api.middleware import INTERNAL_PREFIX, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.responses import routes as responses
 from app.api.responses.background import BackgroundRuns
+from app.budget.exporter import export_budget_use
 from app.budget.ledger import Ledger
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
@@ -201,6 +202,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             background = await stack.enter_async_context(anyio.create_task_group())
             stack.callback(background.cancel_scope.cancel)
             services.background.tasks = background
+            background.start_soon(export_budget_use, services.engine.ledger, settings.api_keys)
             if not settings.redis_cluster:
                 await _adopt_legacy_budget_keys(services)
             app.state.services = services

@@ -59,8 +59,27 @@ SAMPLING = Counter(
     "Sampling requests by server, model, outcome",
     ["server", "model", "outcome"],
 )
-SPEND = Counter("toolbridge_budget_spend_usd", "Settled spend in USD")
+SPEND = Counter("toolbridge_budget_spend_usd", "Settled spend in USD by API key id", ["key"])
 HOLDS = Counter("toolbridge_budget_holds", "Budget holds by outcome", ["outcome"])
+HOLDS_IN_FLIGHT = Gauge(
+    "toolbridge_budget_holds_in_flight", "Budget holds reserved and not yet settled or released"
+)
+REFUSALS = Counter(
+    "toolbridge_budget_refusals",
+    "Model calls (and runs) refused because a budget could not pay, by API key id",
+    ["key"],
+)
+BUDGET_USED = Gauge(
+    "toolbridge_budget_used_ratio",
+    "Spent plus held over the limit, per API key id and period (total, day, month), for keys "
+    "with that limit; read from Redis every 30 s (every replica reports the same value)",
+    ["key", "period"],
+)
+REDIS_ERRORS = Counter(
+    "toolbridge_redis_errors",
+    "Redis operations that failed, by the state they were for (answered 503 or degraded)",
+    ["store"],
+)
 OVERRUNS = Counter(
     "toolbridge_budget_output_overruns",
     "Model calls that produced more output tokens than their max_tokens (charged in full)",

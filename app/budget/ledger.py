@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from app.errors import BudgetExceeded, StoreUnavailable
-from app.metrics import HOLDS, OVERRUNS, SPEND
+from app.metrics import HOLDS, HOLDS_IN_FLIGHT, OVERRUNS, REFUSALS, SPEND
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
@@ -197,6 +197,14 @@ class Hold:
             )
 
 
+def key_id_of(scopes: Sequence[Scope]) -> str:
+    """The API key id the scopes belong to (its ``key:<id>:total`` scope), for metrics."""
+    for scope in scopes:
+        if scope.name.startswith("key:") and scope.name.endswith(":total"):
+            return scope.name[len("key:") : -len(":total")]
+    return "(none)"
+
+
 class Ledger:
     """Budgets in Redis: atomic reservations, settlement and release (see the module)."""
 
@@ -268,9 +276,11 @@ class Ledger:
             return Hold(hold.id, (), hold.amount_usd, cost.max_tokens)
         if refused:
             HOLDS.labels("refused").inc()
+            REFUSALS.labels(key_id_of(scopes)).inc()
             scope = scopes[int(refused) - 1]
             raise BudgetExceeded(scope.name, scope.limit_usd, float(amount))
         HOLDS.labels("reserved").inc()
+        HOLDS_IN_FLIGHT.inc()
         limited = any(scope.limit_usd != UNLIMITED for scope in scopes)
         capped = limited and cost.usd_per_output_token > 0
         return Hold(hold.id, hold.scopes, float(amount), int(tokens), capped)
@@ -280,10 +290,13 @@ class Ledger:
         if not hold.scopes:
             return
         cost = hold.cost_usd if hold.cost_usd is not None else 0.0
-        with anyio.CancelScope(shield=True), store_errors("Budgets"):
-            await self._settle(keys=self._keys(hold.scopes), args=[hold.id, cost])
+        try:
+            with anyio.CancelScope(shield=True), store_errors("Budgets"):
+                await self._settle(keys=self._keys(hold.scopes), args=[hold.id, cost])
+        finally:
+            HOLDS_IN_FLIGHT.dec()  # settled, or left to lapse in Redis: not ours any more
         HOLDS.labels("settled" if hold.cost_usd is not None else "released").inc()
-        SPEND.inc(cost)
+        SPEND.labels(key_id_of(hold.scopes)).inc(cost)
 
     @asynccontextmanager
     async def hold(
@@ -342,6 +355,7 @@ class Ledger:
             if status.scope.limit_usd == UNLIMITED:
                 continue
             if status.remaining_usd <= 0 or status.remaining_usd < least_usd:
+                REFUSALS.labels(key_id_of(scopes)).inc()
                 raise BudgetExceeded(
                     status.scope.name, status.scope.limit_usd, status.remaining_usd
                 )

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from redis.exceptions import RedisError
 
 from app.errors import StoreUnavailable
+from app.metrics import REDIS_ERRORS
 
 
 @contextmanager
@@ -16,4 +17,5 @@ def store_errors(what: str) -> Iterator[None]:
     try:
         yield
     except RedisError as exc:
+        REDIS_ERRORS.labels(what).inc()
         raise StoreUnavailable(f"{what} are unavailable right now; try again.") from exc

@@ -22,7 +22,7 @@ from mcp.client.caching import CacheEntry, CacheKey
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from app.metrics import TOOL_LISTS
+from app.metrics import REDIS_ERRORS, TOOL_LISTS
 from app.store.connect import RedisClient
 
 logger = logging.getLogger(__name__)
@@ -101,6 +101,7 @@ class EraStore:
         try:
             raw = await self._redis.get(self._prefix + _hashed(target))
         except RedisError:
+            REDIS_ERRORS.labels("Protocol eras").inc()
             logger.warning("era cache unavailable (Redis): probing the server instead")
             return None
         if raw in (b"legacy", b"sse"):
