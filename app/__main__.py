@@ -62,8 +62,20 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="open mode unless TOOLBRIDGE_ALLOW_ANONYMOUS is set (environment or .env)",
     )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="check the configuration (file and environment) without serving: print what it "
+        "found, exit 1 on a problem, 2 when it does not load",
+    )
     args = parser.parse_args(argv)
     settings = _load_settings(args.anonymous_by_default)
+    if args.check:
+        from app.check import check  # only here: serving imports it with the app
+
+        findings = check(settings)
+        print(findings.report())
+        sys.exit(1 if findings.problems else 0)
     configure_logging(settings.log_level)
     log = logging.getLogger("toolbridge")
     embedded = None

@@ -22,6 +22,7 @@ from app.api.responses import routes as responses
 from app.api.responses.background import BackgroundRuns
 from app.budget.exporter import export_budget_use
 from app.budget.ledger import Ledger
+from app.check import check
 from app.config import Settings
 from app.demo.mcp_server import build_demo_server
 from app.demo.scripted_model import create_scripted_model_app
@@ -149,8 +150,8 @@ def _announce(settings: Settings, services: Services) -> None:
             "OPEN MODE: TOOLBRIDGE_ALLOW_ANONYMOUS is set, so any caller is served "
             "without an API key. Never expose this process to a network."
         )
-    elif not settings.api_keys:
-        logger.warning("No API keys are configured: every request will get 401.")
+    for problem in check(settings).problems:  # what ``python -m app --check`` says, logged
+        logger.warning("configuration problem: %s", problem)
     if settings.demo_enabled:
         logger.warning(
             "DEMO: no models configured; serving %s and the demo MCP server (label 'demo').",
