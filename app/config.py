@@ -35,7 +35,14 @@ OPENAI_DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini")
 """Served when no model_list is configured but ``OPENAI_API_KEY`` is set."""
 
 
-class ModelEntry(BaseModel):
+class _Documented(BaseModel):
+    """Fields' docstrings are their descriptions: the configuration reference is generated
+    from them (``app/config_reference.py``)."""
+
+    model_config = ConfigDict(use_attribute_docstrings=True)
+
+
+class ModelEntry(_Documented):
     """One deployment, in LiteLLM's ``model_list`` shape."""
 
     model_name: str
@@ -46,12 +53,15 @@ class ModelEntry(BaseModel):
     """Prices and our sampling metadata."""
 
 
-class RegisteredServer(BaseModel):
+class RegisteredServer(_Documented):
     """An MCP server the operator registers; requests may name it by ``server_label`` alone."""
 
     label: str = Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")
+    """The name requests use (``server_label``); prefixes its tools for the model."""
     url: str | None = None
+    """The server's endpoint (Streamable HTTP or SSE)."""
     transport: Literal["streamable_http", "sse", "stdio"] = "streamable_http"
+    """How toolbridge talks to it (``url`` for the HTTP ones, ``command`` for stdio)."""
     command: list[str] | None = None
     """stdio only: the command line that starts the server."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -61,6 +71,7 @@ class RegisteredServer(BaseModel):
     headers_from_env: dict[str, str] = Field(default_factory=dict)
     """Header name -> environment variable holding its value (secrets never sit in the file)."""
     description: str | None = None
+    """What the server is for: tool search's description of a deferred server."""
     elicitation: bool = True
     """Declare elicitation to this server (every request is declined, visibly)."""
     sampling: bool = False
@@ -74,14 +85,17 @@ class RegisteredServer(BaseModel):
 
     # OAuth for the server, with LiteLLM's keys (``app/mcp/oauth.py``, README "OAuth").
     auth_type: Literal["none", "oauth2"] = "none"
+    """``oauth2``: toolbridge authenticates with the team's identity provider (below)."""
     oauth2_flow: Literal["client_credentials"] = "client_credentials"
     """How toolbridge gets its tokens; further flows (token exchange...) would go here."""
     client_id: str | None = None
+    """toolbridge's client id at the identity provider."""
     client_secret: SecretStr | None = None
     """``os.environ/NAME``: read from the environment at start-up (a missing one stops it)."""
     token_endpoint_auth_method: Literal[
         "client_secret_basic", "client_secret_post", "private_key_jwt"
     ] = "client_secret_basic"
+    """How the client authenticates at the token endpoint."""
     private_key: SecretStr | None = None
     """``os.environ/NAME`` holding a PEM key, for ``private_key_jwt``."""
     signing_algorithm: str = "RS256"
@@ -152,11 +166,12 @@ class RegisteredServer(BaseModel):
         }
 
 
-class KeyBudget(BaseModel):
+class KeyBudget(_Documented):
     """A key's spend limits in USD; every model call of its runs counts, sampling included."""
 
     model_config = ConfigDict(extra="forbid")
     total_usd: float | None = Field(default=None, ge=0)
+    """For the key's whole life."""
     daily_usd: float | None = Field(default=None, ge=0)
     """Per UTC day."""
     monthly_usd: float | None = Field(default=None, ge=0)
@@ -165,7 +180,7 @@ class KeyBudget(BaseModel):
     """One request's spend: its model turns and its servers' sampling together."""
 
 
-class BudgetSettings(BaseModel):
+class BudgetSettings(_Documented):
     """How budgets hold, cap output, and behave without Redis."""
 
     hold_ttl_s: float = Field(default=900.0, gt=0)
@@ -188,7 +203,7 @@ class BudgetSettings(BaseModel):
     """Without Redis: refuse budgeted work with 503 (default), or run it uncounted."""
 
 
-class BackgroundSettings(BaseModel):
+class BackgroundSettings(_Documented):
     """Background responses (``background: true``): how many, and how a lost run is noticed."""
 
     max_per_key: int = Field(default=16, ge=1)
@@ -201,15 +216,17 @@ class BackgroundSettings(BaseModel):
     when a replica dies, its responses read ``failed`` (``server_error``) once it lapses."""
 
 
-class ApiKeyConfig(BaseModel):
+class ApiKeyConfig(_Documented):
     """A caller's key and what it may use."""
 
     id: str
     """Stable identifier used in logs, budgets and stored data (never the key itself)."""
     key: SecretStr | None = None
+    """The key callers send as ``Authorization: Bearer <key>`` (or ``key_env``)."""
     key_env: str | None = None
     """Environment variable holding the key, instead of ``key``."""
     models: list[str] = Field(default_factory=lambda: ["*"])
+    """Models this key may use (glob patterns)."""
     mcp_servers: list[str] = Field(default_factory=lambda: ["*"])
     """Labels of registered servers this key may use ("*" = all)."""
     allow_server_urls: bool = True
@@ -238,7 +255,7 @@ class ApiKeyConfig(BaseModel):
         return None
 
 
-class Limits(BaseModel):
+class Limits(_Documented):
     """Per-run limits; a request may lower (never raise) the ones marked overridable."""
 
     max_turns: int = Field(default=10, ge=1)
@@ -255,7 +272,7 @@ class Limits(BaseModel):
     """Arguments the model writes for one call; larger ones go back to it as an error."""
 
 
-class SessionPoolSettings(BaseModel):
+class SessionPoolSettings(_Documented):
     """Warm MCP sessions kept between one caller's runs (``app/mcp/pool.py``)."""
 
     idle_s: float = Field(default=60.0, gt=0)
@@ -266,7 +283,7 @@ class SessionPoolSettings(BaseModel):
     """Idle sessions kept per caller key, server and credentials."""
 
 
-class SamplingSettings(BaseModel):
+class SamplingSettings(_Documented):
     """How toolbridge answers MCP servers' sampling requests."""
 
     default_model: str | None = None
@@ -276,20 +293,26 @@ class SamplingSettings(BaseModel):
     max_tokens_cap: int = Field(default=4096, ge=1)
     """``maxTokens`` is always respected, and never above this."""
     timeout_s: float = Field(default=60.0, gt=0)
+    """One sampling request's model call."""
     max_per_tool_call: int = Field(default=5, ge=0)
+    """Sampling requests one tool call may make (more are refused; the run goes on)."""
     max_per_run: int = Field(default=20, ge=0)
+    """Sampling requests one run may make."""
     rate_per_minute: int = Field(default=60, ge=1)
     """Per server, across every replica (Redis)."""
 
 
-class RequestLimits(BaseModel):
+class RequestLimits(_Documented):
     """What one request may carry; more is refused with 400 (or 413 for the body)."""
 
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """A request's body (413 beyond it)."""
     max_messages: int = Field(default=2048, ge=1)
     """Messages (Chat Completions) or input items (Responses), earlier turns included."""
     max_tools: int = Field(default=256, ge=1)
+    """Tools in one request, MCP and function tools together."""
     max_mcp_servers: int = Field(default=16, ge=0)
+    """MCP servers in one request."""
     max_runs_per_key: int = Field(default=64, ge=1)
     """Runs one key may have in progress on one replica; more are refused with 429."""
     max_connections_per_key: int = Field(default=64, ge=1)
@@ -324,17 +347,26 @@ class Settings(BaseSettings):
     """Everything toolbridge reads at start-up."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TOOLBRIDGE_", env_file=".env", extra="ignore", env_nested_delimiter="__"
+        env_prefix="TOOLBRIDGE_",
+        env_file=".env",
+        extra="ignore",
+        env_nested_delimiter="__",
+        use_attribute_docstrings=True,
     )
 
     config_file: str | None = None
+    """The YAML file with the structured settings (``model_list``, ``mcp_servers``,
+    ``api_keys``...); unset: none."""
     host: str = "127.0.0.1"
+    """The address to listen on (``0.0.0.0`` in a container)."""
     port: int = 8000
+    """The port to listen on."""
     workers: int = Field(default=1, ge=1)
     """uvicorn worker processes (``python -m app``); metrics are then per worker."""
     public_base_url: str | None = None
     """How this process reaches itself (the demo model and MCP server live on it)."""
     log_level: str = "INFO"
+    """DEBUG, INFO, WARNING or ERROR (JSON lines on stderr)."""
     stdio_stderr_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """The level stdio servers' stderr lines are logged at (logger ``toolbridge.mcp.stderr``)."""
     otlp_endpoint: str | None = None
@@ -347,7 +379,9 @@ class Settings(BaseSettings):
     redis_ca_file: Path | None = None
     """A PEM CA bundle to verify a ``rediss://`` Redis with (a private CA)."""
     redis_prefix: str = "tb:"
+    """Put before every Redis key: deployments sharing one Redis need different ones."""
     data_dir: Path = Path(".data")
+    """The embedded Redis keeps its data under ``<data_dir>/redis``."""
 
     mcp_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     """An MCP server's response, counted after decoding (gzip...) as it streams; on a server's
@@ -385,7 +419,9 @@ class Settings(BaseSettings):
     """Bytes of stored responses one key may keep (each record's JSON; Redis also holds the
     budgets, so no key may fill it)."""
     model_num_retries: int = Field(default=2, ge=0)
+    """Retries of a model call that failed with 408/409/429/5xx or did not connect."""
     model_timeout_s: float = Field(default=600.0, gt=0)
+    """Connecting to the model provider, and each read of its answer."""
     model_direct: bool = True
     """Call a model with one OpenAI-compatible deployment (``openai/...`` with an ``api_base``)
     directly instead of through litellm (``app/llm/direct.py``)."""
@@ -399,8 +435,12 @@ class Settings(BaseSettings):
     budget: BudgetSettings = Field(default_factory=BudgetSettings)
     background: BackgroundSettings = Field(default_factory=BackgroundSettings)
     model_list: list[ModelEntry] = Field(default_factory=list)
+    """The models callers may use, in LiteLLM's shape (a LiteLLM config carries over). None:
+    the demo, or OpenAI's with ``OPENAI_API_KEY``."""
     mcp_servers: list[RegisteredServer] = Field(default_factory=list)
+    """Registered MCP servers: requests name them by ``server_label`` alone."""
     api_keys: list[ApiKeyConfig] = Field(default_factory=list)
+    """Callers' keys, what each may use and its budget (usually from a Secret)."""
 
     @classmethod
     def settings_customise_sources(
