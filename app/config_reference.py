@@ -179,7 +179,7 @@ def env_example() -> str:
         lines.append(f"# {PREFIX}{name.upper()}=[]")
     lines += [
         "",
-        "# Not toolbridge's: the default model list (no model_list configured) uses OpenAI with it.",
+        "# Not toolbridge's: the default model list (no model_list) uses OpenAI with it.",
         "# OPENAI_API_KEY=",
     ]
     return "\n".join(lines) + "\n"
