@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml tests/conformance/package.json
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	# Today's OpenAI SDK for the client tests that run it in a process of their own: litellm
-	# 1.106.2, which the app runs on, requires openai<3 (see README, "OpenAI SDK versions").
+	# 1.106.2, which the app runs on, requires openai<3 (see docs/getting-started.md, "OpenAI SDK versions").
 	$(PY) -m pip install --quiet --no-deps --target $(VENV)/openai3 openai==3.57.0
 	# The OpenAI Agents SDK (on the 3.x SDK) in a venv of its own, for tests/agents.
 	$(PYTHON) -m venv $(VENV)/agents
@@ -35,6 +35,9 @@ run: $(STAMP) ## Serve on 127.0.0.1:8000 (embedded Redis and the offline demo un
 test: $(STAMP) ## Run the whole test suite (what CI runs)
 	$(PY) -m pytest -rs $(PYTEST_ARGS)
 	TOOLBRIDGE_TEST_REDIS=cluster $(PY) -m pytest -rs -m redis $(PYTEST_ARGS)
+
+docs: $(STAMP) ## Build the documentation site into site/ (strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
 
 bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
 	-$(PY) -m compileall -q app
@@ -60,4 +63,4 @@ check: lint test ## Lint, then test
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
 
-.PHONY: install run test bench bench-background bench-budget fmt lint check help
+.PHONY: install run test docs bench bench-background bench-budget fmt lint check help

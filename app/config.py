@@ -83,7 +83,7 @@ class RegisteredServer(_Documented):
     prefer_structured_content: bool = False
     """Give the model a result's ``structuredContent`` (as JSON) instead of its text."""
 
-    # OAuth for the server, with LiteLLM's keys (``app/mcp/oauth.py``, README "OAuth").
+    # OAuth for the server, with LiteLLM's keys (``app/mcp/oauth.py``, docs/mcp-servers.md).
     auth_type: Literal["none", "oauth2"] = "none"
     """``oauth2``: toolbridge authenticates with the team's identity provider (below)."""
     oauth2_flow: Literal["client_credentials"] = "client_credentials"

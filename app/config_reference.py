@@ -116,7 +116,7 @@ def _section_of(path: tuple[str, ...]) -> str:
         return "Service"
     owner = Settings.model_fields[path[0]]
     doc = (owner.annotation.__doc__ or "").strip().splitlines()[0] if owner.annotation else ""
-    return f"`{path[0]}`: {doc}"
+    return f"`{path[0]}`: {doc}".replace("``", "`")
 
 
 def reference() -> str:
@@ -145,7 +145,7 @@ def reference() -> str:
             f"{_as_markdown(field)} | {_describe(field)} |"
         )
     for name, model in FILE_LISTS.items():
-        doc = " ".join((model.__doc__ or "").split())
+        doc = " ".join((model.__doc__ or "").split()).replace("``", "`")
         lines += ["", f"## `{name}`: {doc}", "", "| field | type | default | meaning |"]
         lines.append("|---|---|---|---|")
         for path, field in settings_fields(model):

@@ -34,7 +34,7 @@ async def list_models(
 
 @router.get("/metrics", response_model=None)
 async def metrics(request: Request, services: Services = Depends(get_services)) -> Response:
-    """Prometheus metrics (see ``app/metrics.py`` and the README for their meaning); with
+    """Prometheus metrics (see ``app/metrics.py`` and docs/operations.md for their meaning); with
     ``TOOLBRIDGE_METRICS_TOKEN`` set, only for scrapers that send it as a bearer token."""
     token = services.settings.metrics_token
     if token is not None:

@@ -6,7 +6,7 @@ model's tokenizer: tiktoken's encoding for the OpenAI models it knows, and other
 ``cl100k_base``, as litellm's ``token_counter`` does for models it has no tokenizer for.
 The text counted is the call's JSON (messages and tool schemas, keys and quotes included),
 which is more than providers bill for the same content; a margin on top covers what is left
-(other models' tokenizers, per-message framing). docs: README, "Budgets".
+(other models' tokenizers, per-message framing). docs: docs/budgets.md.
 
 The encodings are the files litellm ships (read as data, litellm is not imported: seconds and
 ~100 MB), so nothing is downloaded.

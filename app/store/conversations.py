@@ -8,7 +8,7 @@ items, and belongs to the API key that created it (another key gets 404).
 
 A response that continues a conversation holds its lock while it runs (``SET NX`` with an
 expiry, so a replica that dies does not keep it): a second response on the same conversation
-is refused with 409 meanwhile, never interleaved (``docs``: README, "Conversations").
+is refused with 409 meanwhile, never interleaved (docs/responses.md).
 """
 
 from __future__ import annotations

@@ -79,7 +79,7 @@ def test_metrics_need_the_token_when_one_is_set(toolbridge_factory: Any) -> None
 
 
 def test_metrics_are_open_without_a_token(toolbridge: ServerThread) -> None:
-    """The default: for in-cluster scraping only (README, NetworkPolicy)."""
+    """The default: for in-cluster scraping only (docs/security.md, NetworkPolicy)."""
     assert httpx.get(f"{toolbridge.url}/metrics", timeout=30).status_code == 200
 
 

@@ -90,7 +90,7 @@ def test_responses_body_and_stream_agree() -> None:
     assert body["incomplete_details"] == {"reason": "budget_exceeded"}  # toolbridge's reason
     # What a client holds: the SDK parses a response leniently (openai._models.construct_type,
     # private API, is what its client calls), so toolbridge's reason outside the SDK's literal
-    # reaches the caller as sent (see README, "OpenAI SDK versions").
+    # reaches the caller as sent (see docs/getting-started.md, "OpenAI SDK versions").
     received = construct_type(type_=Response, value=body)
     assert isinstance(received, Response) and received.incomplete_details is not None
     assert received.incomplete_details.reason == "budget_exceeded"

@@ -1,5 +1,5 @@
 """Input held near its bill: our count against litellm's ``token_counter`` for real model
-names (the hold must not be under the bill; how far over it is, is printed: README)."""
+names (the hold must not be under the bill; how far over it is, is printed: docs/budgets.md)."""
 
 from __future__ import annotations
 

@@ -76,6 +76,14 @@ def test_every_query_names_a_metric_toolbridge_exports(
     assert named, "no query names a toolbridge metric"
     assert named <= exported, sorted(named - exported)
     # The panels an operator looks at first are there.
+    # Every family /metrics exports is explained in docs/operations.md.
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    families = {
+        name.removesuffix("_total")
+        for name in exported
+        if not name.endswith(("_bucket", "_sum", "_count", "_created"))
+    }
+    assert not [f for f in families if f"`{f}" not in operations]
     for wanted in [
         "toolbridge_http_requests_total",
         "toolbridge_run_duration_seconds_bucket",

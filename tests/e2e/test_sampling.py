@@ -139,7 +139,8 @@ def test_per_run_limit(toolbridge_factory: Any) -> None:
     script = summarize().replace("{label}", "sampler")
     completion = run(client, f"{script}\n{script}")
     calls = completion.model_extra["toolbridge"]["mcp_calls"]
-    # Two parallel calls to one server: each carries the notes of both (see README).
+    # Two parallel calls to one server: each carries the notes of both
+    # (see docs/sampling-and-elicitation.md).
     kinds = {note["kind"] for call in calls for note in call["notes"]}
     assert kinds == {"sampling", "sampling_refused"}
     assert [call["error"] is None for call in calls].count(True) == 1
