@@ -386,6 +386,11 @@ class Settings(BaseSettings):
     mcp_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     """An MCP server's response, counted after decoding (gzip...) as it streams; on a server's
     GET stream, each event. Past it the call fails (``app/mcp/http.py``), nothing is kept."""
+    mcp_max_listed_tools: int = Field(default=50_000, ge=1)
+    """Tools one MCP server may list (all ``tools/list`` pages, ``nextCursor`` followed):
+    past it the server fails with 424 instead of being held in memory."""
+    mcp_max_listing_bytes: int = Field(default=32 * 1024 * 1024, ge=64 * 1024)
+    """Bytes of one MCP server's tool list (all pages' JSON): past it the server fails (424)."""
     mcp_ca_file: Path | None = None
     """A PEM bundle of extra CAs to trust for MCP servers over https (a private CA), on top of
     the public ones."""

@@ -32,7 +32,7 @@ from app.limits import KeyLimits
 from app.llm.client import ModelClient
 from app.logs import configure_logging
 from app.mcp import sdk_internals
-from app.mcp.clients import McpClients, tls_context
+from app.mcp.clients import ListingBounds, McpClients, tls_context
 from app.mcp.http import AiohttpTransport
 from app.mcp.oauth import ServerAuth
 from app.mcp.pool import SessionPool
@@ -78,6 +78,9 @@ def _build_services(
             for server in settings.effective_servers()
             if server.auth_type == "oauth2"
         },
+        listing_bounds=ListingBounds(
+            max_tools=settings.mcp_max_listed_tools, max_bytes=settings.mcp_max_listing_bytes
+        ),
     )
     models = ModelClient(
         settings.effective_models(),

@@ -126,9 +126,11 @@ def mcp_server(mcp_servers: dict[str, RunningMcpServer]) -> RunningMcpServer:
 def base_settings(
     redis_url: str, model_url: str, servers: dict[str, RunningMcpServer], **overrides: Any
 ) -> Settings:
-    # Both models answer sampling: "a" is cheap and fast, "b" dear and clever.
+    # Both models answer sampling: "a" is cheap and fast, "b" dear and clever. "a" takes up to
+    # 1,024 tools a call; "b" OpenAI's 128 (the default).
     infos = {
         "scripted-a": {
+            "max_tools": 1024,
             "sampling": True,
             "aliases": ["alpha"],
             "input_cost_per_token": 1e-6,

@@ -39,6 +39,8 @@ class ToolsListed:
     server_label: str
     tools: tuple[types.Tool, ...]
     """The tools offered to the model (after ``allowed_tools``)."""
+    note: str | None = None
+    """Set when the server's tools were deferred behind tool search to fit the model's limit."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

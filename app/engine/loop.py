@@ -48,7 +48,7 @@ from app.engine.search import MAX_PER_MESSAGE as MAX_SEARCHES_PER_MESSAGE
 from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
-from app.llm.client import Message
+from app.llm.client import DEFAULT_MAX_TOOLS, Message
 from app.mcp.notes import CallUpdate
 from app.mcp.run_sessions import RunSessions
 from app.mcp.session import ServerSession, ToolOutcome
@@ -59,6 +59,8 @@ from app.tracing import span
 
 _PROGRESS_BUFFER = 64
 """Progress updates waiting for a slow reader; more are dropped (the latest is in the notes)."""
+LOADED_ROOM = 16
+"""When servers are deferred to fit the model's tool limit, room kept for tools searches load."""
 TOOL_ERROR_PREFIX = "[tool error] "
 """Chat tool messages have no error flag; the model reads failures behind this prefix."""
 
@@ -109,6 +111,8 @@ class _RunState:
     tool_calls_made: int = 0
     search: ToolSearch | None = None
     """Tool search over deferred servers (set once the servers are listed)."""
+    max_tools: int = DEFAULT_MAX_TOOLS
+    """Tools one call to the run's model may offer."""
     unsettled: list[Hold] = dataclasses.field(default_factory=list)
     """Model calls that went well, not settled yet: settled while the tools they asked for
     run (off the critical path), and always before ``RunFinished`` and when the run ends."""
@@ -190,10 +194,14 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
             sampler_for=sampling.sampler_for,
         ) as run_sessions:
             sessions = await run_sessions.open_all(request.servers)
+            max_tools = deps.models.max_tools(request.model)
+            toolset, state.search, capped = _toolset(request, sessions, max_tools)
+            state.max_tools = max_tools
             for session in sessions:
                 if session.listed:
-                    yield ToolsListed(server_label=session.spec.label, tools=tuple(session.tools))
-            toolset, state.search = _toolset(request, sessions)
+                    label = session.spec.label
+                    note = _deferred_note(capped.get(label), max_tools)
+                    yield ToolsListed(server_label=label, tools=tuple(session.tools), note=note)
             await state.search.replay(state.messages)
             async for event in _answer_approvals(request, toolset, state):
                 yield event
@@ -214,10 +222,35 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
                 await state.settle()  # a run cut short: still charged (``finish`` is shielded)
 
 
-def _toolset(request: RunRequest, sessions: list[ServerSession]) -> tuple[Toolset, ToolSearch]:
+def _toolset(
+    request: RunRequest, sessions: list[ServerSession], max_tools: int
+) -> tuple[Toolset, ToolSearch, dict[str, int]]:
+    """The run's tools and its tool search. When the servers' tools would not fit in what the
+    model accepts (``max_tools``, with the caller's own tools), the servers with the most tools
+    are deferred behind tool search too (returned, with their tool counts), instead of a
+    request the provider would refuse."""
     toolset = Toolset(sessions, reserved=request.client_tool_names() | {FUNCTION_NAME})
-    deferred = {s.spec.label: s.spec.description for s in sessions if s.spec.deferred}
-    return toolset, ToolSearch(toolset, deferred)
+    searched = any(s.spec.deferred for s in sessions)
+    offered = len(toolset.eager_tools()) + len(request.client_tools) + searched
+    capped: dict[str, int] = {}
+    if offered > max_tools:
+        room = max_tools - len(request.client_tools) - 1 - LOADED_ROOM
+        capped = toolset.fit(max(room, 0))
+    deferred = {
+        s.spec.label: s.spec.description
+        for s in sessions
+        if s.spec.deferred or s.spec.label in capped
+    }
+    return toolset, ToolSearch(toolset, deferred), capped
+
+
+def _deferred_note(count: int | None, max_tools: int) -> str | None:
+    if count is None:
+        return None
+    return (
+        f"This server's {count} tools are offered through tool search: the model accepts at "
+        f"most {max_tools} tools, and this run's servers have more."
+    )
 
 
 async def count_input_tokens(request: RunRequest, deps: EngineDeps) -> int:
@@ -233,9 +266,11 @@ async def count_input_tokens(request: RunRequest, deps: EngineDeps) -> int:
         owner=request.principal.key_id,
         list_timeout_s=request.limits.list_timeout_s,
     ) as run_sessions:
-        toolset, search = _toolset(request, await run_sessions.open_all(request.servers))
+        max_tools = deps.models.max_tools(request.model)
+        sessions = await run_sessions.open_all(request.servers)
+        toolset, search, _ = _toolset(request, sessions, max_tools)
         await search.replay(messages)
-        tools = _offered(request, toolset, search)
+        tools = _offered(request, toolset, search, max_tools)
     return await counted_tokens(request.model, messages, tools)
 
 
@@ -265,7 +300,7 @@ async def _turns(
     for index, turns_left in enumerate(reversed(range(request.limits.max_turns))):
         yield TurnStarted(index=index)
         turn = TurnAssembler(request.client_tool_names())
-        tools = _offered(request, toolset, state.search)
+        tools = _offered(request, toolset, state.search, state.max_tools)
         # The previous turn is settled (usually while its tools ran) before this one reserves:
         # its hold must not count in full against this turn's grant.
         await state.settle()
@@ -309,12 +344,13 @@ async def _turns(
 
 
 def _offered(
-    request: RunRequest, toolset: Toolset, search: ToolSearch | None
+    request: RunRequest, toolset: Toolset, search: ToolSearch | None, max_tools: int
 ) -> list[dict[str, Any]]:
     """The tools of this turn. Loaded tools come last, so the start of the prompt stays the
-    same turn after turn (and cacheable)."""
+    same turn after turn (and cacheable); past ``max_tools``, only the latest loaded fit."""
     searching = [search.function()] if search is not None and search.enabled else []
-    return toolset.eager_tools() + request.client_tools + searching + toolset.loaded_tools()
+    first = toolset.eager_tools() + request.client_tools + searching
+    return first + toolset.loaded_tools(room=max(max_tools - len(first), 0))
 
 
 async def _calls(

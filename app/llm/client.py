@@ -47,6 +47,11 @@ Message = dict[str, Any]
 """A message in OpenAI's Chat Completions format: the conversation's lingua franca."""
 
 
+DEFAULT_MAX_TOOLS = 128
+"""Tools one model call may offer unless ``model_info.max_tools`` says otherwise: OpenAI's
+limit (a request with more is refused by the provider)."""
+
+
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of one tool call; ``id`` and ``name`` come with the first piece."""
@@ -276,6 +281,12 @@ class ModelClient:
             float(known.get("input_cost_per_token") or 0.0),
             float(known.get("output_cost_per_token") or 0.0),
         )
+
+    def max_tools(self, model: str) -> int:
+        """Tools one call to ``model`` may offer: ``model_info.max_tools``, else OpenAI's limit."""
+        entry = self._entries.get(model)
+        value = entry.model_info.get("max_tools") if entry is not None else None
+        return int(value) if value is not None else DEFAULT_MAX_TOOLS
 
     def cost_usd(self, model: str, usage: Usage) -> float:
         prices = self.prices(model)

@@ -121,6 +121,16 @@ class _Watching(httpx2.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+@dataclass(frozen=True, slots=True)
+class ListingBounds:
+    """How large one server's ``tools/list`` may be, all pages together: past either bound the
+    server fails (424) instead of being held in memory."""
+
+    max_tools: int = 50_000
+    max_bytes: int = 32 * 1024 * 1024
+    """The pages' JSON, as the SDK parsed it."""
+
+
 class McpClients:
     """Makes SDK clients for servers, over the process's pools and caches."""
 
@@ -136,6 +146,7 @@ class McpClients:
         stderr_level: int = logging.INFO,
         key_limits: KeyLimits | None = None,
         auths: dict[str, ServerAuth] | None = None,
+        listing_bounds: ListingBounds | None = None,
     ) -> None:
         self._transport = _SharedTransport(pool)
         self._caller_pool = caller_pool
@@ -149,6 +160,8 @@ class McpClients:
         self._key_limits = key_limits
         self._auths = auths or {}
         """Registered servers toolbridge authenticates to (OAuth), by label."""
+        self.listing_bounds = listing_bounds or ListingBounds()
+        """How large a server's tool list may be (pages followed up to it)."""
 
     def _http_factory(
         self, spec: ServerSpec, watch: TransportWatch

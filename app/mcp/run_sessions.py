@@ -32,7 +32,6 @@ from app.mcp.tasks import takes_task_calls
 
 logger = logging.getLogger(__name__)
 
-_LIST_PAGE_CAP = 100
 """Stops a server whose tools/list paginates forever."""
 
 
@@ -41,6 +40,10 @@ def _offers_tools(client: Client) -> bool:
     or resources is a server with no tools here, not a failure."""
     capabilities = client.session.server_capabilities
     return capabilities is None or capabilities.tools is not None
+
+
+class ListingTooLarge(Exception):
+    """A server's tool list is past ``ListingBounds``."""
 
 
 class RunSessions:
@@ -145,6 +148,9 @@ class RunSessions:
             try:
                 async with auth.first_token() if auth else contextlib.nullcontext():
                     lease, tools, listed = await self._attempt(spec, attempt, watch, callbacks, key)
+            except ListingTooLarge as exc:  # the server answered: no other era would help
+                logger.warning("MCP server tool list too large: server=%s", spec.label)
+                raise ServerUnreachable(spec.label, str(exc)) from exc
             except Exception as exc:
                 if auth is not None and (why := auth_failure(watch.failure or exc)) is not None:
                     # Our own credentials were refused: say what the authorization server
@@ -219,14 +225,23 @@ class RunSessions:
             tools = [t for t in tools if spec.allowed_tools.matches(t)]
         return tools, listed
 
-    @staticmethod
-    async def _list_tools(client: Client) -> list[types.Tool]:
+    async def _list_tools(self, client: Client) -> list[types.Tool]:
+        """Every page of the server's tools, within ``listing_bounds`` (the list timeout
+        bounds a server whose cursors never end)."""
+        bounds = self._clients.listing_bounds
         tools: list[types.Tool] = []
+        size = 0
         cursor: str | None = None
-        for _ in range(_LIST_PAGE_CAP):
+        while True:
             page = await client.list_tools(cursor=cursor)
             tools.extend(page.tools)
+            size += len(page.model_dump_json())
+            if len(tools) > bounds.max_tools or size > bounds.max_bytes:
+                raise ListingTooLarge(
+                    f"The server lists more than {bounds.max_tools} tools or "
+                    f"{bounds.max_bytes} bytes of them (TOOLBRIDGE_MCP_MAX_LISTED_TOOLS, "
+                    "TOOLBRIDGE_MCP_MAX_LISTING_BYTES)."
+                )
             cursor = page.next_cursor
             if cursor is None:
-                break
-        return tools
+                return tools

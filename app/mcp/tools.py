@@ -57,11 +57,6 @@ class BoundTool:
         return self.session.spec.label
 
     @property
-    def deferred(self) -> bool:
-        """Offered only once a tool search loads it."""
-        return self.session.spec.deferred
-
-    @property
     def requires_approval(self) -> bool:
         return self.session.spec.approval.requires_approval(self.tool)
 
@@ -101,21 +96,43 @@ class Toolset:
     offered only once loaded (by a tool search), after the others, in the order loaded."""
 
     def __init__(self, sessions: Iterable[ServerSession], reserved: Iterable[str]) -> None:
+        sessions = list(sessions)
         by_key = {(s.spec.label, t.name): (s, t) for s in sessions for t in s.tools}
         names = build_name_map(by_key, reserved)
         self._tools = {name: BoundTool(name, *by_key[key]) for name, key in names.items()}
+        self._deferred = {s.spec.label for s in sessions if s.spec.deferred}
+        """Labels of the servers whose tools wait for a search."""
         self._loaded: dict[str, None] = {}  # an ordered set
+
+    def _is_deferred(self, tool: BoundTool) -> bool:
+        return tool.server_label in self._deferred
 
     def get(self, name: str) -> BoundTool | None:
         """The tool the model may call by ``name`` (None if it is not offered)."""
         tool = self._tools.get(name)
-        if tool is None or (tool.deferred and name not in self._loaded):
+        if tool is None or (self._is_deferred(tool) and name not in self._loaded):
             return None
         return tool
 
     def deferred(self) -> list[BoundTool]:
         """Tools of deferred servers, loaded or not (what a tool search ranks)."""
-        return [tool for tool in self._tools.values() if tool.deferred]
+        return [tool for tool in self._tools.values() if self._is_deferred(tool)]
+
+    def fit(self, room: int) -> dict[str, int]:
+        """Defer servers, those with the most tools first, until the tools offered from the
+        first turn are at most ``room``; the servers deferred here, with their tool counts."""
+        counts: dict[str, int] = {}
+        for tool in self._tools.values():
+            counts[tool.server_label] = counts.get(tool.server_label, 0) + 1
+        eager = {label: n for label, n in counts.items() if label not in self._deferred}
+        offered, deferred_now = sum(eager.values()), {}
+        for label, count in sorted(eager.items(), key=lambda item: (-item[1], item[0])):
+            if offered <= room:
+                break
+            self._deferred.add(label)
+            deferred_now[label] = count
+            offered -= count
+        return deferred_now
 
     def load(self, tools: Iterable[BoundTool]) -> None:
         for tool in tools:
@@ -123,8 +140,11 @@ class Toolset:
 
     def eager_tools(self) -> list[dict[str, Any]]:
         """The tools of servers that are not deferred, offered from the first turn."""
-        return [t.model_tool() for t in self._tools.values() if not t.deferred]
+        return [t.model_tool() for t in self._tools.values() if not self._is_deferred(t)]
 
-    def loaded_tools(self) -> list[dict[str, Any]]:
-        """Deferred tools a search loaded, in the order loaded."""
-        return [self._tools[name].model_tool() for name in self._loaded]
+    def loaded_tools(self, room: int | None = None) -> list[dict[str, Any]]:
+        """Deferred tools a search loaded, in the order loaded (only the latest ``room``)."""
+        names = list(self._loaded)
+        if room is not None:
+            names = names[max(0, len(names) - room) :]
+        return [self._tools[name].model_tool() for name in names]

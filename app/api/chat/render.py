@@ -45,6 +45,7 @@ class ChatRenderer:
     text: list[str] = field(default_factory=list)
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)
     tool_searches: list[dict[str, Any]] = field(default_factory=list)
+    deferred_servers: list[dict[str, Any]] = field(default_factory=list)
     finished: RunFinished | None = None
     new_turn: bool = False
     started: bool = False
@@ -114,6 +115,10 @@ class ChatRenderer:
                         ],
                     }
                 )
+            case ToolsListed(note=str(note)):
+                self.deferred_servers.append(
+                    {"server_label": event.server_label, "tools": len(event.tools), "note": note}
+                )
             case RunFinished(reason="budget_exceeded") if not self.text:
                 self.finished = event
                 note = _budget_note(self.mcp_calls)  # never an empty answer (issue: budgets)
@@ -148,6 +153,7 @@ class ChatRenderer:
         return {
             "mcp_calls": self.mcp_calls,
             "tool_searches": self.tool_searches,
+            "deferred_servers": self.deferred_servers,
             "incomplete_details": incomplete,
         }
 

@@ -44,6 +44,13 @@ _INCOMPLETE = {
 }
 
 
+def _listed_item(event: ToolsListed) -> dict[str, Any]:
+    item = list_tools_item(event.server_label, [_tool_entry(t) for t in event.tools])
+    if event.note is not None:  # toolbridge's extension, as on mcp_call
+        item["notes"] = [{"kind": "tools_deferred", "message": event.note}]
+    return item
+
+
 def list_tools_item(
     label: str, tools: list[dict[str, Any]], error: str | None = None
 ) -> dict[str, Any]:
@@ -166,8 +173,7 @@ class ResponseRenderer:
             case TurnStarted():
                 return self._close_message()
             case ToolsListed():
-                tools = [_tool_entry(t) for t in event.tools]
-                return self.list_tools(list_tools_item(event.server_label, tools))
+                return self.list_tools(_listed_item(event))
             case ClientToolCallDelta():
                 return self._client_call(event)
             case McpCallStarted():
