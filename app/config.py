@@ -279,7 +279,7 @@ class SessionPoolSettings(_Documented):
     """A session unused for this long is closed (for stdio servers: the process stops)."""
     max_idle: int = Field(default=64, ge=0)
     """Idle sessions kept in all; 0 turns pooling off (every run opens and closes its own)."""
-    max_idle_per_server: int = Field(default=4, ge=1)
+    max_idle_per_server: int = Field(default=16, ge=1)
     """Idle sessions kept per caller key, server and credentials."""
 
 

@@ -9,7 +9,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
 import httpx2
+import sniffio
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.applications import Starlette
 
 from app.api import budget, conversations, system
@@ -178,6 +180,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "TOOLBRIDGE_REDIS_URL is not set: start with 'make run' "
                 "(python -m app), which starts an embedded Redis."
             )
+        # The event loop's thread is asyncio's for good: sniffio (which anyio asks on almost
+        # every call) answers from this instead of looking for the current task each time.
+        sniffio.thread_local.name = "asyncio"
         async with AsyncExitStack() as stack:
             redis = connect(
                 settings.redis_url, cluster=settings.redis_cluster, ca_file=settings.redis_ca_file
@@ -218,7 +223,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             stack.callback(gc.unfreeze)
             yield
 
-    app = FastAPI(title="toolbridge", version="0.1.0", lifespan=lifespan)
+    # FastAPI's own OpenTelemetry: HTTP spans when tracing is configured; no metrics or logs
+    # (Prometheus has ours), so it does not ask the providers on every request.
+    telemetry: TelemetryConfig = {
+        "tracing": settings.otlp_endpoint is not None,
+        "metrics": False,
+        "logs": False,
+    }
+    app = FastAPI(title="toolbridge", version="0.1.0", lifespan=lifespan, telemetry=telemetry)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.request_limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line and answer gets an id
     install_error_handlers(app)

@@ -57,10 +57,16 @@ def start_backends() -> tuple[subprocess.Popen[str], dict[str, str]]:
 
 
 def start_toolbridge(
-    urls: dict[str, str], redis_url: str, workdir: Path, *, prefix: str | None = None
+    urls: dict[str, str],
+    redis_url: str,
+    workdir: Path,
+    *,
+    prefix: str | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """A toolbridge process with the three servers registered; its URL and start-up seconds
-    (process start to ``/readyz`` answering 200). Replicas share Redis by sharing ``prefix``."""
+    (process start to ``/readyz`` answering 200). Replicas share Redis by sharing ``prefix``;
+    ``settings`` are added to its configuration file."""
     config = {
         "model_list": [
             {
@@ -83,6 +89,7 @@ def start_toolbridge(
             },
         ],
         "api_keys": [{"id": "bench", "key": KEY}],
+        **(settings or {}),
     }
     path = workdir / "toolbridge.json"
     path.write_text(json.dumps(config))  # JSON is YAML

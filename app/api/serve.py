@@ -16,8 +16,9 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 import anyio
+import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from app.api.sse import EventStreamResponse
 from app.engine.events import RunEvent
@@ -79,9 +80,18 @@ async def serve(
                 renderer.absorb(event)
         if before_reply is not None:
             await before_reply()
-        return JSONResponse(renderer.body())
+        return OrjsonResponse(renderer.body())
 
     return await unless_disconnected(http, complete)
+
+
+class OrjsonResponse(Response):
+    """A JSON body serialised by orjson (the stdlib's encoder was a visible share of a run)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
 
 
 async def _pieces(

@@ -79,13 +79,30 @@ class BrokenSchema(ValueError):
     """The schema itself is not a valid JSON Schema."""
 
 
+_by_identity: OrderedDict[int, tuple[dict[str, Any], Validator]] = OrderedDict()
+"""The same schema object (a warm session's tool) finds its validator without hashing it."""
+
+
 def validator_for(schema: dict[str, Any]) -> Validator:
     """A linear-time validator for ``schema``; ``BrokenSchema`` when it is not valid."""
+    known = _by_identity.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    validator, kept = _validator_for(schema)
+    if kept:  # only what the content cache may keep (bounded in size)
+        _by_identity[id(schema)] = (schema, validator)  # held: its id is not reused meanwhile
+        if len(_by_identity) > CACHE_ENTRIES:
+            _by_identity.popitem(last=False)
+    return validator
+
+
+def _validator_for(schema: dict[str, Any]) -> tuple[Validator, bool]:
+    """The validator, and whether it is small enough to keep."""
     text = json.dumps(schema, sort_keys=True)
     key = hashlib.sha256(text.encode()).hexdigest()
     if (cached := _cache.get(key)) is not None:
         _cache.move_to_end(key)
-        return cached
+        return cached, True
     base = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         base.check_schema(schema)
@@ -93,11 +110,12 @@ def validator_for(schema: dict[str, Any]) -> Validator:
         raise BrokenSchema(exc.message) from None
     safe = _SAFE_CLASSES.get(base) or _SAFE_CLASSES.setdefault(base, _safe(base))
     validator = safe(schema, registry=Registry())
-    if len(text) <= CACHE_MAX_BYTES:
+    kept = len(text) <= CACHE_MAX_BYTES
+    if kept:
         _cache[key] = validator
         if len(_cache) > CACHE_ENTRIES:
             _cache.popitem(last=False)
-    return validator
+    return validator, kept
 
 
 def output_validator(name: str, schema: dict[str, Any]) -> Validator:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -16,16 +17,27 @@ from app.mcp.naming import build_name_map
 from app.mcp.schemas import BrokenSchema, validator_for
 from app.mcp.session import ServerSession
 
+_SCHEMAS: OrderedDict[int, tuple[types.Tool, dict[str, Any]]] = OrderedDict()
+_SCHEMAS_KEPT = 4096
+"""Tools whose function schema is kept (a warm session's tools are the same objects run
+after run: converting them again was a visible share of a run's CPU)."""
+
 
 def function_schema(tool: types.Tool) -> dict[str, Any]:
-    """The tool's input schema as OpenAI function parameters.
+    """The tool's input schema as OpenAI function parameters (shared: do not modify it).
 
     MCP does not require ``properties`` and OpenAI does, so an object schema without them
     gets an empty one.
     """
+    kept = _SCHEMAS.get(id(tool))
+    if kept is not None and kept[0] is tool:
+        return kept[1]
     schema = copy.deepcopy(tool.input_schema) or {"type": "object"}
     if schema.get("type") == "object":
         schema.setdefault("properties", {})
+    _SCHEMAS[id(tool)] = (tool, schema)  # the tool is held, so its id is not reused meanwhile
+    if len(_SCHEMAS) > _SCHEMAS_KEPT:
+        _SCHEMAS.popitem(last=False)
     return schema
 
 

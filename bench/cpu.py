@@ -1,0 +1,200 @@
+"""CPU per run: what toolbridge's process spends on each job, against what a minimal direct
+client (the floor: httpx to the model, one persistent ``mcp`` SDK session) spends on the same
+calls, both measured in the same run from the processes' own CPU times.
+
+A job is run ``runs`` times at ``concurrency``; toolbridge's CPU (user + system, its process and
+any children: stdio servers are not used here) is read before and after, and divided by the
+runs. The floor runs in this process, so its figure is this process's CPU over the floor's
+runs: the client work a direct caller would do. ``python -m bench.cpu`` prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from mcp import Client
+
+from app.store.embedded import start_embedded_redis
+from bench.run import (
+    KEY,
+    SCRIPT,
+    expected,
+    first_text_after,
+    floor_job,
+    start_backends,
+    start_toolbridge,
+)
+
+HEADERS = {"Authorization": f"Bearer {KEY}"}
+Job = Callable[[], Awaitable[Any]]
+
+
+def history(messages: int) -> list[dict[str, Any]]:
+    """A chat of ``messages`` earlier messages (user and assistant in turn), then the job."""
+    earlier = [
+        {
+            "role": "user" if i % 2 == 0 else "assistant",
+            "content": f"Earlier message {i}: " + "lorem ipsum dolor sit amet " * 8,
+        }
+        for i in range(messages)
+    ]
+    return [*earlier, {"role": "user", "content": SCRIPT}]
+
+
+def chat_job(http: httpx.AsyncClient, url: str, *, stream: bool, earlier: int = 0) -> Job:
+    body = {
+        "model": "bench",
+        "messages": history(earlier),
+        "tools": [{"type": "mcp", "server_label": "demo"}],
+        "stream": stream,
+    }
+    endpoint = f"{url}/v1/chat/completions"
+
+    async def job() -> None:
+        if stream:
+            await first_text_after(http, endpoint, body, 0.0, HEADERS)
+            return
+        answer = (await http.post(endpoint, json=body, headers=HEADERS)).json()
+        assert answer["choices"][0]["message"]["content"] == expected(), answer
+
+    return job
+
+
+def no_tools_job(http: httpx.AsyncClient, url: str) -> Job:
+    body = {"model": "bench", "messages": [{"role": "user", "content": "say hello"}]}
+
+    async def job() -> None:
+        answer = (await http.post(f"{url}/v1/chat/completions", json=body, headers=HEADERS)).json()
+        assert answer["choices"][0]["message"]["content"] == "hello", answer
+
+    return job
+
+
+def responses_job(http: httpx.AsyncClient, url: str, *, stream: bool) -> Job:
+    body = {
+        "model": "bench",
+        "input": SCRIPT,
+        "stream": stream,
+        "tools": [{"type": "mcp", "server_label": "demo", "require_approval": "never"}],
+    }
+    endpoint = f"{url}/v1/responses"
+
+    async def job() -> None:
+        if stream:
+            async with http.stream("POST", endpoint, json=body, headers=HEADERS) as answer:
+                last = ""
+                async for line in answer.aiter_lines():
+                    last = line or last
+            assert "response.completed" in last, last
+            return
+        output = (await http.post(endpoint, json=body, headers=HEADERS)).json()["output"]
+        assert output[-1]["content"][0]["text"] == expected(), output
+
+    return job
+
+
+def cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system + times.children_user + times.children_system
+
+
+async def run_at(job: Job, runs: int, concurrency: int) -> None:
+    left = runs
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await job()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def cpu_ms_per_run(process: psutil.Process, job: Job, runs: int, concurrency: int) -> float:
+    before = cpu_s(process)
+    await run_at(job, runs, concurrency)
+    return (cpu_s(process) - before) * 1000 / runs
+
+
+async def measure_jobs(
+    http: httpx.AsyncClient,
+    bridge: str,
+    toolbridge: psutil.Process,
+    model_url: str,
+    mcp: Client,
+    *,
+    runs: int,
+    concurrency: int,
+) -> dict[str, float]:
+    """CPU ms per run of every job (toolbridge's process; the floor: this one)."""
+    jobs = {
+        "chat": chat_job(http, bridge, stream=False),
+        "chat streamed": chat_job(http, bridge, stream=True),
+        "responses": responses_job(http, bridge, stream=False),
+        "responses streamed": responses_job(http, bridge, stream=True),
+        "chat, 2 earlier messages": chat_job(http, bridge, stream=False, earlier=2),
+        "chat, 240 earlier messages": chat_job(http, bridge, stream=False, earlier=240),
+        "chat, no tools": no_tools_job(http, bridge),
+    }
+    for job in jobs.values():  # warm caches, pools and imports
+        await run_at(job, 30, 4)
+    floor = floor_job(http, model_url, mcp)
+    await run_at(floor, 30, 4)
+    figures: dict[str, float] = {}
+    figures["floor (direct client)"] = await cpu_ms_per_run(
+        psutil.Process(os.getpid()), floor, runs, concurrency
+    )
+    for name, job in jobs.items():
+        figures[name] = await cpu_ms_per_run(toolbridge, job, runs, concurrency)
+    return figures
+
+
+async def main_async(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int) -> None:
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http, Client(urls["modern"]) as mcp:
+        figures = await measure_jobs(
+            http,
+            bridge,
+            psutil.Process(pid),
+            urls["model"],
+            mcp,
+            runs=args.runs,
+            concurrency=args.concurrency,
+        )
+    print(f"| job | CPU ms per run |  ({args.runs} runs at concurrency {args.concurrency})")
+    print("|---|---|")
+    for name, value in figures.items():
+        print(f"| {name} | {value:.2f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=400)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--settings", default="{}", help="JSON added to toolbridge's config")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_embedded_redis(Path(tmp) / "redis", persist=False)
+        backends, urls = start_backends()
+        settings = json.loads(args.settings)
+        process, bridge, _ = start_toolbridge(urls, redis.url, Path(tmp), settings=settings)
+        try:
+            asyncio.run(main_async(args, urls, bridge, process.pid))
+        finally:
+            process.terminate()
+            process.wait(30)
+            backends.terminate()
+            redis.stop()
+
+
+if __name__ == "__main__":
+    main()
