@@ -11,13 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES
+from app.api.json_route import OrjsonRoute
 from app.api.responses.items import fold
 from app.api.responses.request import as_items
 from app.api.wire import cursor_page
 from app.errors import InvalidRequest
 from app.principal import Principal
 
-router = APIRouter(responses=ERROR_RESPONSES)
+router = APIRouter(responses=ERROR_RESPONSES, route_class=OrjsonRoute)
 
 MAX_ITEMS_A_REQUEST = 20
 """Items one request may add, as at OpenAI."""

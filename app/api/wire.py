@@ -4,9 +4,9 @@ typed data here."""
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_INT = 2**31 - 1
@@ -62,11 +62,11 @@ class WireRequest(BaseModel):
     @classmethod
     def _check_unicode(cls, data: Any) -> Any:
         try:
-            json.dumps(data, ensure_ascii=False).encode()
-        except UnicodeEncodeError:
-            raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
-        except (TypeError, ValueError):
-            pass  # not JSON-shaped: the field validators say what is wrong
+            orjson.dumps(data)  # refuses a str that is not valid UTF-8, as sending it would
+        except orjson.JSONEncodeError as exc:
+            if "surrogates" in str(exc):
+                raise ValueError("text contains an unpaired surrogate (invalid Unicode)") from None
+            # otherwise not JSON-shaped: the field validators say what is wrong
         return data
 
 

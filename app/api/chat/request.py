@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired, cast
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, with_config
+from typing_extensions import TypedDict
 
 from app.api.admission import admit
 from app.api.deps import Services
@@ -38,16 +39,16 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ToolCallFunction(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@with_config(ConfigDict(extra="allow"))
+class ToolCallFunction(TypedDict):
     name: str
     arguments: str
 
 
-class ToolCallParam(BaseModel):
-    model_config = ConfigDict(extra="allow")
+@with_config(ConfigDict(extra="allow"))
+class ToolCallParam(TypedDict):
     id: str
-    type: Literal["function"] = "function"
+    type: NotRequired[Literal["function"]]
     function: ToolCallFunction
 
 
@@ -59,36 +60,44 @@ _PART_TYPES = {
 """Content part types by role, as OpenAI's Chat Completions takes them (the rest: text)."""
 
 
-class ChatMessage(BaseModel):
-    """A message; what each role needs is checked here, the rest goes to the model as sent."""
-
-    model_config = ConfigDict(extra="allow")
+@with_config(ConfigDict(extra="allow"))
+class _Message(TypedDict):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-    name: str | None = None
-    tool_calls: list[ToolCallParam] | None = None
-    tool_call_id: str | None = None
+    content: NotRequired[str | list[dict[str, Any]] | None]
+    name: NotRequired[str | None]
+    tool_calls: NotRequired[list[ToolCallParam] | None]
+    tool_call_id: NotRequired[str | None]
 
-    @model_validator(mode="after")
-    def _check_role_fields(self) -> ChatMessage:
-        if self.role == "assistant":
-            if self.content is None and not self.tool_calls:
-                raise ValueError("an assistant message needs content or tool_calls")
-        elif self.content is None:
-            raise ValueError(f"a {self.role} message needs content")
-        if self.role == "tool" and not self.tool_call_id:
-            raise ValueError("a tool message needs tool_call_id")
-        if isinstance(self.content, list):
-            allowed = _PART_TYPES.get(self.role, _TEXT_ONLY)
-            for part in self.content:
-                if part.get("type") not in allowed:
-                    raise ValueError(
-                        f"a {self.role} message's content parts must have a type among: "
-                        + ", ".join(sorted(allowed))
-                    )
-                if part["type"] == "text" and not isinstance(part.get("text"), str):
-                    raise ValueError("a text content part needs 'text'")
-        return self
+
+def _check_role_fields(message: _Message) -> dict[str, Any]:
+    """What each role needs; the message as sent, without its nulls (a dict, not a model: a
+    long history is validated once and never converted back)."""
+    sent: dict[str, Any] = {k: v for k, v in message.items() if v is not None}
+    role, content = sent["role"], sent.get("content")
+    if role == "assistant":
+        if content is None and not sent.get("tool_calls"):
+            raise ValueError("an assistant message needs content or tool_calls")
+    elif content is None:
+        raise ValueError(f"a {role} message needs content")
+    if role == "tool" and not sent.get("tool_call_id"):
+        raise ValueError("a tool message needs tool_call_id")
+    if isinstance(content, list):
+        allowed = _PART_TYPES.get(role, _TEXT_ONLY)
+        for part in content:
+            if part.get("type") not in allowed:
+                raise ValueError(
+                    f"a {role} message's content parts must have a type among: "
+                    + ", ".join(sorted(allowed))
+                )
+            if part["type"] == "text" and not isinstance(part.get("text"), str):
+                raise ValueError("a text content part needs 'text'")
+    for call in sent.get("tool_calls") or ():
+        call.setdefault("type", "function")
+    return sent
+
+
+ChatMessage = Annotated[_Message, AfterValidator(_check_role_fields)]
+"""A message; what each role needs is checked here, the rest goes to the model as sent."""
 
 
 class ChatCompletionRequest(WireRequest):
@@ -150,7 +159,7 @@ async def parse_chat(
         services,
         principal,
         model=body.model,
-        messages=[m.model_dump(exclude_none=True) for m in body.messages],
+        messages=cast(list[dict[str, Any]], body.messages),  # checked dicts (_check_role_fields)
         message_count=len(body.messages),
         tools=tools,
         params=body.model_dump(include=set(MODEL_PARAMS), exclude_none=True),

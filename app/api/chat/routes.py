@@ -9,11 +9,12 @@ from app.api.chat.render import ChatRenderer
 from app.api.chat.request import ChatCompletionRequest, parse_chat
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES
+from app.api.json_route import OrjsonRoute
 from app.api.serve import serve
 from app.engine.loop import run
 from app.principal import Principal
 
-router = APIRouter(responses=ERROR_RESPONSES)
+router = APIRouter(responses=ERROR_RESPONSES, route_class=OrjsonRoute)
 
 
 @router.post("/v1/chat/completions", response_model=None)

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES, error_response_body
+from app.api.json_route import OrjsonRoute
 from app.api.responses.render import ResponseRenderer
 from app.api.responses.request import (
     ParsedResponses,
@@ -31,7 +32,7 @@ from app.errors import InvalidRequest, NotFound, PermissionDenied
 from app.principal import Principal
 from app.store.background import TERMINAL
 
-router = APIRouter(responses=ERROR_RESPONSES)
+router = APIRouter(responses=ERROR_RESPONSES, route_class=OrjsonRoute)
 CANCEL_WAIT_S = 10.0
 """How long a cancel waits for the running replica to stop the run (it looks every second)."""
 
