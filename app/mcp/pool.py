@@ -28,8 +28,8 @@ from mcp import Client
 
 from app.mcp.callbacks import ServerCallbacks
 from app.mcp.clients import TransportWatch
+from app.mcp.failures import describe_failure
 from app.mcp.servers import ServerSpec
-from app.mcp.session import describe_failure
 from app.metrics import POOLED_SESSIONS
 
 logger = logging.getLogger(__name__)

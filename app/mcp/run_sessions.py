@@ -22,12 +22,13 @@ from app.errors import AuthorizationRequired, ServerUnreachable
 from app.mcp.callbacks import Sampler, ServerCallbacks
 from app.mcp.clients import McpClients, TransportWatch
 from app.mcp.eras import Attempt, attempts, to_remember
+from app.mcp.failures import describe_failure
 from app.mcp.oauth import auth_failure
 from app.mcp.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
 from app.mcp.schemas import output_validator
 from app.mcp.sdk_internals import absorb_tool_listing, use_output_validators
 from app.mcp.servers import ServerSpec
-from app.mcp.session import ServerSession, describe_failure
+from app.mcp.session import ServerSession
 from app.mcp.tasks import takes_task_calls
 
 logger = logging.getLogger(__name__)

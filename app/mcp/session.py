@@ -3,30 +3,25 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.auth.exceptions import OAuthFlowError
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from app.mcp.http import ResponseTooLarge
+from app.mcp.failures import RESULT_CHECK, describe_failure
 from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
-from app.mcp.oauth import auth_failure_text
+from app.mcp.pool import Lease
 from app.mcp.results import bounded_blocks, result_text, truncate
 from app.mcp.servers import ServerSpec
 from app.mcp.tasks import observing, run_legacy_task, wants_legacy_task
-
-if TYPE_CHECKING:
-    from app.mcp.pool import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +72,6 @@ INVALID_PARAMS = -32602
 """JSON-RPC's code for arguments a tool cannot take (and MCP's for an unknown tool)."""
 INTERNAL_ERROR = -32603
 """JSON-RPC's code for a result we could not take (it broke its own output schema)."""
-_RESULT_CHECK = re.compile(
-    r"^(Invalid structured content returned by tool |Invalid schema for tool |"
-    r"Tool \S+ has an output schema but did not return structured content)"
-)
-"""The SDK's ``validate_tool_result`` failures (``RuntimeError``, its documented contract)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -109,33 +99,9 @@ def failure_of(exc: Exception) -> ToolError:
         case httpx2.HTTPStatusError():
             status = exc.response.status_code
             return HttpError(status, f"the server answered HTTP {status}")
-        case RuntimeError() if _RESULT_CHECK.match(str(exc)):
+        case RuntimeError() if RESULT_CHECK.match(str(exc)):
             return ProtocolError(INTERNAL_ERROR, describe_failure(exc))
     return ProtocolError(CONNECTION_CLOSED, describe_failure(exc))
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A reason safe to show the caller: no URLs with credentials, no headers."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
-    match exc:
-        case MCPError():
-            return f"MCP error {exc.code}: {exc.error.message}"
-        case httpx2.HTTPStatusError():
-            return f"the server answered HTTP {exc.response.status_code}"
-        case ResponseTooLarge():
-            return str(exc)  # the bound, never the content
-        case OAuthFlowError():
-            return auth_failure_text(exc)
-        case RuntimeError() if _RESULT_CHECK.match(str(exc)):
-            return truncate(str(exc), 500)  # the schema's complaint, cut
-        case TimeoutError():
-            return "timed out"
-        case httpx2.TimeoutException():
-            return "timed out"
-        case httpx2.HTTPError() | OSError():
-            return f"could not connect ({type(exc).__name__})"
-    return f"{type(exc).__name__}"
 
 
 class ServerSession:
