@@ -28,6 +28,7 @@ from app.store.embedded import start_embedded_redis
 from bench.run import (
     KEY,
     SCRIPT,
+    Report,
     expected,
     first_text_after,
     floor_job,
@@ -170,7 +171,26 @@ async def measure_jobs(
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-async def main_async(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int) -> None:
+TOOL_JOBS = ("chat", "chat streamed", "responses", "responses streamed")
+
+
+def report(figures: dict[str, float]) -> int:
+    """The targets (issue 25), each with its figure; how many were missed."""
+    targets = Report()
+    floor = figures[FLOOR]
+    for name in TOOL_JOBS:
+        ratio = figures[name] / floor
+        targets.figure(
+            f"CPU per run, {name}: ratio to the floor", ratio, "x", "<= 0.5", ratio <= 0.5
+        )
+    no_tools = figures["chat, no tools"]
+    targets.figure("CPU per run, chat without tools", no_tools, "ms", "<= 1.2 ms", no_tools <= 1.2)
+    growth = figures["chat, 240 earlier messages"] / figures["chat, 2 earlier messages"]
+    targets.figure("CPU per run, 240 earlier messages over 2", growth, "x", "<= 1.3", growth <= 1.3)
+    return targets.missed
+
+
+async def main_async(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int) -> int:
     async with httpx.AsyncClient(timeout=60, limits=LIMITS) as http, Client(urls["modern"]) as mcp:
         figures = await measure_jobs(
             http,
@@ -181,10 +201,17 @@ async def main_async(args: argparse.Namespace, urls: dict[str, str], bridge: str
             runs=args.runs,
             concurrency=args.concurrency,
         )
-    print(f"| job | CPU ms per run |  ({args.runs} runs at concurrency {args.concurrency})")
+    print(
+        f"| job | CPU ms per run |  ({args.runs} runs at concurrency {args.concurrency}, "
+        "median of 3 rounds)"
+    )
     print("|---|---|")
     for name, value in figures.items():
         print(f"| {name} | {value:.2f} |")
+    print("targets")
+    missed = report(figures)
+    print(f"{missed} target(s) missed" if missed else "all targets met")
+    return 1 if missed else 0
 
 
 def main() -> None:
@@ -199,12 +226,13 @@ def main() -> None:
         settings = json.loads(args.settings)
         process, bridge, _ = start_toolbridge(urls, redis.url, Path(tmp), settings=settings)
         try:
-            asyncio.run(main_async(args, urls, bridge, process.pid))
+            status = asyncio.run(main_async(args, urls, bridge, process.pid))
         finally:
             process.terminate()
             process.wait(30)
             backends.terminate()
             redis.stop()
+    raise SystemExit(status)
 
 
 if __name__ == "__main__":
