@@ -16,11 +16,10 @@ from contextlib import aclosing
 from typing import Any, Protocol
 
 import anyio
-import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.api.sse import EventStreamResponse
+from app.api.sse import EventStreamResponse, to_json
 from app.engine.events import RunEvent
 
 logger = logging.getLogger(__name__)
@@ -86,12 +85,13 @@ async def serve(
 
 
 class OrjsonResponse(Response):
-    """A JSON body serialised by orjson (the stdlib's encoder was a visible share of a run)."""
+    """A JSON body serialised by orjson (``to_json``: the stdlib's encoder was a visible share
+    of a run)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return to_json(content).encode()
 
 
 async def _pieces(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
+import orjson
 from anyio import CancelScope
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from starlette.responses import Response
@@ -45,10 +46,19 @@ def progress_text(event: McpCallProgress) -> str:
     return " ".join(filter(None, ["progress", event.call_id, amount, update.message]))
 
 
+def to_json(data: Any) -> str:
+    """``data`` as JSON text: by orjson, or, for what it refuses (an integer past 64 bits, a
+    lone surrogate a server sent), by the stdlib as before."""
+    try:
+        return orjson.dumps(data).decode()
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(data)
+
+
 def sse_event(data: dict[str, Any], *, name: str | None = None) -> str:
     """One server-sent event carrying ``data`` as JSON (with an ``event:`` line if named)."""
     head = f"event: {name}\n" if name else ""
-    return f"{head}data: {json.dumps(data)}\n\n"
+    return f"{head}data: {to_json(data)}\n\n"
 
 
 @dataclass(frozen=True, slots=True)
