@@ -97,16 +97,17 @@ class OrjsonResponse(Response):
 async def _pieces(
     renderer: Renderer, events: AsyncGenerator[RunEvent, None], before_reply: Hook | None
 ) -> AsyncGenerator[str, None]:
-    for piece in renderer.opening():
-        yield piece
+    # The events one run event makes go out together: one write, not one each.
+    if opening := "".join(renderer.opening()):
+        yield opening
     async with aclosing(events) as items:
         async for event in items:
-            for piece in renderer.absorb(event):
-                yield piece
+            if pieces := "".join(renderer.absorb(event)):
+                yield pieces
     if before_reply is not None:
         await before_reply()
-    for piece in renderer.closing():
-        yield piece
+    if closing := "".join(renderer.closing()):
+        yield closing
 
 
 async def unless_disconnected(
