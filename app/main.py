@@ -185,7 +185,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sniffio.thread_local.name = "asyncio"
         async with AsyncExitStack() as stack:
             redis = connect(
-                settings.redis_url, cluster=settings.redis_cluster, ca_file=settings.redis_ca_file
+                settings.redis_url,
+                cluster=settings.redis_cluster,
+                ca_file=settings.redis_ca_file,
+                max_connections=settings.redis_max_connections,
             )
             stack.push_async_callback(redis.aclose)
             tls = tls_context(settings.mcp_ca_file)

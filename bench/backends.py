@@ -14,6 +14,7 @@ import time
 from collections import Counter
 from typing import Any
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -57,6 +58,13 @@ def serve(app: Any) -> str:
 def main() -> None:
     logging.disable(logging.INFO)  # the SDK logs every session at INFO
     modern = build_demo_server()
+
+    @modern.tool()
+    async def wait(seconds: float) -> str:
+        """Answers after ``seconds`` (the concurrency sweep's slow tool)."""
+        await anyio.sleep(seconds)
+        return "waited"
+
     legacy = build_demo_server()
     legacy._lowlevel_server._request_handlers.pop("server/discover", None)
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
@@ -23,15 +23,33 @@ RedisClient = Redis | RedisCluster
 """What the stores are given; both speak the same commands for what toolbridge uses."""
 
 
-def connect(url: str, *, cluster: bool = False, ca_file: Path | None = None) -> RedisClient:
+POOL_WAIT_S = 10.0
+"""How long a command waits for one of the pool's connections before it fails (503)."""
+
+
+def connect(
+    url: str,
+    *,
+    cluster: bool = False,
+    ca_file: Path | None = None,
+    max_connections: int = 512,
+) -> RedisClient:
     """A client for ``url`` (any node of a cluster, when ``cluster``); ``ca_file`` verifies a
-    ``rediss://`` server with a private CA."""
+    ``rediss://`` server with a private CA.
+
+    At most ``max_connections`` per Redis node. On one node, a command beyond them waits for a
+    free connection (redis-py's default pool has 100 and fails the 101st at once: a burst of a
+    few hundred runs answered 503). A cluster's per-node pools cannot wait in redis-py: there
+    the bound is where commands start failing, so it is kept high."""
     options: dict[str, Any] = {}
     if ca_file is not None:
         options["ssl_ca_certs"] = str(ca_file)
     if cluster:
-        return RedisCluster.from_url(url, **options)
-    return Redis.from_url(url, **options)
+        return RedisCluster.from_url(url, max_connections=max_connections, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=POOL_WAIT_S, **options
+    )
+    return Redis.from_pool(pool)
 
 
 async def warm_up(redis: RedisClient) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,11 +14,11 @@ import pytest
 
 from app.errors import NotFound, StorageQuotaExceeded, TooManyBackgroundResponses
 from app.store.background import LOST, BackgroundStore
-from app.store.connect import RedisClient
+from app.store.connect import RedisClient, connect
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
 from app.store.responses import CHAIN_IDS, Quotas, ResponseStore
-from tests.conftest import redis_client
+from tests.conftest import CLUSTER, redis_client
 
 T = TypeVar("T")
 
@@ -221,3 +222,21 @@ def test_background_responses_per_key_count_every_replica_and_free_on_finish(
         await stores[0].create({"id": "resp_f", "status": "queued"}, "k")
 
     with_redis(redis_url, scenario)
+
+
+def test_a_burst_past_redis_pys_default_pool_is_served(redis_url: str) -> None:
+    """redis-py's default pool holds 100 connections and fails the 101st command at once; a
+    burst of a few hundred runs answered 503. Our client's pool is larger (and on one node,
+    waits for a free connection)."""
+
+    async def burst() -> None:
+        redis = connect(redis_url, cluster=CLUSTER)
+        key = f"tb-burst-{uuid.uuid4().hex[:6]}"
+        try:
+            await asyncio.gather(*(redis.incr(key) for _ in range(400)))
+            assert int(await redis.get(key)) == 400
+        finally:
+            await redis.delete(key)
+            await redis.aclose()
+
+    anyio.run(burst)

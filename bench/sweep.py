@@ -1,0 +1,273 @@
+"""``make bench-sweep``: many runs in flight at once, through toolbridge and through the floor.
+
+At each level (1, 16, 256 and 1,024 runs in flight), streamed and not, every run is the
+standard job with a tool that takes 2 s (``demo__wait``): model, tool, model. The same work is
+done by the floor (a direct client: httpx to the model, one persistent ``mcp`` SDK session per
+load process). The load comes from ``LOAD_PROCESSES`` processes of their own (so the generator
+is not the bottleneck; their CPU is printed), each holding its share of the runs in flight
+twice over. Per level it prints completions per second, failed runs, time to the first text
+(p50, p99) and, for toolbridge, its RSS growth per run in flight; then the targets:
+completions/s at least 0.8x the floor's, no failed run, first-text p99 within the floor's +
+50 ms. Exits 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from mcp import Client
+
+from app.store.embedded import start_embedded_redis
+from bench.run import KEY, Report, has_text, rss_mb, start_backends, start_toolbridge
+
+LEVELS = (1, 16, 256, 1024)
+LOAD_PROCESSES = 4
+TOOL_S = 2.0
+SCRIPT = f'call demo__wait {{"seconds": {TOOL_S}}}'
+EXPECTED = "done: demo__wait=waited"
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "demo__wait",
+            "parameters": {"type": "object", "properties": {"seconds": {"type": "number"}}},
+        },
+    }
+]
+
+
+async def _first_text_and_text(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[float | None, str]:
+    """Stream ``body``: seconds to the first text (None if none), and the whole text."""
+    started, first, text = time.perf_counter(), None, []
+    async with http.stream("POST", url, json=body, headers=headers) as answer:
+        answer.raise_for_status()
+        async for line in answer.aiter_lines():
+            if has_text(line):
+                first = first or time.perf_counter() - started
+                text.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
+    return first, "".join(text)
+
+
+async def toolbridge_run(http: httpx.AsyncClient, url: str, stream: bool) -> float:
+    body = {
+        "model": "bench",
+        "messages": [{"role": "user", "content": SCRIPT}],
+        "tools": [{"type": "mcp", "server_label": "demo"}],
+        "stream": stream,
+    }
+    headers = {"Authorization": f"Bearer {KEY}"}
+    endpoint = f"{url}/v1/chat/completions"
+    if stream:
+        first, text = await _first_text_and_text(http, endpoint, body, headers)
+        assert first is not None, "no text"
+        assert text == EXPECTED, text
+        return first
+    started = time.perf_counter()
+    answer = await http.post(endpoint, json=body, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == EXPECTED, answer.text
+    return time.perf_counter() - started
+
+
+async def floor_run(http: httpx.AsyncClient, model_url: str, mcp: Client, stream: bool) -> float:
+    started = time.perf_counter()
+    url = f"{model_url}/v1/chat/completions"
+    messages: list[dict[str, Any]] = [{"role": "user", "content": SCRIPT}]
+    first = await http.post(url, json={"model": "bench", "messages": messages, "tools": TOOLS})
+    message = first.json()["choices"][0]["message"]
+    call = message["tool_calls"][0]
+    result = await mcp.call_tool("wait", json.loads(call["function"]["arguments"]))
+    content = result.content[0].text  # type: ignore[union-attr]
+    messages += [message, {"role": "tool", "tool_call_id": call["id"], "content": content}]
+    body = {"model": "bench", "messages": messages, "tools": TOOLS, "stream": stream}
+    if stream:
+        before = time.perf_counter() - started
+        ttfb, text = await _first_text_and_text(http, url, body, {})
+        assert ttfb is not None, "no text"
+        assert text == EXPECTED, text
+        return before + ttfb
+    second = await http.post(url, json=body)
+    assert second.json()["choices"][0]["message"]["content"] == EXPECTED, second.text
+    return time.perf_counter() - started
+
+
+async def load(args: argparse.Namespace) -> dict[str, Any]:
+    """One load process: ``args.concurrency`` runs in flight, each slot running twice."""
+    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+    timings: list[float] = []
+    failures = 0
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        mcp = Client(args.mcp) if args.target == "floor" else None
+        if mcp is not None:
+            await mcp.__aenter__()
+        try:
+
+            async def slot() -> None:
+                nonlocal failures
+                for _ in range(2):
+                    try:
+                        if mcp is None:
+                            timings.append(await toolbridge_run(http, args.url, args.stream))
+                        else:
+                            timings.append(await floor_run(http, args.url, mcp, args.stream))
+                    except Exception as exc:  # noqa: BLE001 - counted, and the first one shown
+                        if not failures:
+                            print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                        failures += 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(slot() for _ in range(args.concurrency)))
+            wall = time.perf_counter() - started
+        finally:
+            if mcp is not None:
+                try:
+                    await mcp.__aexit__(None, None, None)
+                except Exception as exc:  # noqa: BLE001 - the session failed: said, not fatal
+                    print(f"floor session closed with {type(exc).__name__}", file=sys.stderr)
+    cpu = psutil.Process().cpu_times()
+    return {
+        "timings": timings,
+        "failures": failures,
+        "wall": wall,
+        "cpu_s": cpu.user + cpu.system,
+    }
+
+
+def run_level(
+    target: str, url: str, mcp_url: str, level: int, stream: bool, toolbridge_pid: int | None
+) -> dict[str, Any]:
+    """``level`` runs in flight over the load processes; completions/s, failures, time to the
+    first text (or the answer), the load processes' CPU, toolbridge's peak RSS."""
+    processes = min(LOAD_PROCESSES, level)
+    shares = [level // processes + (i < level % processes) for i in range(processes)]
+    command = [sys.executable, "-m", "bench.sweep", "load", "--target", target, "--url", url]
+    command += ["--mcp", mcp_url] + (["--stream"] if stream else [])
+    peak = 0.0
+    sampling = toolbridge_pid is not None
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, rss_mb(toolbridge_pid))  # type: ignore[arg-type]
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    if sampling:
+        sampler.start()
+    workers = [
+        subprocess.Popen([*command, "--concurrency", str(share)], stdout=subprocess.PIPE, text=True)
+        for share in shares
+    ]
+    results = [json.loads(worker.communicate()[0]) for worker in workers]
+    wall = max(r["wall"] for r in results)  # the load itself, not the processes' start-up
+    stop.set()
+    timings = sorted(t for r in results for t in r["timings"])
+    return {
+        "completions_per_s": len(timings) / wall,
+        "failures": sum(r["failures"] for r in results),
+        "p50_ms": statistics.median(timings) * 1000 if timings else float("nan"),
+        "p99_ms": timings[min(len(timings) - 1, int(len(timings) * 0.99))] * 1000
+        if timings
+        else float("nan"),
+        "load_cpu_s": sum(r["cpu_s"] for r in results),
+        "peak_rss_mb": peak,
+    }
+
+
+def sweep(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int) -> int:
+    report = Report()
+    idle = rss_mb(pid)
+    print(
+        f"toolbridge RSS idle: {idle:.1f} MB; tool: {TOOL_S:g} s; load processes: up to "
+        f"{LOAD_PROCESSES}, each slot running twice"
+    )
+    print(
+        "| level | streamed | target | completions/s | failed | first text p50 / p99 ms | "
+        "load CPU s | toolbridge peak RSS MB |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for level in args.levels:
+        for stream in (False, True):
+            rows = {
+                "floor": run_level("floor", urls["model"], urls["modern"], level, stream, None),
+                "toolbridge": run_level("toolbridge", bridge, urls["modern"], level, stream, pid),
+            }
+            for name, row in rows.items():
+                rss = f"{row['peak_rss_mb']:.1f}" if name == "toolbridge" else "-"
+                print(
+                    f"| {level} | {'yes' if stream else 'no'} | {name} | "
+                    f"{row['completions_per_s']:.1f} | {row['failures']} | "
+                    f"{row['p50_ms']:.0f} / {row['p99_ms']:.0f} | {row['load_cpu_s']:.1f} | {rss} |"
+                )
+            floor, ours = rows["floor"], rows["toolbridge"]
+            what = f"{level} in flight{', streamed' if stream else ''}"
+            ratio = ours["completions_per_s"] / floor["completions_per_s"]
+            report.figure(f"{what}: completions/s ratio", ratio, "x", ">= 0.8", ratio >= 0.8)
+            report.figure(f"{what}: failed runs", ours["failures"], "", "0", ours["failures"] == 0)
+            added = ours["p99_ms"] - floor["p99_ms"]
+            report.figure(
+                f"{what}: first text p99 over the floor's", added, "ms", "<= 50 ms", added <= 50
+            )
+            if level == max(args.levels) and not stream:
+                per_run = (ours["peak_rss_mb"] - idle) * 1024 / level
+                print(
+                    f"  memory per run in flight at {level}: {per_run:.1f} KB "
+                    f"(peak RSS {ours['peak_rss_mb']:.1f} MB - idle {idle:.1f} MB)"
+                )
+    print(f"{report.missed} target(s) missed" if report.missed else "all targets met")
+    return 1 if report.missed else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    worker = sub.add_parser("load")
+    worker.add_argument("--target", choices=["floor", "toolbridge"], required=True)
+    worker.add_argument("--url", required=True)
+    worker.add_argument("--mcp", required=True)
+    worker.add_argument("--concurrency", type=int, required=True)
+    worker.add_argument("--stream", action="store_true")
+    parser.add_argument(
+        "--levels", type=lambda v: [int(x) for x in v.split(",")], default=list(LEVELS)
+    )
+    args = parser.parse_args()
+    if args.command == "load":
+        print(json.dumps(asyncio.run(load(args))))
+        return
+    settings = {
+        # Every run of the sweep is one key's: its limits must not be what is measured.
+        "request_limits": {"max_runs_per_key": 4096, "max_connections_per_key": 4096},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_embedded_redis(Path(tmp) / "redis", persist=False)
+        backends, urls = start_backends()
+        process, bridge, _ = start_toolbridge(urls, redis.url, Path(tmp), settings=settings)
+        try:
+            status = sweep(args, urls, bridge, process.pid)
+        finally:
+            process.terminate()
+            process.wait(30)
+            backends.terminate()
+            redis.stop()
+    raise SystemExit(status)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()
