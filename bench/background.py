@@ -19,15 +19,12 @@ import asyncio
 import json
 import random
 import statistics
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from app.store.embedded import start_embedded_redis
-from bench.run import KEY, SCRIPT, responses_job, start_backends, start_toolbridge
+from bench.run import KEY, SCRIPT, bench_services, responses_job
 
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 WORDS = 40
@@ -130,19 +127,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    backends, urls = start_backends()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_embedded_redis(Path(tmp) / "redis", persist=False)
-        prefix = f"bench-bg-{time.time_ns()}:"
-        replicas = [start_toolbridge(urls, redis.url, Path(tmp), prefix=prefix) for _ in range(2)]
-        try:
-            code = asyncio.run(measure(args, replicas[0][1], replicas[1][1]))
-        finally:
-            for process, _, _ in replicas:
-                process.terminate()
-                process.wait(30)
-            backends.terminate()
-            redis.stop()
+    with bench_services(replicas=2) as bench:
+        (_, a), (_, b) = bench.replicas
+        code = asyncio.run(measure(args, a, b))
     raise SystemExit(code)
 
 

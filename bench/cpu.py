@@ -15,25 +15,21 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from mcp import Client
 
-from app.store.embedded import start_embedded_redis
 from bench.run import (
     KEY,
     SCRIPT,
     Report,
+    bench_services,
     expected,
     first_text_after,
     floor_job,
-    start_backends,
-    start_toolbridge,
 )
 
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -220,18 +216,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--settings", default="{}", help="JSON added to toolbridge's config")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_embedded_redis(Path(tmp) / "redis", persist=False)
-        backends, urls = start_backends()
-        settings = json.loads(args.settings)
-        process, bridge, _ = start_toolbridge(urls, redis.url, Path(tmp), settings=settings)
-        try:
-            status = asyncio.run(main_async(args, urls, bridge, process.pid))
-        finally:
-            process.terminate()
-            process.wait(30)
-            backends.terminate()
-            redis.stop()
+    with bench_services(settings=json.loads(args.settings)) as bench:
+        [(process, bridge)] = bench.replicas
+        status = asyncio.run(main_async(args, bench.urls, bridge, process.pid))
     raise SystemExit(status)
 
 

@@ -21,7 +21,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +122,37 @@ def start_toolbridge(
             pass
         time.sleep(0.01)
     raise RuntimeError("toolbridge did not start")
+
+
+@dataclass(frozen=True)
+class Bench:
+    """The backends' URLs, and the toolbridge replicas (process, URL) on one Redis."""
+
+    urls: dict[str, str]
+    replicas: list[tuple[subprocess.Popen[bytes], str]]
+
+
+@contextmanager
+def bench_services(replicas: int = 1, settings: dict[str, Any] | None = None) -> Iterator[Bench]:
+    """A Redis, the backends and ``replicas`` toolbridges sharing them, stopped on exit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = start_embedded_redis(Path(tmp) / "redis", persist=False)
+        backends, urls = start_backends()
+        prefix = f"bench-{time.time_ns()}:"
+        started: list[tuple[subprocess.Popen[bytes], str]] = []
+        try:
+            for _ in range(replicas):
+                process, url, _ = start_toolbridge(
+                    urls, redis.url, Path(tmp), prefix=prefix, settings=settings
+                )
+                started.append((process, url))
+            yield Bench(urls, started)
+        finally:
+            for process, _ in started:
+                process.terminate()
+                process.wait(30)
+            backends.terminate()
+            redis.stop()
 
 
 def toolbridge_job(http: httpx.AsyncClient, url: str, label: str = "demo") -> Job:

@@ -20,18 +20,15 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 from mcp import Client
 
-from app.store.embedded import start_embedded_redis
-from bench.run import KEY, Report, has_text, rss_mb, start_backends, start_toolbridge
+from bench.run import KEY, Report, bench_services, has_text, rss_mb
 
 LEVELS = (1, 16, 256, 1024)
 LOAD_PROCESSES = 4
@@ -254,17 +251,9 @@ def main() -> None:
         # Every run of the sweep is one key's: its limits must not be what is measured.
         "request_limits": {"max_runs_per_key": 4096, "max_connections_per_key": 4096},
     }
-    with tempfile.TemporaryDirectory() as tmp:
-        redis = start_embedded_redis(Path(tmp) / "redis", persist=False)
-        backends, urls = start_backends()
-        process, bridge, _ = start_toolbridge(urls, redis.url, Path(tmp), settings=settings)
-        try:
-            status = sweep(args, urls, bridge, process.pid)
-        finally:
-            process.terminate()
-            process.wait(30)
-            backends.terminate()
-            redis.stop()
+    with bench_services(settings=settings) as bench:
+        [(process, bridge)] = bench.replicas
+        status = sweep(args, bench.urls, bridge, process.pid)
     raise SystemExit(status)
 
 
