@@ -97,11 +97,14 @@ return {0, tokens, tostring(amount)}
 
 SETTLE = """
 -- KEYS: spent, holds, exp per scope. ARGV: id, cost (0 and release: drop the hold only).
+-- Charged only where the hold was still there: a settlement sent again (a cluster client
+-- retries a command after a connection error) is not charged twice. (A hold outlives the
+-- model call that made it: hold_ttl_s is above the model timeout.)
 local id, cost = ARGV[1], ARGV[2]
 for i = 1, #KEYS / 3 do
-  redis.call('HDEL', KEYS[3 * i - 1], id)
+  local held = redis.call('HDEL', KEYS[3 * i - 1], id)
   redis.call('ZREM', KEYS[3 * i], id)
-  if tonumber(cost) > 0 then redis.call('INCRBYFLOAT', KEYS[3 * i - 2], cost) end
+  if held == 1 and tonumber(cost) > 0 then redis.call('INCRBYFLOAT', KEYS[3 * i - 2], cost) end
 end
 return 0
 """

@@ -45,6 +45,24 @@ def test_reserve_settle_release(redis_url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_a_settlement_sent_twice_is_charged_once(redis_url: str) -> None:
+    """A cluster client sends a command again after a connection error (seen: 402 INCRs for
+    400): the second settlement of a hold finds it gone and charges nothing."""
+
+    async def scenario() -> None:
+        ledger, redis, _ = await ledger_for(redis_url)
+        scopes = [Scope("key:k:total", 2.0)]
+        hold = await ledger.reserve(scopes, 0.5)
+        hold.cost_usd = 0.2
+        await ledger.finish(hold)
+        await ledger.finish(hold)
+        [total] = await ledger.status(scopes)
+        assert (total.spent_usd, total.held_usd) == (0.2, 0.0)
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_without_a_limit_the_check_before_a_run_costs_nothing(redis_url: str) -> None:
     async def scenario() -> None:
         nowhere = connect("redis://127.0.0.1:1", cluster=False, ca_file=None)
