@@ -30,6 +30,7 @@ from bench.run import (
     expected,
     first_text_after,
     floor_job,
+    run_at,
 )
 
 HEADERS = {"Authorization": f"Bearer {KEY}"}
@@ -105,18 +106,6 @@ def responses_job(http: httpx.AsyncClient, url: str, *, stream: bool) -> Job:
 def cpu_s(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system + times.children_user + times.children_system
-
-
-async def run_at(job: Job, runs: int, concurrency: int) -> None:
-    left = runs
-
-    async def worker() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await job()
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
 async def cpu_ms_per_run(process: psutil.Process, job: Job, runs: int, concurrency: int) -> float:

@@ -327,17 +327,22 @@ async def latency_ms(job: Job, count: int) -> tuple[float, float]:
     return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.99))]
 
 
-async def throughput(job: Job, concurrency: int, total: int) -> float:
-    remaining = total
+async def run_at(job: Job, runs: int, concurrency: int) -> None:
+    """``runs`` runs of ``job``, ``concurrency`` at a time."""
+    left = runs
 
     async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
+        nonlocal left
+        while left > 0:
+            left -= 1
             await job()
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+
+async def throughput(job: Job, concurrency: int, total: int) -> float:
+    started = time.perf_counter()
+    await run_at(job, total, concurrency)
     return total / (time.perf_counter() - started)
 
 

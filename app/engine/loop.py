@@ -231,7 +231,7 @@ def _toolset(
     request the provider would refuse."""
     toolset = Toolset(sessions, reserved=request.client_tool_names() | {FUNCTION_NAME})
     searched = any(s.spec.deferred for s in sessions)
-    offered = len(toolset.eager_tools()) + len(request.client_tools) + searched
+    offered = toolset.eager_count() + len(request.client_tools) + searched
     capped: dict[str, int] = {}
     if offered > max_tools:
         room = max_tools - len(request.client_tools) - 1 - LOADED_ROOM
@@ -253,7 +253,7 @@ def _deferred_note(count: int | None, max_tools: int) -> str | None:
     )
 
 
-async def count_input_tokens(request: RunRequest, deps: EngineDeps) -> int:
+async def first_call_input_tokens(request: RunRequest, deps: EngineDeps) -> int:
     """The input tokens of the run's first model call: its messages and the tools it would
     offer (the MCP servers' tools listed, from the cache or the servers, as a run does)."""
     deps.models.check(request.model)

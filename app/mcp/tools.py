@@ -150,6 +150,10 @@ class Toolset:
         for tool in tools:
             self._loaded.setdefault(tool.name, None)
 
+    def eager_count(self) -> int:
+        """How many tools ``eager_tools`` offers (without making them)."""
+        return sum(1 for t in self._tools.values() if not self._is_deferred(t))
+
     def eager_tools(self) -> list[dict[str, Any]]:
         """The tools of servers that are not deferred, offered from the first turn."""
         return [t.model_tool() for t in self._tools.values() if not self._is_deferred(t)]

@@ -131,9 +131,12 @@ class BackgroundStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(
                     self._key(rid, "state"),
-                    mapping={"owner": owner, "status": response["status"]},
+                    mapping={
+                        "owner": owner,
+                        "status": response["status"],
+                        "response": _dumps(response),
+                    },
                 )
-                pipe.hset(self._key(rid, "state"), "response", _dumps(response))
                 pipe.expire(self._key(rid, "state"), self._ttl_s)
                 pipe.set(self._key(rid, "lease"), "1", px=self.lease_ms)
                 await pipe.execute()

@@ -124,7 +124,7 @@ def _run(args: list[str], code: str, demo: str, cwd: Path) -> subprocess.Complet
 
 
 def _expected_prints(code: str) -> list[str]:
-    """What each ``print(...)  # x`` line must print, in order (None: not stated)."""
+    """What each ``print(...)  # x`` line must print, in order."""
     return [m[1].strip() for m in re.finditer(r"^print\(.*\)\s+# (.*)$", code, re.M)]
 
 

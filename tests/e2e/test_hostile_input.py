@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import subprocess
-import sys
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -25,8 +22,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.mcp.notes import MAX_NOTES, Notes, SamplingDeclined
-from app.store.embedded import free_port
 from tests.conftest import TEST_KEY, mcp_tool
+from tests.fixtures.huge_server import many_tools_process
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 from tests.fixtures.waiting import wait_until
@@ -241,18 +238,8 @@ def test_a_compressed_bomb_is_refused_at_the_decoded_bound(
 
 @pytest.fixture(scope="module")
 def huge() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "tests.fixtures.huge_server", str(port)])
-    url = f"http://127.0.0.1:{port}/mcp"
-    wait_until(lambda: _listening(port), 60, "the 20,000-tool server")
-    yield url
-    process.terminate()
-    process.wait(10)
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
+    with many_tools_process() as url:  # 20,000 tools
+        yield url
 
 
 def test_a_history_full_of_searches_replays_a_bounded_few(

@@ -5,21 +5,16 @@ the configured bound fails its server with 424; pagination is followed."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import openai
 import pytest
 
-from app.store.embedded import free_port
 from tests.conftest import TEST_KEY, mcp_tool
-from tests.e2e.test_hostile_input import _listening
-from tests.fixtures.huge_server import many_tools_app
+from tests.fixtures.huge_server import many_tools_app, many_tools_process
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
-from tests.fixtures.waiting import wait_until
 
 CAPPED = "scripted-b"
 """A model that takes OpenAI's 128 tools a call (the default ``max_tools``)."""
@@ -35,25 +30,16 @@ def sixty_tool_servers() -> Iterator[list[str]]:
         server.stop()
 
 
-def _process_server(*args: str) -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fixtures.huge_server", str(port), *args]
-    )
-    wait_until(lambda: _listening(port), 60, "the many-tool server")
-    yield f"http://127.0.0.1:{port}/mcp"
-    process.terminate()
-    process.wait(10)
-
-
 @pytest.fixture(scope="module")
 def twenty_thousand() -> Iterator[str]:
-    yield from _process_server("20000")
+    with many_tools_process("20000") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def paged() -> Iterator[str]:
-    yield from _process_server("250", "100")  # three pages
+    with many_tools_process("250", "100") as url:  # three pages
+        yield url
 
 
 def _offered(scripted_model: ServerThread, before: int) -> list[list[str]]:

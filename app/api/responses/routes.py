@@ -26,8 +26,7 @@ from app.api.serve import serve
 from app.api.sse import EventStreamResponse, sse_event
 from app.api.wire import cursor_page
 from app.engine.events import RunEvent
-from app.engine.loop import count_input_tokens as count_input_tokens_of
-from app.engine.loop import run
+from app.engine.loop import first_call_input_tokens, run
 from app.errors import InvalidRequest, NotFound, PermissionDenied
 from app.principal import Principal
 from app.store.background import TERMINAL
@@ -141,7 +140,7 @@ async def count_input_tokens(
             raise PermissionDenied("This API key may not use any model.", param="model")
         body.model = allowed[0]
     parsed = await parse_responses(body, services, principal, counting=True)
-    tokens = await count_input_tokens_of(parsed.run, services.engine)
+    tokens = await first_call_input_tokens(parsed.run, services.engine)
     return {"object": "response.input_tokens", "input_tokens": tokens}
 
 
