@@ -433,6 +433,10 @@ class Settings(BaseSettings):
     model_direct: bool = True
     """Call a model with one OpenAI-compatible deployment (``openai/...`` with an ``api_base``)
     directly instead of through litellm (``app/llm/direct.py``)."""
+    mcp_direct_calls: bool = True
+    """Send a tool call on a 2026-07-28 Streamable HTTP session as one POST read by toolbridge
+    instead of through the ``mcp`` SDK's streams (``app/mcp/direct_calls.py``): the same
+    request and answer, less CPU; false sends every call through the SDK."""
     keepalive_s: float = Field(default=10.0, gt=0)
     """SSE comment interval while tools run."""
 

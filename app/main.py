@@ -83,6 +83,7 @@ def _build_services(
         listing_bounds=ListingBounds(
             max_tools=settings.mcp_max_listed_tools, max_bytes=settings.mcp_max_listing_bytes
         ),
+        direct_calls=settings.mcp_direct_calls,
     )
     models = ModelClient(
         settings.effective_models(),

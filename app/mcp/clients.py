@@ -122,6 +122,16 @@ class _Watching(httpx2.AsyncBaseTransport):
 
 
 @dataclass(frozen=True, slots=True)
+class HttpRoute:
+    """Where a Streamable HTTP session's requests go, on the session's own HTTP client (its
+    headers, auth, SSRF pin, size bound and watch): what a direct call
+    (``app/mcp/direct_calls.py``) sends its POST with."""
+
+    url: str
+    http: httpx2.AsyncClient
+
+
+@dataclass(frozen=True, slots=True)
 class ListingBounds:
     """How large one server's ``tools/list`` may be, all pages together: past either bound the
     server fails (424) instead of being held in memory."""
@@ -147,6 +157,7 @@ class McpClients:
         key_limits: KeyLimits | None = None,
         auths: dict[str, ServerAuth] | None = None,
         listing_bounds: ListingBounds | None = None,
+        direct_calls: bool = True,
     ) -> None:
         self._transport = _SharedTransport(pool)
         self._caller_pool = caller_pool
@@ -162,6 +173,7 @@ class McpClients:
         """Registered servers toolbridge authenticates to (OAuth), by label."""
         self.listing_bounds = listing_bounds or ListingBounds()
         """How large a server's tool list may be (pages followed up to it)."""
+        self._direct_calls = direct_calls
 
     def _http_factory(
         self, spec: ServerSpec, watch: TransportWatch
@@ -198,10 +210,12 @@ class McpClients:
         attempt: Attempt,
         callbacks: ServerCallbacks,
         watch: TransportWatch,
-    ) -> Client:
-        """An unopened SDK client for one attempt at ``spec``; what its HTTP exchanges show is
+    ) -> tuple[Client, HttpRoute | None]:
+        """An unopened SDK client for one attempt at ``spec``, and for Streamable HTTP the route
+        a direct call takes (None when direct calls are off); what its HTTP exchanges show is
         noted in ``watch``."""
         server: Any
+        route: HttpRoute | None = None
         if spec.transport == "stdio":
             params = StdioServerParameters(
                 command=spec.command[0], args=list(spec.command[1:]), env=dict(spec.env) or None
@@ -216,9 +230,10 @@ class McpClients:
             )
         else:
             assert spec.url is not None
-            server = streamable_http_client(
-                spec.url, http_client=self._http_factory(spec, watch)(dict(spec.headers))
-            )
+            http = self._http_factory(spec, watch)(dict(spec.headers))
+            server = streamable_http_client(spec.url, http_client=http)
+            if self._direct_calls:
+                route = HttpRoute(spec.url, http)
         mode, prior = sdk_mode(spec, attempt)
         cache = CacheConfig(
             store=self._cache_store,
@@ -231,7 +246,7 @@ class McpClients:
         options = callbacks.client_options()
         if self.auth_for(spec) is not None:  # the extension asks its users to declare it
             options["extensions"] = [*options["extensions"], OAUTH_EXTENSION]
-        return Client(
+        client = Client(
             server,
             mode=mode,
             prior_discover=prior,
@@ -239,3 +254,4 @@ class McpClients:
             client_info=CLIENT_INFO,
             **options,
         )
+        return client, route

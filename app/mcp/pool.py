@@ -27,7 +27,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 
 from app.mcp.callbacks import ServerCallbacks
-from app.mcp.clients import TransportWatch
+from app.mcp.clients import HttpRoute, TransportWatch
 from app.mcp.failures import describe_failure
 from app.mcp.servers import ServerSpec
 from app.metrics import POOLED_SESSIONS
@@ -60,6 +60,8 @@ class Lease:
     client: Client
     callbacks: ServerCallbacks
     watch: TransportWatch
+    route: HttpRoute | None = None
+    """Streamable HTTP: where a direct call's POST goes (``app/mcp/direct_calls.py``)."""
     close: anyio.Event = field(default_factory=anyio.Event)
     ended: bool = False
     """The session's task is over (the transport failed or the server went away)."""
@@ -145,12 +147,13 @@ class SessionPool:
         callbacks: ServerCallbacks,
         watch: TransportWatch,
         *,
+        route: HttpRoute | None = None,
         label: str,
         timeout_s: float,
     ) -> Lease:
         """Open ``client`` in the pool's task group and lease it (connected, not yet listed)."""
         assert self._tg is not None, "SessionPool must be entered"
-        lease = Lease(key, client, callbacks, watch)
+        lease = Lease(key, client, callbacks, watch, route)
         self._leased.add(lease)
         try:
             await self._tg.start(self._keep_open, lease, label, timeout_s)

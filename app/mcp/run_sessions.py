@@ -186,9 +186,15 @@ class RunSessions:
         callbacks: ServerCallbacks,
         key: str,
     ) -> tuple[Lease, list[types.Tool], bool]:
-        client = self._clients.client(spec, attempt, callbacks, watch)
+        client, route = self._clients.client(spec, attempt, callbacks, watch)
         lease = await self._pool.open(
-            key, client, callbacks, watch, label=spec.label, timeout_s=self._list_timeout_s
+            key,
+            client,
+            callbacks,
+            watch,
+            route=route,
+            label=spec.label,
+            timeout_s=self._list_timeout_s,
         )
         self._leases.append(lease)
         try:

@@ -59,6 +59,28 @@ async def send_unvalidated(session: Any, request: types.Request[Any, Any]) -> di
     return raw
 
 
+def stamp(session: Any, data: dict[str, Any]) -> dict[str, str]:
+    """Stamp ``data`` (``{"method", "params"}``) as the session stamps every request it sends:
+    on a 2026-07-28 session the ``_meta`` protocol version, client info and capabilities; and
+    return the headers that go with it (``MCP-Protocol-Version``, ``Mcp-Method``, ``Mcp-Name``
+    and a tool's ``Mcp-Param-*`` headers from its listed ``x-mcp-header`` annotations).
+
+    Private: ``ClientSession._stamp(data, opts)``."""
+    opts: dict[str, Any] = {}
+    session._stamp(data, opts)
+    headers: dict[str, str] = opts.get("headers", {})
+    return headers
+
+
+async def deliver_notification(session: Any, method: str, params: Any) -> None:
+    """Handle a server notification that arrived outside the SDK's transport as the session
+    handles its own: validated, to the logging callback and the message handler (which evicts
+    the shared cache on ``notifications/tools/list_changed``, then tells our callbacks).
+
+    Private: ``ClientSession._on_notify(dctx, method, params)`` (it does not read ``dctx``)."""
+    await session._on_notify(None, method, params)
+
+
 def cache_claim_adapters() -> None:
     """Build the ``tools/call`` result adapter once per set of result claims, not per session.
 
@@ -142,4 +164,10 @@ def check() -> None:
     _require(
         inspect.iscoroutinefunction(getattr(ClientSession, "dispatch_input_request", None)),
         "ClientSession.dispatch_input_request",
+    )
+    _require(
+        _parameters(getattr(ClientSession, "_on_notify", None))
+        == ["self", "dctx", "method", "params"]
+        and "dctx" not in inspect.getsource(ClientSession._on_notify).split("-> None:", 1)[-1],
+        "ClientSession._on_notify(dctx, method, params), not reading dctx",
     )

@@ -11,11 +11,12 @@ from typing import Any
 import anyio
 import httpx2
 import mcp_types as types
-from mcp import Client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp_types import jsonrpc
 from pydantic import ValidationError
 
+from app.mcp import direct_calls
 from app.mcp.failures import RESULT_CHECK, describe_failure
 from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
 from app.mcp.pool import Lease
@@ -66,7 +67,7 @@ ToolError = ToolExecutionError | ProtocolError | HttpError
 
 TIMED_OUT = -32001
 """The ``mcp`` SDK's code for a request that timed out."""
-CONNECTION_CLOSED = -32000
+CONNECTION_CLOSED = jsonrpc.CONNECTION_CLOSED
 """The ``mcp`` SDK's code for a connection that failed or closed."""
 INVALID_PARAMS = -32602
 """JSON-RPC's code for arguments a tool cannot take (and MCP's for an unknown tool)."""
@@ -221,7 +222,7 @@ class ServerSession:
     ) -> types.CallToolResult:
         lease = self._lease
         try:
-            return await self._call_on(lease.client, name, arguments, timeout_s, progressed)
+            return await self._call_on(lease, name, arguments, timeout_s, progressed)
         except MCPError:
             if not (lease.reused and lease.watch.session_gone):
                 raise
@@ -233,19 +234,24 @@ class ServerSession:
                     "MCP session expired on the server; reopened: server=%s", self.spec.label
                 )
                 self._lease = await self._renew(self.spec, lease)
-        return await self._call_on(self._lease.client, name, arguments, timeout_s, progressed)
+        return await self._call_on(self._lease, name, arguments, timeout_s, progressed)
 
     async def _call_on(
         self,
-        client: Client,
+        lease: Lease,
         name: str,
         arguments: dict[str, Any],
         timeout_s: float,
         progressed: ProgressFnT,
     ) -> types.CallToolResult:
+        client = lease.client
         tool = next((t for t in self.tools if t.name == name), None)
         if wants_legacy_task(tool, client.server_capabilities):
             # The server keeps the task a little longer than we wait for it.
             ttl_ms = int(timeout_s * 1000) + 60_000
             return await run_legacy_task(client.session, name, arguments, ttl_ms=ttl_ms)
+        if lease.route is not None and direct_calls.applies(client):
+            result = await direct_calls.call_tool(client, lease.route, name, arguments, progressed)
+            if result is not None:
+                return result
         return await client.call_tool(name, arguments, progress_callback=progressed)
