@@ -92,7 +92,10 @@ async def execute_all(
     async def run_one(index: int, call: ToolCall) -> None:
         outcomes[index] = await execute(call, toolset, limits, parent, on_progress)
 
-    async with anyio.create_task_group() as tg:
-        for index, call in enumerate(calls):
-            tg.start_soon(run_one, index, call)
+    if len(calls) == 1:  # the usual case: no task to spawn (CPU per run)
+        await run_one(0, calls[0])
+    else:
+        async with anyio.create_task_group() as tg:
+            for index, call in enumerate(calls):
+                tg.start_soon(run_one, index, call)
     return [outcome for outcome in outcomes if outcome is not None]

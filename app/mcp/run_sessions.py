@@ -97,9 +97,12 @@ class RunSessions:
             except ServerUnreachable as exc:
                 results[index] = exc
 
-        async with anyio.create_task_group() as tg:
-            for index, spec in enumerate(specs):
-                tg.start_soon(open_one, index, spec)
+        if len(specs) == 1:  # the usual case: no task to spawn (CPU per run)
+            await open_one(0, specs[0])
+        else:
+            async with anyio.create_task_group() as tg:
+                for index, spec in enumerate(specs):
+                    tg.start_soon(open_one, index, spec)
         for result in results:
             if isinstance(result, ServerUnreachable):
                 raise result
