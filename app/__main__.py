@@ -101,6 +101,7 @@ def main(argv: list[str] | None = None) -> None:
             workers=settings.workers,
             log_level=settings.log_level.lower(),
             timeout_graceful_shutdown=30,
+            timeout_keep_alive=settings.http_keepalive_s,
             log_config=None,  # keep the JSON logging configured above
             access_log=False,  # the request-id middleware logs each request instead
         )

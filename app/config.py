@@ -363,6 +363,10 @@ class Settings(BaseSettings):
     """The port to listen on."""
     workers: int = Field(default=1, ge=1)
     """uvicorn worker processes (``python -m app``); metrics are then per worker."""
+    http_keepalive_s: int = Field(default=75, ge=1)
+    """How long an idle client connection is kept open. Longer than clients keep theirs (the
+    OpenAI SDK: 5 s) and than a load balancer's idle timeout in front (AWS ALB: 60 s), so a
+    connection is never closed here just as a client sends a request on it."""
     public_base_url: str | None = None
     """How this process reaches itself (the demo model and MCP server live on it)."""
     log_level: str = "INFO"

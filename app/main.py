@@ -50,8 +50,13 @@ from app.tracing import configure_tracing
 
 logger = logging.getLogger("toolbridge")
 
-MCP_POOL_LIMITS = httpx2.Limits(max_connections=512, max_keepalive_connections=128)
-"""Per pool: one for registered MCP servers, one for the servers callers name by URL."""
+MCP_POOL_LIMITS = httpx2.Limits(
+    max_connections=512, max_keepalive_connections=128, keepalive_expiry=4.0
+)
+"""Per pool: one for registered MCP servers, one for the servers callers name by URL. An idle
+connection is closed after 4 s, before the 5 s after which common servers (uvicorn, Node's
+http) close it: one reused just as the server closes it fails the request sent on it (seen as
+"could not connect (ReadError)" with 1,024 runs in flight)."""
 
 
 def _build_services(

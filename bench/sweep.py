@@ -105,7 +105,8 @@ async def floor_run(http: httpx.AsyncClient, model_url: str, mcp: Client, stream
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
     """One load process: ``args.concurrency`` runs in flight, each slot running twice."""
-    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096)
+    # Idle connections closed before the servers' 5 s (uvicorn's, for the floor's backends).
+    limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096, keepalive_expiry=4)
     timings: list[float] = []
     failures = 0
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
