@@ -115,10 +115,11 @@ class _RunState:
     """Tools one call to the run's model may offer."""
     unsettled: list[Hold] = dataclasses.field(default_factory=list)
     """Model calls that went well, not settled yet: settled while the tools they asked for
-    run (off the critical path), and always before ``RunFinished`` and when the run ends."""
+    run (off the critical path) or, without a limit, by the next call's reservation; always
+    before ``RunFinished`` and when the run ends."""
 
-    async def settle(self) -> None:
-        await self.ledger.finish_all(self.unsettled)
+    async def settle(self, *, keep_unlimited: bool = False) -> None:
+        await self.ledger.finish_all(self.unsettled, keep_unlimited=keep_unlimited)
 
 
 def decide(
@@ -465,7 +466,7 @@ async def _with_progress(
         """The model call that asked for these tools, settled while they run; if that fails
         (Redis down), the calls stop and the run fails with it, as before the calls."""
         try:
-            await state.settle()
+            await state.settle(keep_unlimited=True)
         except Exception as exc:  # noqa: BLE001 - raised below as itself, not in a group
             failed.append(exc)
             scope.cancel()

@@ -81,7 +81,7 @@ async def call_tool(
     headers = {**_ACCEPT, **stamp(session, data)}
     body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
     try:
-        async with route.http.stream("POST", route.url, content=body, headers=headers) as answer:
+        async with route.post(body, headers) as answer:
             message = await _response(answer, session, request_id, progressed)
         if message is None:
             return None

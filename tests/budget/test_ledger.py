@@ -63,6 +63,52 @@ def test_a_settlement_sent_twice_is_charged_once(redis_url: str) -> None:
     asyncio.run(scenario())
 
 
+def test_a_reservation_settles_the_earlier_holds_in_its_scopes(redis_url: str) -> None:
+    """A run's turn settles the turn before it in the same script (one round trip fewer);
+    a hold in other scopes is left alone, and a refused reservation still settles."""
+
+    async def scenario() -> None:
+        ledger, redis, _ = await ledger_for(redis_url)
+        scopes = [Scope("key:k:total", 1.0), Scope("run:r", 1.0)]
+        other = [Scope("server:s", 1.0)]
+        earlier = [await ledger.reserve(scopes, 0.4), await ledger.reserve(other, 0.3)]
+        earlier[0].cost_usd, earlier[1].cost_usd = 0.1, 0.2
+        pending = list(earlier)
+        second = await ledger.reserve(scopes, 0.5, settling=pending)
+        assert pending == [earlier[1]]  # only the hold in the same scopes was settled
+        total, run = await ledger.status(scopes)
+        assert (total.spent_usd, total.held_usd, total.holds) == (0.1, 0.5, 1)
+        assert (await ledger.status(other))[0].held_usd == 0.3
+        second.cost_usd = 0.5
+        with pytest.raises(BudgetExceeded):
+            await ledger.reserve(scopes, 0.9, settling=[second])  # 0.4 left after settling
+        total, run = await ledger.status(scopes)
+        assert (total.spent_usd, total.held_usd, run.spent_usd) == (0.6, 0.0, 0.6)
+        await ledger.finish(second)  # sent again: already settled, charged nothing more
+        assert (await ledger.status(scopes))[0].spent_usd == 0.6
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_keys_without_limits_keep_their_holds_for_the_next_reservation(redis_url: str) -> None:
+    async def scenario() -> None:
+        ledger, redis, _ = await ledger_for(redis_url)
+        unlimited, limited = [Scope("key:u:total")], [Scope("key:l:total", 5.0)]
+        holds = [await ledger.reserve(unlimited, 0.2), await ledger.reserve(limited, 0.2)]
+        for hold in holds:
+            hold.cost_usd = 0.1
+        pending = list(holds)
+        await ledger.finish_all(pending, keep_unlimited=True)
+        assert pending == [holds[0]]
+        assert (await ledger.status(limited))[0].spent_usd == 0.1
+        await ledger.finish_all(pending)
+        assert pending == [] and (await ledger.status(unlimited))[0].spent_usd == 0.1
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_without_a_limit_the_check_before_a_run_costs_nothing(redis_url: str) -> None:
     async def scenario() -> None:
         nowhere = connect("redis://127.0.0.1:1", cluster=False, ca_file=None)

@@ -86,12 +86,13 @@ def served() -> Iterator[tuple[str, Wire]]:
 @asynccontextmanager
 async def session(url: str, **options: Any) -> AsyncIterator[tuple[Client, HttpRoute]]:
     """A listed 2026-07-28 session, and the route a direct call takes on it."""
+    transport = httpx2.AsyncHTTPTransport()
     async with (
-        httpx2.AsyncClient() as http,
+        httpx2.AsyncClient(transport=transport) as http,
         Client(streamable_http_client(url, http_client=http), **options) as client,
     ):
         await client.list_tools()  # the listing tells the session the x-mcp-header params
-        yield client, HttpRoute(url, http)
+        yield client, HttpRoute(url, http, transport)
 
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:
