@@ -15,16 +15,22 @@ import asyncio
 import json
 import os
 import statistics
-from collections.abc import Awaitable, Callable
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import psutil
 from mcp import Client
 
+from app.store.embedded import free_port
 from bench.run import (
     KEY,
     SCRIPT,
+    Bench,
     Report,
     bench_services,
     expected,
@@ -35,6 +41,7 @@ from bench.run import (
 
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 FLOOR = "floor (direct client)"
+MINIMAL = "minimal service, chat (bench/minimal.py)"
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4)
 Job = Callable[[], Awaitable[Any]]
 
@@ -123,8 +130,10 @@ async def measure_jobs(
     *,
     runs: int,
     concurrency: int,
+    minimal: tuple[psutil.Process, str] | None = None,
 ) -> dict[str, float]:
-    """CPU ms per run of every job (toolbridge's process; the floor: this one)."""
+    """CPU ms per run of every job (toolbridge's process; the floor: this one; the minimal
+    service, if given: its process and URL)."""
     jobs = {
         "chat": chat_job(http, bridge, stream=False),
         "chat streamed": chat_job(http, bridge, stream=True),
@@ -145,6 +154,10 @@ async def measure_jobs(
         FLOOR: (psutil.Process(os.getpid()), floor),
         **{name: (toolbridge, job) for name, job in jobs.items()},
     }
+    if minimal is not None:
+        process, url = minimal
+        measured[MINIMAL] = (process, chat_job(http, url, stream=False))
+        await run_at(measured[MINIMAL][1], 30, 4)
     # Three rounds, every job in turn, the median: the machine's drift weighs on all alike.
     samples: dict[str, list[float]] = {name: [] for name in measured}
     for _ in range(3):
@@ -175,7 +188,13 @@ def report(figures: dict[str, float]) -> int:
     return targets.missed
 
 
-async def main_async(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int) -> int:
+async def main_async(
+    args: argparse.Namespace,
+    urls: dict[str, str],
+    bridge: str,
+    pid: int,
+    minimal: tuple[psutil.Process, str] | None = None,
+) -> int:
     async with httpx.AsyncClient(timeout=60, limits=LIMITS) as http, Client(urls["modern"]) as mcp:
         figures = await measure_jobs(
             http,
@@ -185,6 +204,7 @@ async def main_async(args: argparse.Namespace, urls: dict[str, str], bridge: str
             mcp,
             runs=args.runs,
             concurrency=args.concurrency,
+            minimal=minimal,
         )
     print(
         f"| job | CPU ms per run |  ({args.runs} runs at concurrency {args.concurrency}, "
@@ -205,10 +225,37 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--settings", default="{}", help="JSON added to toolbridge's config")
     args = parser.parse_args()
-    with bench_services(settings=json.loads(args.settings)) as bench:
+    with bench_services(settings=json.loads(args.settings)) as bench, minimal_service(bench) as m:
         [(process, bridge)] = bench.replicas
-        status = asyncio.run(main_async(args, bench.urls, bridge, process.pid))
+        status = asyncio.run(main_async(args, bench.urls, bridge, process.pid, m))
     raise SystemExit(status)
+
+
+@contextmanager
+def minimal_service(bench: Bench) -> Iterator[tuple[psutil.Process, str]]:
+    """``bench/minimal.py`` on the bench's backends and Redis: its process and URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.minimal", "--port", str(port)]
+    command += ["--model", bench.urls["model"], "--mcp", bench.urls["modern"]]
+    process = subprocess.Popen([*command, "--redis", bench.redis_url])
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not _answers(url):
+            if time.monotonic() > deadline:
+                raise RuntimeError("bench/minimal.py did not start")
+            time.sleep(0.05)
+        yield psutil.Process(process.pid), url
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 if __name__ == "__main__":

@@ -130,6 +130,7 @@ class Bench:
 
     urls: dict[str, str]
     replicas: list[tuple[subprocess.Popen[bytes], str]]
+    redis_url: str
 
 
 @contextmanager
@@ -146,7 +147,7 @@ def bench_services(replicas: int = 1, settings: dict[str, Any] | None = None) ->
                     urls, redis.url, Path(tmp), prefix=prefix, settings=settings
                 )
                 started.append((process, url))
-            yield Bench(urls, started)
+            yield Bench(urls, started, redis.url)
         finally:
             for process, _ in started:
                 process.terminate()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 
 import anyio
+from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
 from app.config import Limits
@@ -68,7 +69,12 @@ async def execute(
         "gen_ai.tool.call.id": call.id,
         "toolbridge.mcp.server_label": label,
     }
-    with span(f"execute_tool {tool}", attributes, parent=parent) as tool_span:
+    with (
+        span(f"execute_tool {tool}", attributes, parent=parent) as tool_span,
+        # Current while the call runs (a coroutine, not a run's generator): its trace context
+        # goes to the server in the request's _meta (SEP-414), and the SDK's span nests in it.
+        trace.use_span(tool_span, end_on_exit=False),
+    ):
         outcome = await _call(call, toolset, limits, on_progress)
         if outcome.is_error:
             tool_span.set_status(Status(StatusCode.ERROR, "tool error"))

@@ -19,6 +19,9 @@ SDK's transport and session would:
 - a JSON-RPC error is raised as ``MCPError``; an HTTP answer without one is mapped as the
   SDK's transport maps it.
 
+The request carries the trace context of the current span (the tool call's) in ``_meta``, as
+the SDK's does (SEP-414).
+
 Three answers leave the call to the SDK (``call_tool`` returns None), each one the server
 did not complete: ``input_required`` (the SDK answers the input requests with our callbacks
 and retries; round one is sent again, which a stateless round that asked for input is built
@@ -47,6 +50,7 @@ from mcp_types.jsonrpc import (
     METHOD_NOT_FOUND,
 )
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from opentelemetry import propagate, trace
 
 from app.mcp.clients import HttpRoute
 from app.mcp.sdk_internals import deliver_notification, stamp
@@ -78,6 +82,8 @@ async def call_tool(
         "method": "tools/call",
         "params": {"name": name, "arguments": arguments, "_meta": {"progressToken": request_id}},
     }
+    if trace.get_current_span().get_span_context().is_valid:  # the call's span (SEP-414)
+        propagate.inject(data["params"]["_meta"])
     headers = {**_ACCEPT, **stamp(session, data)}
     body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, **data})
     try:

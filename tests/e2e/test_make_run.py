@@ -137,6 +137,18 @@ def ready(url: str) -> bool:
         return False
 
 
+def test_an_idle_client_connection_outlives_the_clients_own_expiry(launched: Launched) -> None:
+    """Clients drop idle connections after 5 s (the OpenAI SDK's httpx): were toolbridge to
+    close them at the same moment (uvicorn's default), a request sent just then would fail."""
+    with httpx.Client(base_url=launched.url, limits=httpx.Limits(keepalive_expiry=60)) as http:
+        first = http.get("/readyz")
+        time.sleep(6)
+        second = http.get("/readyz")
+    assert first.status_code == second.status_code == 200
+    # One connection served both: the second request did not have to connect again.
+    assert first.extensions["network_stream"] is second.extensions["network_stream"]
+
+
 def test_sigterm_finishes_in_flight_work_then_exits_cleanly(launched: Launched) -> None:
     """Runs last in this module: it stops the process."""
     log = launched.log_path.read_text()
@@ -159,15 +171,3 @@ def test_sigterm_finishes_in_flight_work_then_exits_cleanly(launched: Launched) 
     assert launched.process.wait(timeout=30) == 0
     with pytest.raises(redis.ConnectionError):  # and the embedded Redis stopped with it
         redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
-
-
-def test_an_idle_client_connection_outlives_the_clients_own_expiry(launched: Launched) -> None:
-    """Clients drop idle connections after 5 s (the OpenAI SDK's httpx): were toolbridge to
-    close them at the same moment (uvicorn's default), a request sent just then would fail."""
-    with httpx.Client(base_url=launched.url, limits=httpx.Limits(keepalive_expiry=60)) as http:
-        first = http.get("/readyz")
-        time.sleep(6)
-        second = http.get("/readyz")
-    assert first.status_code == second.status_code == 200
-    # One connection served both: the second request did not have to connect again.
-    assert first.extensions["network_stream"] is second.extensions["network_stream"]

@@ -36,6 +36,7 @@ def receiver() -> Iterator[tuple[ServerThread, list[dict[str, Any]]]]:
                             "name": item.name,
                             "attributes": attributes,
                             "trace": item.trace_id.hex(),
+                            "id": item.span_id,
                             "parent": item.parent_span_id,
                         }
                     )
@@ -80,3 +81,7 @@ def test_run_model_tool_and_sampling_spans(
     assert len(sampled) == 1 and "gen_ai.usage.output_tokens" in sampled[0]["attributes"]
     assert all(s["parent"] for s in mine if s is not run)  # children of the run span
     assert SECRET not in json.dumps(spans, default=str)
+    # The call took its span's context to the server (SEP-414): the spans of the call's request
+    # (the SDK's, the server's) are children of the tool's span.
+    children = {s["name"] for s in spans if s["parent"] == tool["id"]}
+    assert any("tools/call" in name for name in children), children

@@ -19,6 +19,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import METHOD_NOT_FOUND
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from pydantic import Field
 from starlette.types import Receive, Scope, Send
 
@@ -99,9 +101,13 @@ async def _no_progress(progress: float, total: float | None, message: str | None
     raise AssertionError("no progress expected")
 
 
+PER_REQUEST = {"progressToken", "traceparent", "tracestate"}
+"""What differs between two requests: the id, and the trace context (of the SDK's own span)."""
+
+
 def _without_ids(body: dict[str, Any]) -> dict[str, Any]:
     params = dict(body["params"])
-    params["_meta"] = {k: v for k, v in params["_meta"].items() if k != "progressToken"}
+    params["_meta"] = {k: v for k, v in params["_meta"].items() if k not in PER_REQUEST}
     return {**body, "id": None, "params": params}
 
 
@@ -133,6 +139,27 @@ def test_the_direct_post_is_the_one_the_sdk_sends(served: tuple[str, Wire]) -> N
     assert direct_headers["mcp-param-region"] == "eu-west"
     assert _without_ids(direct_body) == _without_ids(sdk_body)
     assert direct_body["params"]["_meta"]["progressToken"] == direct_body["id"]
+
+
+def test_the_calls_trace_context_goes_with_it(served: tuple[str, Wire]) -> None:
+    url, wire = served
+    context = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+
+    async def go() -> None:
+        async with session(url) as (client, route):
+            wire.calls.clear()
+            with trace.use_span(NonRecordingSpan(context)):
+                await direct_calls.call_tool(client, route, "add", {"a": 1, "b": 2}, _no_progress)
+
+    anyio.run(go)
+    [(_, body)] = wire.calls
+    traceparent = body["params"]["_meta"]["traceparent"]
+    assert traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 def test_progress_on_an_event_stream_reaches_the_caller(served: tuple[str, Wire]) -> None:
