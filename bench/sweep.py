@@ -25,8 +25,10 @@ import time
 from typing import Any
 
 import httpx
+import httpx2
 import psutil
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from bench.run import KEY, Report, bench_services, has_text, rss_mb
 
@@ -110,7 +112,11 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     timings: list[float] = []
     failures = 0
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        mcp = Client(args.mcp) if args.target == "floor" else None
+        mcp = None
+        if args.target == "floor":  # its MCP client closes idle connections before 5 s too
+            floor_limits = httpx2.Limits(max_connections=4096, keepalive_expiry=4)
+            mcp_http = httpx2.AsyncClient(limits=floor_limits, timeout=httpx2.Timeout(120))
+            mcp = Client(streamable_http_client(args.mcp, http_client=mcp_http))
         if mcp is not None:
             await mcp.__aenter__()
         try:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
+
 import httpx
 import openai
 
+from app.main import GC_THRESHOLDS
 from tests.conftest import CLUSTER, LIMITED_KEY
 from tests.fixtures.servers import ServerThread
 
@@ -34,3 +37,8 @@ def test_readyz_fails_when_redis_is_unreachable(toolbridge_factory) -> None:  # 
     assert ready.status_code == 503
     assert ready.json()["status"] == "unavailable"
     assert httpx.get(f"{broken.url}/healthz").status_code == 200
+
+
+def test_the_collector_is_tuned_while_serving(toolbridge: ServerThread) -> None:
+    """A run's objects die young under the serving thresholds (see ``GC_THRESHOLDS``)."""
+    assert gc.get_threshold() == GC_THRESHOLDS
