@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
-import anyio
 from opentelemetry import trace
 from opentelemetry.trace import Span, Status, StatusCode
 
+from app.concurrency import each_concurrently
 from app.config import Limits
 from app.engine.events import ToolCall
 from app.mcp.notes import CallUpdate
@@ -98,10 +98,5 @@ async def execute_all(
     async def run_one(index: int, call: ToolCall) -> None:
         outcomes[index] = await execute(call, toolset, limits, parent, on_progress)
 
-    if len(calls) == 1:  # the usual case: no task to spawn (CPU per run)
-        await run_one(0, calls[0])
-    else:
-        async with anyio.create_task_group() as tg:
-            for index, call in enumerate(calls):
-                tg.start_soon(run_one, index, call)
+    await each_concurrently(calls, run_one)
     return [outcome for outcome in outcomes if outcome is not None]

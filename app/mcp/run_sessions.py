@@ -18,6 +18,7 @@ import anyio
 import mcp_types as types
 from mcp import Client
 
+from app.concurrency import each_concurrently
 from app.errors import AuthorizationRequired, ServerUnreachable
 from app.mcp.callbacks import Sampler, ServerCallbacks
 from app.mcp.clients import McpClients, TransportWatch
@@ -97,12 +98,7 @@ class RunSessions:
             except ServerUnreachable as exc:
                 results[index] = exc
 
-        if len(specs) == 1:  # the usual case: no task to spawn (CPU per run)
-            await open_one(0, specs[0])
-        else:
-            async with anyio.create_task_group() as tg:
-                for index, spec in enumerate(specs):
-                    tg.start_soon(open_one, index, spec)
+        await each_concurrently(specs, open_one)
         for result in results:
             if isinstance(result, ServerUnreachable):
                 raise result
