@@ -200,6 +200,11 @@ class Hold:
     """A limited scope pays for priced output: the call must be sent with ``max_tokens``."""
     cost_usd: float | None = field(default=None)
 
+    @property
+    def limited(self) -> bool:
+        """A scope it is held in has a limit (its settlement frees room someone may need)."""
+        return any(scope.limit_usd != UNLIMITED for scope in self.scopes)
+
     def check_output(self, model: str, completion_tokens: int) -> None:
         """A provider that produced more than it was allowed is charged in full: say so loudly,
         since it is the one way spend can pass a limit."""
@@ -374,11 +379,7 @@ class Ledger:
         finish one hold twice). ``keep_unlimited``: holds with no limit in any scope stay, for
         the next reservation in their scopes to finish (``reserve(settling=)``): held a little
         longer costs no one anything there, and it saves a round trip."""
-        taken = [
-            hold
-            for hold in holds
-            if not (keep_unlimited and all(s.limit_usd == UNLIMITED for s in hold.scopes))
-        ]
+        taken = [hold for hold in holds if hold.limited or not keep_unlimited]
         for hold in taken:
             holds.remove(hold)
         for hold in taken:

@@ -472,7 +472,8 @@ async def _with_progress(
             scope.cancel()
 
     async with anyio.create_task_group() as tg, receive:
-        tg.start_soon(settle, tg.cancel_scope)
+        if any(hold.limited for hold in state.unsettled):  # else the next reservation settles
+            tg.start_soon(settle, tg.cancel_scope)
         tg.start_soon(work)
         async for progress in receive:
             yield progress
