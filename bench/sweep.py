@@ -106,47 +106,48 @@ async def floor_run(http: httpx.AsyncClient, model_url: str, mcp: Client, stream
 
 
 async def load(args: argparse.Namespace) -> dict[str, Any]:
-    """One load process: ``args.concurrency`` runs in flight, each slot running twice."""
+    """One load process: ``args.concurrency`` runs in flight, each slot running twice. A run
+    that did not complete is a failure, whatever stopped it (for the floor, its MCP session
+    dying takes every run in flight with it: said, and counted)."""
     # Idle connections closed before the servers' 5 s (uvicorn's, for the floor's backends).
     limits = httpx.Limits(max_connections=4096, max_keepalive_connections=4096, keepalive_expiry=4)
     timings: list[float] = []
-    failures = 0
+    shown = False
+
+    async def slots(http: httpx.AsyncClient, mcp: Client | None) -> None:
+        async def slot() -> None:
+            nonlocal shown
+            for _ in range(2):
+                try:
+                    if mcp is None:
+                        timings.append(await toolbridge_run(http, args.url, args.stream))
+                    else:
+                        timings.append(await floor_run(http, args.url, mcp, args.stream))
+                except Exception as exc:  # noqa: BLE001 - counted, and the first one shown
+                    if not shown:
+                        print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+                    shown = True
+
+        await asyncio.gather(*(slot() for _ in range(args.concurrency)))
+
+    started = time.perf_counter()
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        mcp = None
-        if args.target == "floor":  # its MCP client closes idle connections before 5 s too
+        if args.target != "floor":
+            await slots(http, None)
+        else:  # its MCP client closes idle connections before 5 s too
             floor_limits = httpx2.Limits(max_connections=4096, keepalive_expiry=4)
             mcp_http = httpx2.AsyncClient(limits=floor_limits, timeout=httpx2.Timeout(120))
-            mcp = Client(streamable_http_client(args.mcp, http_client=mcp_http))
-        if mcp is not None:
-            await mcp.__aenter__()
-        try:
-
-            async def slot() -> None:
-                nonlocal failures
-                for _ in range(2):
-                    try:
-                        if mcp is None:
-                            timings.append(await toolbridge_run(http, args.url, args.stream))
-                        else:
-                            timings.append(await floor_run(http, args.url, mcp, args.stream))
-                    except Exception as exc:  # noqa: BLE001 - counted, and the first one shown
-                        if not failures:
-                            print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-                        failures += 1
-
-            started = time.perf_counter()
-            await asyncio.gather(*(slot() for _ in range(args.concurrency)))
-            wall = time.perf_counter() - started
-        finally:
-            if mcp is not None:
-                try:
-                    await mcp.__aexit__(None, None, None)
-                except Exception as exc:  # noqa: BLE001 - the session failed: said, not fatal
-                    print(f"floor session closed with {type(exc).__name__}", file=sys.stderr)
+            try:
+                async with Client(streamable_http_client(args.mcp, http_client=mcp_http)) as mcp:
+                    await slots(http, mcp)
+            except BaseExceptionGroup as group:
+                first = group.exceptions[0]
+                print(f"floor session failed: {type(first).__name__}: {first}", file=sys.stderr)
+    wall = time.perf_counter() - started
     cpu = psutil.Process().cpu_times()
     return {
         "timings": timings,
-        "failures": failures,
+        "failures": 2 * args.concurrency - len(timings),
         "wall": wall,
         "cpu_s": cpu.user + cpu.system,
     }
