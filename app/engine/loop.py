@@ -303,8 +303,9 @@ async def _turns(
         turn = TurnAssembler(request.client_tool_names())
         tools = _offered(request, toolset, state.search, state.max_tools)
         # The previous turn is settled (usually while its tools ran) before this one reserves:
-        # its hold must not count in full against this turn's grant.
-        await state.settle()
+        # its hold must not count in full against this turn's grant. Without a limit, nothing
+        # is granted against it: this turn's reservation settles it, in the same script.
+        await state.settle(keep_unlimited=True)
         try:
             async for event in model_turn(
                 request,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import openai
 import pytest
+import redis
 
-from tests.conftest import TEST_KEY
+from tests.conftest import TEST_KEY, sync_redis
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 from tests.fixtures.waiting import wait_until
@@ -395,3 +398,49 @@ def _assert_quota_refusal(response: httpx.Response) -> None:
     error = response.json()["error"]
     assert error["type"] == error["code"] == "insufficient_quota"
     assert "key:" in error["message"] and "left" in error["message"]
+
+
+def test_a_tool_run_without_limits_makes_three_budget_round_trips(
+    toolbridge_factory: Any, redis_url: str
+) -> None:
+    """Hold, then hold and settle the first turn in one script, then settle: the first turn's
+    hold is settled by the second turn's reservation when nothing is limited."""
+    prefix = f"tb-trips-{uuid.uuid4().hex[:8]}:"
+    server = toolbridge_factory(redis_prefix=prefix)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+
+    def run() -> str | None:
+        completion = client.chat.completions.create(
+            model="scripted-a",
+            messages=[{"role": "user", "content": 'call calc__add {"a": 2, "b": 3}'}],
+            tools=[{"type": "mcp", "server_label": "calc"}],  # type: ignore[list-item]
+        )
+        return completion.choices[0].message.content
+
+    run()  # warm: sessions, scripts loaded
+    cluster = sync_redis(redis_url)
+    tag = f"{{{prefix}budget}}"
+    if isinstance(cluster, redis.RedisCluster):  # every budget key is on the tag's node
+        node = cluster.get_node_from_key(tag)
+        node_client = redis.Redis(host=node.host, port=node.port)
+    else:
+        node_client = cluster
+    scripts: list[str] = []
+    stop = f"stop-{prefix}"
+
+    def watch() -> None:
+        with node_client.monitor() as monitor:
+            for command in monitor.listen():
+                text = command["command"]
+                if stop in text:
+                    return
+                if text.startswith("EVAL") and tag in text:
+                    scripts.append(text)
+
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(watch)
+        time.sleep(0.3)  # MONITOR is on
+        assert run() == "done: calc__add=5"
+        node_client.echo(stop)
+        watching.result(timeout=10)
+    assert len(scripts) == 3, scripts
