@@ -297,7 +297,8 @@ class Ledger:
         ]
         for scope in scopes:
             args += [min(scope.limit_usd, _LUA_UNLIMITED), scope.ttl_s]
-        earlier = [h for h in settling or () if h.scopes == hold.scopes]
+        pending = settling if settling is not None else []
+        earlier = [h for h in pending if h.scopes == hold.scopes]
         for done in earlier:
             args += [done.id, done.cost_usd if done.cost_usd is not None else 0.0]
         try:
@@ -309,8 +310,7 @@ class Ledger:
             logger.warning("budgets unavailable (Redis): running uncounted (fail_open)")
             return Hold(hold.id, (), hold.amount_usd, cost.max_tokens)
         for done in earlier:
-            assert settling is not None
-            settling.remove(done)
+            pending.remove(done)
             self._finished(done)
         if refused:
             HOLDS.labels("refused").inc()

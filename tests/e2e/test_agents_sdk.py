@@ -5,16 +5,13 @@ The SDK runs in a venv of its own (``tests/agents/session_check.py``)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-from pathlib import Path
 
 from tests.conftest import TEST_KEY
+from tests.fixtures.clients import REPO, run_check
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.prerequisites import require
 from tests.fixtures.servers import ServerThread
 
-REPO = Path(__file__).resolve().parents[2]
 AGENTS_PYTHON = REPO / ".venv" / "agents" / "bin" / "python"
 
 
@@ -24,17 +21,8 @@ def test_an_agent_session_keeps_both_runs_in_one_conversation(
     require(AGENTS_PYTHON.exists(), "the Agents SDK venv (.venv/agents, made by make install)")
     calls = scripted_model.server.config.app.state.calls
     before = len(calls)
-    done = subprocess.run(
-        [str(AGENTS_PYTHON), "-m", "tests.agents.session_check"]
-        + [toolbridge.url, TEST_KEY, mcp_server.url],
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    args = [toolbridge.url, TEST_KEY, mcp_server.url]
+    summary = run_check(AGENTS_PYTHON, "tests.agents.session_check", args, path=str(REPO))
     assert summary["openai"] == "3.57.0"
     assert summary["conversation"].startswith("conv_")
     assert summary["first"] == "done: calc__add=42" and summary["second"] == "seen"

@@ -4,35 +4,23 @@ on the previous major still parse everything too."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 from tests.conftest import TEST_KEY
+from tests.fixtures.clients import REPO, run_check
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 
-REPO = Path(__file__).resolve().parents[2]
 SDK3 = REPO / ".venv" / "openai3"
 
 
 def test_openai_sdk_3_parses_every_item_and_event_strictly(
     toolbridge: ServerThread, mcp_server: RunningMcpServer, big_server: str
 ) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{SDK3}{os.pathsep}{REPO}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.sdk3.check", toolbridge.url, TEST_KEY, mcp_server.url]
-        + [big_server],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    args = [toolbridge.url, TEST_KEY, mcp_server.url, big_server]
+    path = f"{SDK3}{os.pathsep}{REPO}"
+    summary = run_check(sys.executable, "tests.sdk3.check", args, path=path)
     assert summary["sdk"] == "3.57.0"
     assert summary["search_items"] == [
         "McpListTools",
