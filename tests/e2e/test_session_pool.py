@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import psutil
 import pytest
+from mcp import types
 from mcp.server.mcpserver import Context
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -223,7 +224,11 @@ def growing() -> Iterator[RunningMcpServer]:
     async def grow(ctx: Context) -> str:
         """Adds the ``extra`` tool."""
         server.add_tool(lambda: "grown", name="extra", description="Added at run time.")
-        await ctx.session.send_tool_list_changed()
+        # On this call's own stream, ahead of its result: said on the standalone GET stream, it
+        # could reach toolbridge after the next run had leased the session (a flaky CI run).
+        await ctx.session.send_notification(
+            types.ToolListChangedNotification(), related_request_id=ctx.request_context.request_id
+        )
         return "grew"
 
     thread = ServerThread(_counting(server.streamable_http_app(), log)).start()
