@@ -17,10 +17,14 @@ async def restore_hidden_turns(
     messages: list[Message], hidden: HiddenTurns, key_id: str
 ) -> list[Message]:
     """Replace each assistant message we shortened with the full turns it stood for."""
-    call_ids = [_first_call_id(m) for m in messages]
-    stored = iter(await hidden.load_many(key_id, [c for c in call_ids if c is not None]))
+    call_ids = {
+        i: call_id for i, m in enumerate(messages) if (call_id := _first_call_id(m)) is not None
+    }
+    if not call_ids:
+        return messages  # no tool calls: nothing was shortened (a long chat is not copied)
+    stored = dict(zip(call_ids, await hidden.load_many(key_id, list(call_ids.values())), strict=True))
     restored: list[Message] = []
-    for message, call_id in zip(messages, call_ids, strict=True):
-        turns = next(stored) if call_id is not None else None
+    for i, message in enumerate(messages):
+        turns = stored.get(i)
         restored.extend(turns if turns is not None else [message])
     return restored

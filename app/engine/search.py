@@ -189,6 +189,8 @@ class ToolSearch:
         """Load again what the conversation's earlier searches loaded: at most
         ``MAX_PER_MESSAGE`` of a message and the latest ``MAX_PER_RUN`` in all (a history
         full of searches costs no more than that)."""
+        if not self.enabled:
+            return  # nothing is deferred: there is nothing a search could load
         calls: list[ToolCall] = []
         for message in messages:
             if message.get("role") != "assistant":

@@ -72,7 +72,9 @@ class _Message(TypedDict):
 def _check_role_fields(message: _Message) -> dict[str, Any]:
     """What each role needs; the message as sent, without its nulls (a dict, not a model: a
     long history is validated once and never converted back)."""
-    sent: dict[str, Any] = {k: v for k, v in message.items() if v is not None}
+    sent: dict[str, Any] = message  # pydantic's copy, ours to change
+    if None in sent.values():
+        sent = {k: v for k, v in sent.items() if v is not None}
     role, content = sent["role"], sent.get("content")
     if role == "assistant":
         if content is None and not sent.get("tool_calls"):
@@ -91,8 +93,9 @@ def _check_role_fields(message: _Message) -> dict[str, Any]:
                 )
             if part["type"] == "text" and not isinstance(part.get("text"), str):
                 raise ValueError("a text content part needs 'text'")
-    for call in sent.get("tool_calls") or ():
-        call.setdefault("type", "function")
+    if calls := sent.get("tool_calls"):
+        for call in calls:
+            call.setdefault("type", "function")
     return sent
 
 
