@@ -22,7 +22,9 @@ async def restore_hidden_turns(
     }
     if not call_ids:
         return messages  # no tool calls: nothing was shortened (a long chat is not copied)
-    stored = dict(zip(call_ids, await hidden.load_many(key_id, list(call_ids.values())), strict=True))
+    stored = dict(
+        zip(call_ids, await hidden.load_many(key_id, list(call_ids.values())), strict=True)
+    )
     restored: list[Message] = []
     for i, message in enumerate(messages):
         turns = stored.get(i)
