@@ -72,7 +72,7 @@ class _Message(TypedDict):
 def _check_role_fields(message: _Message) -> dict[str, Any]:
     """What each role needs; the message as sent, without its nulls (a dict, not a model: a
     long history is validated once and never converted back)."""
-    sent: dict[str, Any] = message  # pydantic's copy, ours to change
+    sent = cast(dict[str, Any], message)  # pydantic's copy, ours to change
     if None in sent.values():
         sent = {k: v for k, v in sent.items() if v is not None}
     role, content = sent["role"], sent.get("content")
