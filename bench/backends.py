@@ -47,6 +47,10 @@ def serve(app: Any) -> str:
             lifespan="on",
             ws="none",
             access_log=False,
+            # As hosted services keep idle connections: uvicorn's 5 s raced the floor's SDK
+            # session on a saturated machine (a reused connection closed: ReadError, and the
+            # session died with every run in flight on it).
+            timeout_keep_alive=75,
         )
     )
     threading.Thread(target=server.run, daemon=True).start()

@@ -22,8 +22,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import httpx
 import httpx2
 import psutil
@@ -62,7 +64,7 @@ async def _first_text_and_text(
     return first, "".join(text)
 
 
-async def toolbridge_run(http: httpx.AsyncClient, url: str, stream: bool) -> float:
+async def toolbridge_run(http: aiohttp.ClientSession, url: str, stream: bool) -> float:
     body = {
         "model": "bench",
         "messages": [{"role": "user", "content": SCRIPT}],
@@ -70,17 +72,22 @@ async def toolbridge_run(http: httpx.AsyncClient, url: str, stream: bool) -> flo
         "stream": stream,
     }
     headers = {"Authorization": f"Bearer {KEY}"}
-    endpoint = f"{url}/v1/chat/completions"
-    if stream:
-        first, text = await _first_text_and_text(http, endpoint, body, headers)
-        assert first is not None, "no text"
-        assert text == EXPECTED, text
-        return first
-    started = time.perf_counter()
-    answer = await http.post(endpoint, json=body, headers=headers)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["choices"][0]["message"]["content"] == EXPECTED, answer.text
-    return time.perf_counter() - started
+    started, first, text = time.perf_counter(), None, []
+    async with http.post(f"{url}/v1/chat/completions", json=body, headers=headers) as answer:
+        if not stream:
+            assert answer.status == 200, await answer.text()
+            reply = await answer.json()
+            assert reply["choices"][0]["message"]["content"] == EXPECTED, reply
+            return time.perf_counter() - started
+        assert answer.status == 200, await answer.text()
+        async for raw in answer.content:
+            line = raw.decode().rstrip("\r\n")
+            if has_text(line):
+                first = first or time.perf_counter() - started
+                text.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
+    assert first is not None, "no text"
+    assert "".join(text) == EXPECTED, text
+    return first
 
 
 async def floor_run(http: httpx.AsyncClient, model_url: str, mcp: Client, stream: bool) -> float:
@@ -114,15 +121,12 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
     timings: list[float] = []
     shown = False
 
-    async def slots(http: httpx.AsyncClient, mcp: Client | None) -> None:
+    async def slots(run: Callable[[], Awaitable[float]]) -> None:
         async def slot() -> None:
             nonlocal shown
             for _ in range(2):
                 try:
-                    if mcp is None:
-                        timings.append(await toolbridge_run(http, args.url, args.stream))
-                    else:
-                        timings.append(await floor_run(http, args.url, mcp, args.stream))
+                    timings.append(await run())
                 except Exception as exc:  # noqa: BLE001 - counted, and the first one shown
                     if not shown:
                         print(f"failed: {type(exc).__name__}: {exc}", file=sys.stderr)
@@ -131,18 +135,26 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(slot() for _ in range(args.concurrency)))
 
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        if args.target != "floor":
-            await slots(http, None)
-        else:  # its MCP client closes idle connections before 5 s too
-            floor_limits = httpx2.Limits(max_connections=4096, keepalive_expiry=4)
-            mcp_http = httpx2.AsyncClient(limits=floor_limits, timeout=httpx2.Timeout(120))
-            try:
-                async with Client(streamable_http_client(args.mcp, http_client=mcp_http)) as mcp:
-                    await slots(http, mcp)
-            except BaseExceptionGroup as group:
-                first = group.exceptions[0]
-                print(f"floor session failed: {type(first).__name__}: {first}", file=sys.stderr)
+    if args.target != "floor":
+        # The caller of toolbridge is the harness, not what is measured: aiohttp, the cheapest
+        # client here (httpx spent about 13 ms of CPU per run at 256 connections a process,
+        # which made the load generator the bottleneck at 1,024 in flight).
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=4)
+        timeout = aiohttp.ClientTimeout(total=120)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            await slots(lambda: toolbridge_run(session, args.url, args.stream))
+    else:  # the floor as the issue defines it: httpx to the model, one MCP SDK session
+        floor_limits = httpx2.Limits(max_connections=4096, keepalive_expiry=4)
+        mcp_http = httpx2.AsyncClient(limits=floor_limits, timeout=httpx2.Timeout(120))
+        try:
+            async with (
+                httpx.AsyncClient(timeout=120, limits=limits) as http,
+                Client(streamable_http_client(args.mcp, http_client=mcp_http)) as mcp,
+            ):
+                await slots(lambda: floor_run(http, args.url, mcp, args.stream))
+        except BaseExceptionGroup as group:  # its MCP client closes idle connections before 5 s
+            first = group.exceptions[0]
+            print(f"floor session failed: {type(first).__name__}: {first}", file=sys.stderr)
     wall = time.perf_counter() - started
     cpu = psutil.Process().cpu_times()
     return {
@@ -154,30 +166,33 @@ async def load(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_level(
-    target: str, url: str, mcp_url: str, level: int, stream: bool, toolbridge_pid: int | None
+    target: str, urls: list[str], mcp_url: str, level: int, stream: bool, pids: list[int]
 ) -> dict[str, Any]:
-    """``level`` runs in flight over the load processes; completions/s, failures, time to the
-    first text (or the answer), the load processes' CPU, toolbridge's peak RSS."""
+    """``level`` runs in flight over the load processes, which take ``urls`` in turn (as a
+    Service spreads connections over replicas); completions/s, failures, time to the first text
+    (or the answer), the load processes' CPU, and the peak of ``pids``' summed RSS."""
     processes = min(LOAD_PROCESSES, level)
     shares = [level // processes + (i < level % processes) for i in range(processes)]
-    command = [sys.executable, "-m", "bench.sweep", "load", "--target", target, "--url", url]
-    command += ["--mcp", mcp_url] + (["--stream"] if stream else [])
     peak = 0.0
-    sampling = toolbridge_pid is not None
+    sampling = bool(pids)
     stop = threading.Event()
 
     def sample() -> None:
         nonlocal peak
         while not stop.is_set():
-            peak = max(peak, rss_mb(toolbridge_pid))  # type: ignore[arg-type]
+            peak = max(peak, sum(rss_mb(pid) for pid in pids))
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample, daemon=True)
     if sampling:
         sampler.start()
     workers = [
-        subprocess.Popen([*command, "--concurrency", str(share)], stdout=subprocess.PIPE, text=True)
-        for share in shares
+        subprocess.Popen(
+            [*_load_command(target, urls[i % len(urls)], mcp_url, stream), "--concurrency", str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i, n in enumerate(shares)
     ]
     results = [json.loads(worker.communicate()[0]) for worker in workers]
     wall = max(r["wall"] for r in results)  # the load itself, not the processes' start-up
@@ -195,12 +210,26 @@ def run_level(
     }
 
 
-def sweep(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int) -> int:
+def _load_command(target: str, url: str, mcp_url: str, stream: bool) -> list[str]:
+    command = [sys.executable, "-m", "bench.sweep", "load", "--target", target, "--url", url]
+    return command + ["--mcp", mcp_url] + (["--stream"] if stream else [])
+
+
+async def _warm(bridges: list[str]) -> None:
+    """One run on each replica first: its first run pays for what later runs find ready (the
+    server's tool list, the first connections), as the floor's session is opened untimed."""
+    async with aiohttp.ClientSession() as session:
+        await asyncio.gather(*(toolbridge_run(session, url, stream=False) for url in bridges))
+
+
+def sweep(args: argparse.Namespace, urls: dict[str, str], replicas: list[tuple[int, str]]) -> int:
     report = Report()
-    idle = rss_mb(pid)
+    pids, bridges = [pid for pid, _ in replicas], [url for _, url in replicas]
+    asyncio.run(_warm(bridges))
+    idle = sum(rss_mb(pid) for pid in pids)
     print(
-        f"toolbridge RSS idle: {idle:.1f} MB; tool: {TOOL_S:g} s; load processes: up to "
-        f"{LOAD_PROCESSES}, each slot running twice"
+        f"toolbridge: {len(replicas)} replica(s), RSS idle {idle:.1f} MB in all; tool: "
+        f"{TOOL_S:g} s; load processes: up to {LOAD_PROCESSES}, each slot running twice"
     )
     print(
         "| level | streamed | target | completions/s | failed | first text p50 / p99 ms | "
@@ -210,8 +239,8 @@ def sweep(args: argparse.Namespace, urls: dict[str, str], bridge: str, pid: int)
     for level in args.levels:
         for stream in (False, True):
             rows = {
-                "floor": run_level("floor", urls["model"], urls["modern"], level, stream, None),
-                "toolbridge": run_level("toolbridge", bridge, urls["modern"], level, stream, pid),
+                "floor": run_level("floor", [urls["model"]], urls["modern"], level, stream, []),
+                "toolbridge": run_level("toolbridge", bridges, urls["modern"], level, stream, pids),
             }
             for name, row in rows.items():
                 rss = f"{row['peak_rss_mb']:.1f}" if name == "toolbridge" else "-"
@@ -251,6 +280,13 @@ def main() -> None:
     parser.add_argument(
         "--levels", type=lambda v: [int(x) for x in v.split(",")], default=list(LEVELS)
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="toolbridge processes on one Redis (default: one per core, as deployed)",
+    )
+    parser.add_argument("--settings", type=json.loads, default={}, help="added to its config")
     args = parser.parse_args()
     if args.command == "load":
         print(json.dumps(asyncio.run(load(args))))
@@ -258,10 +294,10 @@ def main() -> None:
     settings = {
         # Every run of the sweep is one key's: its limits must not be what is measured.
         "request_limits": {"max_runs_per_key": 4096, "max_connections_per_key": 4096},
+        **args.settings,
     }
-    with bench_services(settings=settings) as bench:
-        [(process, bridge)] = bench.replicas
-        status = sweep(args, bench.urls, bridge, process.pid)
+    with bench_services(args.replicas, settings=settings) as bench:
+        status = sweep(args, bench.urls, [(p.pid, url) for p, url in bench.replicas])
     raise SystemExit(status)
 
 
