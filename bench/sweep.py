@@ -3,9 +3,11 @@
 At each level (1, 16, 256 and 1,024 runs in flight), streamed and not, every run is the
 standard job with a tool that takes 2 s (``demo__wait``): model, tool, model. The same work is
 done by the floor (a direct client: httpx to the model, one persistent ``mcp`` SDK session per
-load process). The load comes from ``LOAD_PROCESSES`` processes of their own (so the generator
-is not the bottleneck; their CPU is printed), each holding its share of the runs in flight
-twice over. Per level it prints completions per second, failed runs, time to the first text
+load process). toolbridge runs as deployed: ``--replicas`` processes (one per core by
+default) on one Redis, the load processes taking them in turn. The load comes from
+``LOAD_PROCESSES`` processes of their own (so the generator is not the bottleneck; their CPU is
+printed; toolbridge's are called with aiohttp, the cheapest client here), each holding its
+share of the runs in flight twice over. Per level it prints completions per second, failed runs, time to the first text
 (p50, p99) and, for toolbridge, its RSS growth per run in flight; then the targets:
 completions/s at least 0.8x the floor's, no failed run, first-text p99 within the floor's +
 50 ms. Exits 1 when a target is missed.
