@@ -1,18 +1,31 @@
-"""Request bodies parsed by orjson: FastAPI's route parses a JSON body with the stdlib's
-``json.loads`` (a tenth of a long chat's CPU went to it). A body orjson refuses is parsed by
-the stdlib as before, so every malformed body gets the same answer as before (NaN, lone
-surrogates, bad UTF-8: the stdlib's own error or value). FastAPI's documented way to change
-the request a route sees: a ``route_class``."""
+"""Routes for JSON bodies, cheaper per request than FastAPI's own, with the same answers.
+
+- **Parsed by orjson.** FastAPI's route parses a JSON body with the stdlib's ``json.loads`` (a
+  tenth of a long chat's CPU went to it). A body orjson refuses is parsed by the stdlib as
+  before, so every malformed body gets the same answer as before (NaN, lone surrogates, bad
+  UTF-8: the stdlib's own error or value).
+- **Called without FastAPI's dependency machinery when nothing can go wrong.** A request whose
+  body is ``application/json`` and valid goes straight to the endpoint with its body model and
+  its ``(request)`` dependencies (FastAPI's handler cost about 70 µs more per request than this,
+  measured). Anything else (another content type, a body that does not parse or validate, a
+  route with query or path parameters) goes to FastAPI's handler, which answers as it always
+  did: its errors stay the only errors.
+
+FastAPI's documented way to change how a route handles its request: a ``route_class``."""
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+LeanCall = Callable[[Request], Awaitable[Response | None]]
 
 
 class _OrjsonRequest(Request):
@@ -29,8 +42,63 @@ class _OrjsonRequest(Request):
 class OrjsonRoute(APIRoute):
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        lean = _lean_call(self)
 
         async def parsed_by_orjson(request: Request) -> Response:
-            return await handler(_OrjsonRequest(request.scope, request.receive))
+            request = _OrjsonRequest(request.scope, request.receive)
+            if lean is not None and (response := await lean(request)) is not None:
+                return response
+            return await handler(request)  # the body read is kept on the request
 
         return parsed_by_orjson
+
+
+def _lean_call(route: APIRoute) -> LeanCall | None:
+    """The endpoint called directly, for a route that takes the request, one body model and
+    dependencies that take only the request; None for any other route. The call answers None
+    (FastAPI's handler answers instead) unless the body is JSON and valid."""
+    dependant = route.dependant
+    if (
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or len(dependant.body_params) != 1
+        or dependant.request_param_name is None
+    ):
+        return None
+    [body] = dependant.body_params
+    model = body.field_info.annotation
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return None
+    dependencies: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = []
+    for sub in dependant.dependencies:
+        if (
+            sub.dependencies
+            or sub.path_params
+            or sub.query_params
+            or sub.header_params
+            or sub.cookie_params
+            or sub.body_params
+            or sub.name is None
+            or sub.request_param_name is None
+            or not inspect.iscoroutinefunction(sub.call)
+        ):
+            return None
+        dependencies.append((sub.name, sub.request_param_name, sub.call))
+    request_name, body_name, endpoint = dependant.request_param_name, body.name, route.endpoint
+
+    async def call(request: Request) -> Response | None:
+        if request.headers.get("content-type") != "application/json":
+            return None
+        try:
+            value = model.model_validate(await request.json())
+        except Exception:  # noqa: BLE001 - not JSON (even too deep to parse), or not valid:
+            return None  # FastAPI's handler parses it again and answers as it always did
+        arguments: dict[str, Any] = {request_name: request, body_name: value}
+        for name, param, dependency in dependencies:
+            arguments[name] = await dependency(**{param: request})
+        response: Response = await endpoint(**arguments)
+        return response
+
+    return call
