@@ -7,10 +7,10 @@ load process). toolbridge runs as deployed: ``--replicas`` processes (one per co
 default) on one Redis, the load processes taking them in turn. The load comes from
 ``LOAD_PROCESSES`` processes of their own (so the generator is not the bottleneck; their CPU is
 printed; toolbridge's are called with aiohttp, the cheapest client here), each holding its
-share of the runs in flight twice over. Per level it prints completions per second, failed runs, time to the first text
-(p50, p99) and, for toolbridge, its RSS growth per run in flight; then the targets:
-completions/s at least 0.8x the floor's, no failed run, first-text p99 within the floor's +
-50 ms. Exits 1 when a target is missed.
+share of the runs in flight twice over. Per level it prints completions per second, failed
+runs, time to the first text (p50, p99) and, for toolbridge, its replicas' RSS growth per run
+in flight; then the targets: completions/s at least 0.8x the floor's, no failed run,
+first-text p99 within the floor's + 50 ms. Exits 1 when a target is missed.
 """
 
 from __future__ import annotations
