@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,7 +31,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _VALID_ID.match(given) else f"req_{uuid.uuid4().hex}"
+        rid = given if _VALID_ID.match(given) else f"req_{secrets.token_hex(16)}"
         token = request_id.set(rid)
         started, status = time.monotonic(), 500
 

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -280,7 +280,7 @@ class Ledger:
         first (one round trip fewer), and taken out of the list (left there if Redis fails)."""
         if not isinstance(cost, Estimate):
             cost = Estimate(input_usd=cost)
-        hold = Hold(uuid.uuid4().hex, tuple(scopes), cost.worst_usd, cost.max_tokens)
+        hold = Hold(secrets.token_hex(16), tuple(scopes), cost.worst_usd, cost.max_tokens)
         if not scopes:
             return hold
         now = time.time()

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import secrets
 import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -156,7 +156,7 @@ def decide(
 async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent, None]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
-    run_id, started, turns = uuid.uuid4().hex, time.monotonic(), 0
+    run_id, started, turns = secrets.token_hex(16), time.monotonic(), 0
     scopes = key_scopes(request.principal) + run_scope(request.principal, run_id)
     attributes = {
         "gen_ai.operation.name": "invoke_agent",

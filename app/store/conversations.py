@@ -14,8 +14,8 @@ is refused with 409 meanwhile, never interleaved (docs/responses.md).
 from __future__ import annotations
 
 import json
+import secrets
 import time
-import uuid
 from typing import Any
 
 from app.errors import ConversationBusy, InvalidRequest, NotFound
@@ -28,7 +28,7 @@ LOCK_S = 3600
 
 
 def conversation_id() -> str:
-    return f"conv_{uuid.uuid4().hex}"
+    return f"conv_{secrets.token_hex(16)}"
 
 
 class ConversationStore:

@@ -5,8 +5,8 @@ a limit ended the run (``incomplete_details``)."""
 
 from __future__ import annotations
 
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -40,7 +40,7 @@ class ChatRenderer:
     stream: bool = False
     """Whether ``absorb`` makes chunks (a request that does not stream needs only ``body``)."""
     include_usage: bool = False
-    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    id: str = field(default_factory=lambda: f"chatcmpl-{secrets.token_hex(16)}")
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)

@@ -4,7 +4,7 @@ model parameters mapped to the engine's terms."""
 
 from __future__ import annotations
 
-import uuid
+import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -182,7 +182,7 @@ async def parse_responses(
             return await _parse(body, services, principal, history, None, None, counting=True)
         # Held before its items are read, so no other response can add to them meanwhile;
         # released when this one ends (``routes._in_conversation``), or now if it cannot start.
-        hold = uuid.uuid4().hex
+        hold = secrets.token_hex(16)
         await services.conversations.hold(conversation_id, principal.key_id, hold)
         try:
             history = await services.conversations.items(conversation_id, principal.key_id)
