@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import secrets
 import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import envelope
+from app.ids import run_scoped_id
 from app.logs import request_id
 from app.metrics import API_IN_FLIGHT, REQUESTS
 
@@ -31,7 +31,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = given if _VALID_ID.match(given) else f"req_{secrets.token_hex(16)}"
+        rid = given if _VALID_ID.match(given) else f"req_{run_scoped_id()}"
         token = request_id.set(rid)
         started, status = time.monotonic(), 500
 

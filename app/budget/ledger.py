@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import secrets
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from app.errors import BudgetExceeded, StoreUnavailable
+from app.ids import run_scoped_id
 from app.metrics import HOLDS, HOLDS_IN_FLIGHT, OVERRUNS, REFUSALS, SPEND
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
@@ -280,7 +280,7 @@ class Ledger:
         first (one round trip fewer), and taken out of the list (left there if Redis fails)."""
         if not isinstance(cost, Estimate):
             cost = Estimate(input_usd=cost)
-        hold = Hold(secrets.token_hex(16), tuple(scopes), cost.worst_usd, cost.max_tokens)
+        hold = Hold(run_scoped_id(), tuple(scopes), cost.worst_usd, cost.max_tokens)
         if not scopes:
             return hold
         now = time.time()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from app.engine.search import MAX_PER_MESSAGE as MAX_SEARCHES_PER_MESSAGE
 from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
+from app.ids import run_scoped_id
 from app.llm.client import DEFAULT_MAX_TOOLS, Message
 from app.mcp.notes import CallUpdate
 from app.mcp.run_sessions import RunSessions
@@ -156,7 +156,7 @@ def decide(
 async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent, None]:
     """Run the tool loop for ``request``, yielding what happens."""
     deps.models.check(request.model)
-    run_id, started, turns = secrets.token_hex(16), time.monotonic(), 0
+    run_id, started, turns = run_scoped_id(), time.monotonic(), 0
     scopes = key_scopes(request.principal) + run_scope(request.principal, run_id)
     attributes = {
         "gen_ai.operation.name": "invoke_agent",

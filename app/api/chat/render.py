@@ -5,7 +5,6 @@ a limit ended the run (``incomplete_details``)."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -27,6 +26,7 @@ from app.engine.events import (
     TurnStarted,
     TurnUsage,
 )
+from app.ids import run_scoped_id
 from app.mcp.notes import wire
 
 _LIMIT_REASONS = ("max_turns", "max_tool_calls", "budget_exceeded")
@@ -40,7 +40,7 @@ class ChatRenderer:
     stream: bool = False
     """Whether ``absorb`` makes chunks (a request that does not stream needs only ``body``)."""
     include_usage: bool = False
-    id: str = field(default_factory=lambda: f"chatcmpl-{secrets.token_hex(16)}")
+    id: str = field(default_factory=lambda: f"chatcmpl-{run_scoped_id()}")
     created: int = field(default_factory=lambda: int(time.time()))
     text: list[str] = field(default_factory=list)
     mcp_calls: list[dict[str, Any]] = field(default_factory=list)
