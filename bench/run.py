@@ -65,10 +65,12 @@ def start_toolbridge(
     *,
     prefix: str | None = None,
     settings: dict[str, Any] | None = None,
+    source: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, float]:
     """A toolbridge process with the three servers registered; its URL and start-up seconds
     (process start to ``/readyz`` answering 200). Replicas share Redis by sharing ``prefix``;
-    ``settings`` are added to its configuration file."""
+    ``settings`` are added to its configuration file; ``source``: the checkout whose ``app``
+    it runs (default: the installed one)."""
     config = {
         "model_list": [
             {
@@ -104,6 +106,8 @@ def start_toolbridge(
         TOOLBRIDGE_LOG_LEVEL="WARNING",
         TOOLBRIDGE_REDIS_PREFIX=prefix or f"bench-{time.time_ns()}:",
     )
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "app"],
