@@ -1,7 +1,7 @@
 """Server-sent events that start only once the run has started well.
 
-The rendered items are produced in a task of their own (so the run's MCP sessions open and
-close on one task). The first item decides the response: an error before it becomes an
+The rendered items are read and written in the response's own task (so the run's MCP sessions
+open and close on one task). The first item decides the response: an error before it becomes an
 ordinary JSON error with its status (a dead MCP server is a 424, not a 200 stream); after it,
 errors become in-stream events. While the run is quiet (tools running), comment lines keep
 proxies from closing the connection. A client that disconnects cancels the run.
@@ -12,13 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import orjson
 from anyio import CancelScope
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.abc import TaskGroup
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -61,11 +60,6 @@ def sse_event(data: dict[str, Any], *, name: str | None = None) -> str:
     return f"{head}data: {to_json(data)}\n\n"
 
 
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    error: Exception
-
-
 class EventStreamResponse(Response):
     """An ASGI response streaming ``items`` (already formatted SSE text)."""
 
@@ -82,21 +76,12 @@ class EventStreamResponse(Response):
         self._stream_error = stream_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sender, receiver = anyio.create_memory_object_stream[str | _Failed](1)
+        # The items are read and written in this task (one task for the run, from its sessions'
+        # opening to their closing; and no hand-over between tasks per item: CPU per run).
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._produce, sender)
             tg.start_soon(self._watch_disconnect, receive, tg.cancel_scope)
-            await self._write(receiver, send)
+            await self._write(send, tg)
             tg.cancel_scope.cancel()
-
-    async def _produce(self, sender: MemoryObjectSendStream[str | _Failed]) -> None:
-        async with sender:
-            try:
-                async with aclosing(self._items) as items:
-                    async for item in items:
-                        await sender.send(item)
-            except Exception as exc:  # noqa: BLE001 - boundary: the run's failure goes to the client
-                await sender.send(_Failed(exc))
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: CancelScope) -> None:
@@ -104,14 +89,12 @@ class EventStreamResponse(Response):
             pass
         scope.cancel()
 
-    async def _write(self, receiver: MemoryObjectReceiveStream[str | _Failed], send: Send) -> None:
-        async with receiver:
+    async def _write(self, send: Send, tg: TaskGroup) -> None:
+        async with aclosing(self._items) as items:
             try:
-                first = await receiver.receive()
-            except anyio.EndOfStream:
-                first = ""
-            if isinstance(first, _Failed):
-                status, body = error_response_body(first.error)
+                first = await anext(items, "")
+            except Exception as exc:  # noqa: BLE001 - before the first item: an ordinary error
+                status, body = error_response_body(exc)
                 await send(
                     {
                         "type": "http.response.start",
@@ -132,25 +115,34 @@ class EventStreamResponse(Response):
                     ],
                 }
             )
-            await self._body(send, first.encode())
-            await self._pump(receiver, send)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            quiet = _KeepAlive(send, self._keepalive_s)
+            await quiet.body(first.encode())
+            keeping_alive = CancelScope()  # entered by the keep-alive task
+            tg.start_soon(quiet.run, keeping_alive)
+            try:
+                async for item in items:
+                    await quiet.body(item.encode())
+            except Exception as exc:  # noqa: BLE001 - boundary: the run's failure, in-stream
+                await quiet.body(self._stream_error(exc).encode())
+            keeping_alive.cancel()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _pump(self, receiver: MemoryObjectReceiveStream[str | _Failed], send: Send) -> None:
-        while True:
-            with anyio.move_on_after(self._keepalive_s) as waited:
-                try:
-                    item = await receiver.receive()
-                except anyio.EndOfStream:
-                    return
-            if waited.cancelled_caught:
-                await self._body(send, KEEPALIVE)
-            elif isinstance(item, _Failed):
-                await self._body(send, self._stream_error(item.error).encode())
-                return
-            else:
-                await self._body(send, item.encode())
 
-    @staticmethod
-    async def _body(send: Send, data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
+class _KeepAlive:
+    """Writes the stream's items, and a comment line whenever ``every_s`` passed without one."""
+
+    def __init__(self, send: Send, every_s: float) -> None:
+        self._send = send
+        self._every_s = every_s
+        self._last = anyio.current_time()
+
+    async def body(self, data: bytes) -> None:
+        self._last = anyio.current_time()
+        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def run(self, scope: CancelScope) -> None:
+        with scope:  # cancelled by the writer when its items end
+            while True:
+                await anyio.sleep(max(0.0, self._last + self._every_s - anyio.current_time()))
+                if anyio.current_time() - self._last >= self._every_s:
+                    await self.body(KEEPALIVE)
