@@ -46,6 +46,9 @@ bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
 	$(PY) -m bench.run $(BENCH_ARGS); run=$$?; $(PY) -m bench.cpu $(CPU_ARGS); cpu=$$?; \
 	exit $$(( run || cpu ))
 
+bench-compare: $(STAMP) ## CPU per run of this checkout against REV (default HEAD), served side by side
+	$(PY) -m bench.compare $(or $(REV),HEAD)
+
 bench-sweep: $(STAMP) ## 1 to 1,024 runs in flight (a 2 s tool), through toolbridge and the floor
 	$(PY) -m bench.sweep $(SWEEP_ARGS)
 
@@ -69,4 +72,4 @@ check: lint test ## Lint, then test
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
 
-.PHONY: install run test docs bench bench-sweep bench-background bench-budget fmt lint check help
+.PHONY: install run test docs bench bench-compare bench-sweep bench-background bench-budget fmt lint check help
