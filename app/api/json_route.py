@@ -3,7 +3,8 @@
 - **Parsed by orjson.** FastAPI's route parses a JSON body with the stdlib's ``json.loads`` (a
   tenth of a long chat's CPU went to it). A body orjson refuses is parsed by the stdlib as
   before, so every malformed body gets the same answer as before (NaN, lone surrogates, bad
-  UTF-8: the stdlib's own error or value).
+  UTF-8: the stdlib's own error or value). What orjson parsed needs no check for lone
+  surrogates (it refuses them), so validation is told so (``PARSED_BY_ORJSON``).
 - **Called without FastAPI's dependency machinery when nothing can go wrong.** A request whose
   body is ``application/json`` and valid goes straight to the endpoint with its body model and
   its ``(request)`` dependencies (FastAPI's handler cost about 70 µs more per request than this,
@@ -25,15 +26,18 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
-LeanCall = Callable[[Request], Awaitable[Response | None]]
+from app.api.wire import PARSED_BY_ORJSON
 
 
 class _OrjsonRequest(Request):
+    parsed_by_orjson = False
+
     async def json(self) -> Any:
         if not hasattr(self, "_json"):
             body = await self.body()
             try:
                 self._json = orjson.loads(body)
+                self.parsed_by_orjson = True
             except orjson.JSONDecodeError:
                 self._json = json.loads(body)  # the stdlib's value, or its error, as before
         return self._json
@@ -45,15 +49,15 @@ class OrjsonRoute(APIRoute):
         lean = _lean_call(self)
 
         async def parsed_by_orjson(request: Request) -> Response:
-            request = _OrjsonRequest(request.scope, request.receive)
-            if lean is not None and (response := await lean(request)) is not None:
+            ours = _OrjsonRequest(request.scope, request.receive)
+            if lean is not None and (response := await lean(ours)) is not None:
                 return response
-            return await handler(request)  # the body read is kept on the request
+            return await handler(ours)  # the body read is kept on the request
 
         return parsed_by_orjson
 
 
-def _lean_call(route: APIRoute) -> LeanCall | None:
+def _lean_call(route: APIRoute) -> Callable[[_OrjsonRequest], Awaitable[Response | None]] | None:
     """The endpoint called directly, for a route that takes the request, one body model and
     dependencies that take only the request; None for any other route. The call answers None
     (FastAPI's handler answers instead) unless the body is JSON and valid."""
@@ -88,11 +92,13 @@ def _lean_call(route: APIRoute) -> LeanCall | None:
         dependencies.append((sub.name, sub.request_param_name, sub.call))
     request_name, body_name, endpoint = dependant.request_param_name, body.name, route.endpoint
 
-    async def call(request: Request) -> Response | None:
+    async def call(request: _OrjsonRequest) -> Response | None:
         if request.headers.get("content-type") != "application/json":
             return None
         try:
-            value = model.model_validate(await request.json())
+            data = await request.json()
+            context = {PARSED_BY_ORJSON: request.parsed_by_orjson}
+            value = model.model_validate(data, context=context)
         except Exception:  # noqa: BLE001 - not JSON (even too deep to parse), or not valid:
             return None  # FastAPI's handler parses it again and answers as it always did
         arguments: dict[str, Any] = {request_name: request, body_name: value}

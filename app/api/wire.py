@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 MAX_INT = 2**31 - 1
 """Bound for counts: larger ones are mistakes, and some providers overflow on them."""
@@ -54,13 +54,19 @@ class McpLimits(BaseModel):
     max_tool_output_chars: int | None = Field(default=None, ge=256)
 
 
+PARSED_BY_ORJSON = "parsed_by_orjson"
+"""Validation context key: the data came from ``orjson.loads`` (valid Unicode throughout)."""
+
+
 class WireRequest(BaseModel):
     """Base of request bodies: text must be valid Unicode all the way down (a lone surrogate
     from a ``\\ud800`` escape cannot be sent to any provider)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _check_unicode(cls, data: Any) -> Any:
+    def _check_unicode(cls, data: Any, info: ValidationInfo) -> Any:
+        if info.context is not None and info.context.get(PARSED_BY_ORJSON):
+            return data  # orjson refuses lone surrogates: nothing here can hold one
         try:
             orjson.dumps(data)  # refuses a str that is not valid UTF-8, as sending it would
         except orjson.JSONEncodeError as exc:

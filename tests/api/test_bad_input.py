@@ -8,7 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
+from app.api.chat.request import ChatCompletionRequest, ChatMessage
 from tests.conftest import TEST_KEY
 from tests.fixtures.servers import ServerThread
 
@@ -205,3 +207,22 @@ def test_unknown_harmless_fields_are_ignored(toolbridge: ServerThread) -> None:
         "service_tier": "auto",
     }
     assert send(toolbridge, "/v1/chat/completions", json.dumps(body).encode()).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        [{"role": "user", "content": "hi", "name": "ann"}, {"role": "assistant", "content": "ok"}],
+        [{"role": "developer", "content": ""}, {"role": "user", "content": "é \U0001f600"}],
+    ],
+)
+def test_plain_histories_validate_as_each_message_would(messages: list[dict[str, Any]]) -> None:
+    """A history of plain text messages is taken as sent, without validating each message
+    (``_messages``): what comes out is what validating each one gives."""
+    taken = ChatCompletionRequest.model_validate({"model": "m", "messages": messages}).messages
+    each = TypeAdapter(list[ChatMessage]).validate_python(messages)
+    assert taken == each == messages
+    with_null = [*messages, {"role": "user", "content": "x", "name": None}]
+    taken = ChatCompletionRequest.model_validate({"model": "m", "messages": with_null}).messages
+    assert taken[-1] == {"role": "user", "content": "x"}  # not plain: validated, null dropped
