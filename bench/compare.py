@@ -24,7 +24,7 @@ import httpx
 import psutil
 
 from app.store.embedded import start_embedded_redis
-from bench.cpu import LIMITS, Job, chat_job, cpu_ms_per_run, no_tools_job, responses_job
+from bench.cpu import LIMITS, Job, cpu_ms_per_run, toolbridge_jobs
 from bench.run import run_at, start_backends, start_toolbridge
 
 HERE = Path(__file__).resolve().parent.parent
@@ -43,18 +43,6 @@ def worktree(revision: str) -> Iterator[Path]:
             subprocess.run([*git, "remove", "--force", str(path)], check=True)
 
 
-def jobs(http: httpx.AsyncClient, url: str) -> dict[str, Job]:
-    return {
-        "chat": chat_job(http, url, stream=False),
-        "chat streamed": chat_job(http, url, stream=True),
-        "responses": responses_job(http, url, stream=False),
-        "responses streamed": responses_job(http, url, stream=True),
-        "chat, 2 earlier messages": chat_job(http, url, stream=False, earlier=2),
-        "chat, 240 earlier messages": chat_job(http, url, stream=False, earlier=240),
-        "chat, no tools": no_tools_job(http, url),
-    }
-
-
 async def compare(
     targets: dict[str, tuple[psutil.Process, str]], runs: int, rounds: int
 ) -> dict[str, dict[str, float]]:
@@ -62,7 +50,7 @@ async def compare(
     async with httpx.AsyncClient(timeout=60, limits=LIMITS) as http:
         by_job: dict[str, dict[str, Job]] = {}
         for target, (_, url) in targets.items():
-            for name, job in jobs(http, url).items():
+            for name, job in toolbridge_jobs(http, url).items():
                 by_job.setdefault(name, {})[target] = job
                 await run_at(job, 30, 4)  # warm caches, pools and imports
         samples: dict[str, dict[str, list[float]]] = {n: {t: [] for t in targets} for n in by_job}

@@ -110,6 +110,19 @@ def responses_job(http: httpx.AsyncClient, url: str, *, stream: bool) -> Job:
     return job
 
 
+def toolbridge_jobs(http: httpx.AsyncClient, url: str) -> dict[str, Job]:
+    """Every job measured through toolbridge, by name."""
+    return {
+        "chat": chat_job(http, url, stream=False),
+        "chat streamed": chat_job(http, url, stream=True),
+        "responses": responses_job(http, url, stream=False),
+        "responses streamed": responses_job(http, url, stream=True),
+        "chat, 2 earlier messages": chat_job(http, url, stream=False, earlier=2),
+        "chat, 240 earlier messages": chat_job(http, url, stream=False, earlier=240),
+        "chat, no tools": no_tools_job(http, url),
+    }
+
+
 def cpu_s(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system + times.children_user + times.children_system
@@ -134,15 +147,7 @@ async def measure_jobs(
 ) -> dict[str, float]:
     """CPU ms per run of every job (toolbridge's process; the floor: this one; the minimal
     service, if given: its process and URL)."""
-    jobs = {
-        "chat": chat_job(http, bridge, stream=False),
-        "chat streamed": chat_job(http, bridge, stream=True),
-        "responses": responses_job(http, bridge, stream=False),
-        "responses streamed": responses_job(http, bridge, stream=True),
-        "chat, 2 earlier messages": chat_job(http, bridge, stream=False, earlier=2),
-        "chat, 240 earlier messages": chat_job(http, bridge, stream=False, earlier=240),
-        "chat, no tools": no_tools_job(http, bridge),
-    }
+    jobs = toolbridge_jobs(http, bridge)
     for job in jobs.values():  # warm caches, pools and imports
         await run_at(job, 30, 4)
     # The floor's own HTTP client: one pool shared with the jobs above grows with their
