@@ -1,14 +1,20 @@
 """Ids that name things for a while and are never looked up without their owner's key: budget
-holds, runs, requests, chat completions. 128 random bits from the process's generator (seeded
-by the OS, and again in every forked child), without a system call each: ``os.urandom`` cost
-about 6 µs a call under load here (profiled), several times a run. Ids of stored objects
-(responses, conversations, their items) and lock tokens come from ``secrets`` instead."""
+holds, runs, requests, chat completions. 128 random bits from a generator of our own, seeded by
+the OS (and again in a forked child), without a system call each: ``os.urandom`` cost about
+6 µs a call under load here (profiled), several times a run. Not the ``random`` module's shared
+generator: code beside us (a test's property-based generator, for one) may rely on its state.
+Ids of stored objects (responses, conversations, their items) and lock tokens come from
+``secrets`` instead."""
 
 from __future__ import annotations
 
+import os
 import random
+
+_generator = random.Random()
+os.register_at_fork(after_in_child=_generator.seed)
 
 
 def run_scoped_id() -> str:
     """32 hex digits, unique in practice; not a secret."""
-    return f"{random.getrandbits(128):032x}"
+    return f"{_generator.getrandbits(128):032x}"

@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from fastapi.telemetry import get_telemetry_data
 from pydantic import BaseModel
 
 from app.api.wire import PARSED_BY_ORJSON
@@ -104,6 +105,8 @@ def _lean_call(route: APIRoute) -> Callable[[_OrjsonRequest], Awaitable[Response
         arguments: dict[str, Any] = {request_name: request, body_name: value}
         for name, param, dependency in dependencies:
             arguments[name] = await dependency(**{param: request})
+        if (telemetry := get_telemetry_data()) is not None:  # as FastAPI's handler fills it
+            telemetry.request, telemetry.body, telemetry.values = request, data, arguments
         response: Response = await endpoint(**arguments)
         return response
 

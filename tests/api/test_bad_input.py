@@ -42,6 +42,10 @@ CORPUS: list[tuple[str, bytes, str | None]] = [
 FIELDS: list[tuple[str, dict[str, Any]]] = [
     ("model is a number", {"model": 42, "messages": OK_MESSAGES}),
     ("messages is a string", {"model": "scripted-a", "messages": "hi"}),
+    (
+        "content part type a list",  # found by schemathesis: a 500 (an unhashable type)
+        {"model": "scripted-a", "messages": [{"role": "user", "content": [{"type": ["text"]}]}]},
+    ),
     ("huge temperature", {"model": "scripted-a", "messages": OK_MESSAGES, "temperature": 1e308}),
     ("negative max_tokens", {"model": "scripted-a", "messages": OK_MESSAGES, "max_tokens": -5}),
     ("huge max_tokens", {"model": "scripted-a", "messages": OK_MESSAGES, "max_tokens": 10**40}),
@@ -97,6 +101,7 @@ FIELDS: list[tuple[str, dict[str, Any]]] = [
 PARAMS = {
     "model is a number": "model",
     "messages is a string": "messages",
+    "content part type a list": "messages[0]",
     "huge temperature": "temperature",
     "negative max_tokens": "max_tokens",
     "huge max_tokens": "max_tokens",

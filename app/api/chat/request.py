@@ -95,12 +95,13 @@ def _check_role_fields(message: _Message) -> dict[str, Any]:
     if isinstance(content, list):
         allowed = _PART_TYPES.get(role, _TEXT_ONLY)
         for part in content:
-            if part.get("type") not in allowed:
+            kind = part.get("type")
+            if not isinstance(kind, str) or kind not in allowed:  # a list is not even hashable
                 raise ValueError(
                     f"a {role} message's content parts must have a type among: "
                     + ", ".join(sorted(allowed))
                 )
-            if part["type"] == "text" and not isinstance(part.get("text"), str):
+            if kind == "text" and not isinstance(part.get("text"), str):
                 raise ValueError("a text content part needs 'text'")
     if calls := sent.get("tool_calls"):
         for call in calls:
