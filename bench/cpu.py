@@ -99,10 +99,13 @@ def responses_job(http: httpx.AsyncClient, url: str, *, stream: bool) -> Job:
     async def job() -> None:
         if stream:
             async with http.stream("POST", endpoint, json=body, headers=HEADERS) as answer:
+                answer.raise_for_status()
                 last = ""
                 async for line in answer.aiter_lines():
                     last = line or last
-            assert "response.completed" in last, last
+            completed = json.loads(last.removeprefix("data: "))  # the last event's data
+            assert completed["type"] == "response.completed", last
+            assert completed["response"]["output"][-1]["content"][0]["text"] == expected(), last
             return
         output = (await http.post(endpoint, json=body, headers=HEADERS)).json()["output"]
         assert output[-1]["content"][0]["text"] == expected(), output

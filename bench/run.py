@@ -191,13 +191,21 @@ async def first_text_after(
     started: float,
     headers: dict[str, str] | None = None,
 ) -> float:
-    """POST ``body`` streamed and read it all; seconds from ``started`` to the first text."""
+    """POST ``body`` streamed and read it all; seconds from ``started`` to the first text. The
+    stream must be the standard job's whole answer (``EXPECTED``), ended by ``[DONE]``."""
     first: float | None = None
+    text: list[str] = []
+    last = ""
     async with http.stream("POST", url, json=body, headers=headers) as response:
+        response.raise_for_status()
         async for line in response.aiter_lines():
-            if first is None and has_text(line):
-                first = time.perf_counter() - started
+            last = line or last
+            if has_text(line):
+                first = first or time.perf_counter() - started
+                text.append(json.loads(line[6:])["choices"][0]["delta"]["content"])
     assert first is not None, "no text arrived"
+    assert "".join(text) == EXPECTED, text
+    assert last == "data: [DONE]", last
     return first
 
 

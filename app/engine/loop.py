@@ -449,7 +449,8 @@ async def _with_progress(
     outcomes: list[ToolOutcome],
 ) -> AsyncIterator[RunEvent]:
     """Run the calls; while they run, pass on the progress their servers report."""
-    if not request.stream_model and not any(hold.limited for hold in state.unsettled):
+    settling = any(hold.limited for hold in state.unsettled)  # else the next reservation settles
+    if not request.stream_model and not settling:
         # Nobody reads progress and nothing is to be settled meanwhile: the calls run here,
         # without a task group and a stream (CPU per run, profiled).
         outcomes.extend(await execute_all(calls, toolset, request.limits, state.span))
@@ -478,7 +479,7 @@ async def _with_progress(
             scope.cancel()
 
     async with anyio.create_task_group() as tg, receive:
-        if any(hold.limited for hold in state.unsettled):  # else the next reservation settles
+        if settling:
             tg.start_soon(settle, tg.cancel_scope)
         tg.start_soon(work)
         async for progress in receive:
