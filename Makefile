@@ -31,10 +31,11 @@ run: $(STAMP) ## Serve on 127.0.0.1:8000 (embedded Redis and the offline demo un
 	exec $(PY) -m app --anonymous-by-default
 
 # Twice for what Redis backs: on one node, then on a real three-primary Redis Cluster.
-# -rs: every skip prints its reason (in CI a missing prerequisite fails instead: tests/fixtures).
+# -rfEs: every failure, error and skip is listed at the end, a skip with its reason (in CI a
+# missing prerequisite fails instead: tests/fixtures).
 test: $(STAMP) ## Run the whole test suite (what CI runs)
-	$(PY) -m pytest -rs $(PYTEST_ARGS)
-	TOOLBRIDGE_TEST_REDIS=cluster $(PY) -m pytest -rs -m redis $(PYTEST_ARGS)
+	$(PY) -m pytest -rfEs $(PYTEST_ARGS)
+	TOOLBRIDGE_TEST_REDIS=cluster $(PY) -m pytest -rfEs -m redis $(PYTEST_ARGS)
 
 docs: $(STAMP) ## Build the documentation site into site/ (strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict

@@ -55,6 +55,17 @@ def _docker_redis() -> Iterator[str] | None:
     return run()
 
 
+_CLUSTER_REPORT: list[str] = []
+"""The test cluster's nodes and their logs' ends, when a test failed on it."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _CLUSTER_REPORT:
+        terminalreporter.section("the Redis Cluster when the tests ended")
+        for line in _CLUSTER_REPORT:
+            terminalreporter.write_line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "redis_url" in getattr(item, "fixturenames", ()):
@@ -74,12 +85,16 @@ def sync_redis(url: str) -> redis.Redis | redis.RedisCluster:
 
 
 @pytest.fixture(scope="session")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """A real three-primary cluster (``TOOLBRIDGE_TEST_REDIS=cluster``); else REDIS_URL if set,
     else a container, else a real redis-server on a free port."""
     if CLUSTER:
         cluster = start_embedded_cluster(tmp_path_factory.mktemp("cluster"))
         yield cluster.url
+        if request.session.testsfailed:
+            _CLUSTER_REPORT.extend(cluster.report())
         cluster.stop()
         return
     if url := os.environ.get("REDIS_URL"):
@@ -201,11 +216,11 @@ def base_settings(
 
 
 @pytest.fixture(scope="session")
-def toolbridge_factory(
+def start_toolbridge(
     redis_url: str, scripted_model: ServerThread, mcp_servers: dict[str, RunningMcpServer]
-) -> Iterator[Callable[..., ServerThread]]:
-    """Start a toolbridge with its own Redis prefix and any settings overridden."""
-    started: list[ServerThread] = []
+) -> Callable[..., ServerThread]:
+    """Start a toolbridge with its own Redis prefix and any settings overridden; the caller
+    stops it."""
 
     def start(**overrides: Any) -> ServerThread:
         if "redis_url" not in overrides:  # a test's own Redis is a single node
@@ -213,8 +228,22 @@ def toolbridge_factory(
         settings = base_settings(
             overrides.pop("redis_url", redis_url), scripted_model.url, mcp_servers, **overrides
         )
-        server = ServerThread(create_app(settings), name=f"toolbridge-{len(started)}").start()
-        started.append(server)
+        return ServerThread(create_app(settings), name="toolbridge").start()
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def toolbridge_factory(
+    start_toolbridge: Callable[..., ServerThread],
+) -> Iterator[Callable[..., ServerThread]]:
+    """``start_toolbridge``, stopping what it started when the module's tests are done: a
+    toolbridge left serving keeps its background work (budget gauges, pool reaping) going, and
+    its logs land in every later test's."""
+    started: list[ServerThread] = []
+
+    def start(**overrides: Any) -> ServerThread:
+        started.append(server := start_toolbridge(**overrides))
         return server
 
     yield start
@@ -223,8 +252,10 @@ def toolbridge_factory(
 
 
 @pytest.fixture(scope="session")
-def toolbridge(toolbridge_factory: Callable[..., ServerThread]) -> ServerThread:
-    return toolbridge_factory()
+def toolbridge(start_toolbridge: Callable[..., ServerThread]) -> Iterator[ServerThread]:
+    server = start_toolbridge()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

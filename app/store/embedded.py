@@ -194,6 +194,27 @@ class EmbeddedCluster:
         """Any node will do: cluster clients discover the others."""
         return self.nodes[0].url
 
+    def report(self, log_lines: int = 8) -> list[str]:
+        """Each node as it is now (running, answering, its cluster state) and the end of its
+        log: what a failed test run prints, to tell a lost cluster from a lost test."""
+        lines: list[str] = []
+        for node in self.nodes:
+            if (code := node.process.poll()) is not None:
+                state = f"exited with {code}"
+            else:
+                client = redis.Redis.from_url(node.url, socket_timeout=2)
+                try:
+                    state = "cluster_state " + str(client.cluster("INFO").get("cluster_state"))
+                except redis.RedisError as exc:
+                    state = f"running, not answering: {type(exc).__name__}: {exc}"
+                finally:
+                    client.close()
+            lines.append(f"{node.url}: {state}")
+            with contextlib.suppress(OSError):
+                log = (node.data_dir / "redis.log").read_text(errors="replace").splitlines()
+                lines += [f"  {line}" for line in log[-log_lines:]]
+        return lines
+
     def stop(self) -> None:
         for node in self.nodes:
             node.process.terminate()
@@ -212,8 +233,11 @@ def start_embedded_cluster(data_dir: Path, *, primaries: int = 3) -> EmbeddedClu
             redis_server_binary(),
             *("--port", str(port), "--bind", "127.0.0.1", "--dir", str(node_dir.resolve())),
             *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-            *("--cluster-node-timeout", "5000", "--appendonly", "no", "--save", ""),
-            *("--loglevel", "warning"),
+            # Redis's default node timeout: no replica could take over anyway, and a node that a
+            # busy machine starves for a few seconds must not take the whole cluster down.
+            *("--cluster-node-timeout", "15000", "--appendonly", "no", "--save", ""),
+            # Notice: a node's view of the cluster (nodes failing, the state changing) is logged.
+            *("--loglevel", "notice", "--logfile", str((node_dir / "redis.log").resolve())),
         ]
         process = subprocess.Popen(
             args,
