@@ -29,6 +29,7 @@ from pydantic import ValidationError
 
 from app.config import ConfigError, Settings
 from app.logs import configure_logging
+from app.open_files import raise_open_files_limit
 from app.store.embedded import start_embedded_redis
 
 _ANONYMOUS = "TOOLBRIDGE_ALLOW_ANONYMOUS"
@@ -77,6 +78,7 @@ def main(argv: list[str] | None = None) -> None:
         print(findings.report())
         sys.exit(1 if findings.problems else 0)
     configure_logging(settings.log_level)
+    raise_open_files_limit()  # before uvicorn's workers fork: they inherit it
     log = logging.getLogger("toolbridge")
     embedded = None
     if not settings.redis_url:
