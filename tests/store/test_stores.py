@@ -11,10 +11,12 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 import pytest
+import redis.asyncio
+import redis.exceptions
 
 from app.errors import NotFound, StorageQuotaExceeded, TooManyBackgroundResponses
 from app.store.background import LOST, BackgroundStore
-from app.store.connect import RedisClient, connect
+from app.store.connect import RedisClient, WaitingPool, connect
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
 from app.store.responses import CHAIN_IDS, Quotas, ResponseStore
@@ -242,3 +244,37 @@ def test_a_burst_past_redis_pys_default_pool_is_served(redis_url: str) -> None:
             await redis.aclose()
 
     anyio.run(burst)
+
+
+def test_the_pool_waits_for_a_free_connection_and_keeps_none(redis_url: str) -> None:
+    """The fast path (a free connection, nobody waiting) and redis-py's waiting path share one
+    pool: commands beyond its connections wait their turn, a command that waits too long fails
+    clearly, and every connection is back in the pool afterwards."""
+
+    async def scenario() -> None:
+        pool = WaitingPool.from_url(redis_url, max_connections=4, timeout=0.5)
+        client = redis.asyncio.Redis.from_pool(pool)
+        try:
+            answers = await asyncio.gather(*(client.echo(f"n{i}") for i in range(200)))
+            assert answers == [f"n{i}".encode() for i in range(200)]
+            for _ in range(3):  # one at a time: the fast path only
+                assert await client.echo("alone") == b"alone"
+            assert len(pool._in_use_connections) == 0  # noqa: SLF001 - what the fast path keeps
+            assert len(pool._available_connections) == 4  # noqa: SLF001
+
+            held = [await pool.get_connection() for _ in range(4)]
+            waiting = asyncio.create_task(client.echo("waited"))
+            await asyncio.sleep(0.1)
+            await pool.release(held.pop())  # a waiter exists: it is woken with this one
+            assert await waiting == b"waited"
+            held.append(await pool.get_connection())  # all four held again
+            with pytest.raises(redis.exceptions.ConnectionError, match="No connection"):
+                await client.echo("too long")
+            for connection in held:
+                await pool.release(connection)
+            assert await client.echo("after") == b"after"
+            assert len(pool._in_use_connections) == 0  # noqa: SLF001
+        finally:
+            await client.aclose()
+
+    anyio.run(scenario)
