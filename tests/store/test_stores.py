@@ -259,8 +259,8 @@ def test_the_pool_waits_for_a_free_connection_and_keeps_none(redis_url: str) -> 
             assert answers == [f"n{i}".encode() for i in range(200)]
             for _ in range(3):  # one at a time: the fast path only
                 assert await client.echo("alone") == b"alone"
-            assert len(pool._in_use_connections) == 0  # noqa: SLF001 - what the fast path keeps
-            assert len(pool._available_connections) == 4  # noqa: SLF001
+            assert len(pool._in_use_connections) == 0  # private: what the fast path keeps
+            assert len(pool._available_connections) == 4
 
             held = [await pool.get_connection() for _ in range(4)]
             waiting = asyncio.create_task(client.echo("waited"))
@@ -273,7 +273,7 @@ def test_the_pool_waits_for_a_free_connection_and_keeps_none(redis_url: str) -> 
             for connection in held:
                 await pool.release(connection)
             assert await client.echo("after") == b"after"
-            assert len(pool._in_use_connections) == 0  # noqa: SLF001
+            assert len(pool._in_use_connections) == 0
         finally:
             await client.aclose()
 
