@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.api.sse import EventStreamResponse, to_json
-from app.engine.events import RunEvent
+from app.engine.events import ProgressFeed, RunEvent
 
 logger = logging.getLogger(__name__)
 
@@ -63,15 +63,19 @@ async def serve(
     *,
     stream: bool,
     keepalive_s: float,
+    progress: ProgressFeed | None = None,
     before_reply: Hook | None = None,
 ) -> Response:
-    """Answer with the run, streamed or not; ``before_reply`` runs once the run has finished
-    well, before the caller hears of it (storing a response)."""
+    """Answer with the run, streamed or not; ``progress``: the run's (streamed, its servers'
+    progress is sent as it comes); ``before_reply`` runs once the run has finished well, before
+    the caller hears of it (storing a response)."""
     if stream:
         return EventStreamResponse(
             _pieces(renderer, events, before_reply),
             keepalive_s=keepalive_s,
             stream_error=renderer.failed,
+            progress=progress,
+            render_progress=renderer.absorb,
         )
 
     async def complete() -> Response:

@@ -3,8 +3,9 @@
 The rendered items are read and written in the response's own task (so the run's MCP sessions
 open and close on one task). The first item decides the response: an error before it becomes an
 ordinary JSON error with its status (a dead MCP server is a 424, not a 200 stream); after it,
-errors become in-stream events. While the run is quiet (tools running), comment lines keep
-proxies from closing the connection. A client that disconnects cancels the run.
+errors become in-stream events. While the run is quiet (tools running), a second task sends
+what the servers report (``ProgressFeed``) and, when nothing came for a while, comment lines
+that keep proxies from closing the connection. A client that disconnects cancels the run.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api.errors import error_response_body
-from app.engine.events import McpCallProgress
+from app.engine.events import McpCallProgress, ProgressFeed
 from app.mcp.notes import TaskState
 
-KEEPALIVE = b": keep-alive\n\n"
+KEEPALIVE = ": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
 """Chat Completions' end of stream."""
 
@@ -69,11 +70,15 @@ class EventStreamResponse(Response):
         *,
         keepalive_s: float,
         stream_error: Callable[[Exception], str],
+        progress: ProgressFeed | None = None,
+        render_progress: Callable[[McpCallProgress], list[str]] | None = None,
     ) -> None:
         super().__init__(media_type="text/event-stream")
         self._items = items
         self._keepalive_s = keepalive_s
         self._stream_error = stream_error
+        self._progress = progress
+        self._render_progress = render_progress
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The items are read and written in this task (one task for the run, from its sessions'
@@ -115,34 +120,59 @@ class EventStreamResponse(Response):
                     ],
                 }
             )
-            quiet = _KeepAlive(send, self._keepalive_s)
-            await quiet.body(first.encode())
+            quiet = _KeepAlive(send, self._keepalive_s, self._progress, self._render_progress)
+            await quiet.body(first)
             keeping_alive = CancelScope()  # entered by the keep-alive task
             tg.start_soon(quiet.run, keeping_alive)
             try:
                 async for item in items:
-                    await quiet.body(item.encode())
+                    await quiet.body(quiet.pending() + item)  # what came first goes first
             except Exception as exc:  # noqa: BLE001 - boundary: the run's failure, in-stream
-                await quiet.body(self._stream_error(exc).encode())
+                await quiet.body(self._stream_error(exc))
             keeping_alive.cancel()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class _KeepAlive:
-    """Writes the stream's items, and a comment line whenever ``every_s`` passed without one."""
+    """Writes the stream's items; while they pause, the servers' progress as it arrives, and a
+    comment line whenever ``every_s`` passed without a write."""
 
-    def __init__(self, send: Send, every_s: float) -> None:
+    def __init__(
+        self,
+        send: Send,
+        every_s: float,
+        progress: ProgressFeed | None,
+        render_progress: Callable[[McpCallProgress], list[str]] | None,
+    ) -> None:
         self._send = send
         self._every_s = every_s
+        self._progress = progress
+        self._render_progress = render_progress
         self._last = anyio.current_time()
 
-    async def body(self, data: bytes) -> None:
+    async def body(self, text: str) -> None:
         self._last = anyio.current_time()
-        await self._send({"type": "http.response.body", "body": data, "more_body": True})
+        await self._send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+    def pending(self) -> str:
+        """The progress that arrived since the last write, as SSE text."""
+        if self._progress is None or self._render_progress is None:
+            return ""
+        return "".join(
+            text for update in self._progress.take() for text in self._render_progress(update)
+        )
 
     async def run(self, scope: CancelScope) -> None:
         with scope:  # cancelled by the writer when its items end
             while True:
-                await anyio.sleep(max(0.0, self._last + self._every_s - anyio.current_time()))
+                quiet_for = max(0.0, self._last + self._every_s - anyio.current_time())
+                if self._progress is None:
+                    await anyio.sleep(quiet_for)
+                else:
+                    with anyio.move_on_after(quiet_for):
+                        await self._progress.arrived()
+                    if text := self.pending():
+                        await self.body(text)
+                        continue
                 if anyio.current_time() - self._last >= self._every_s:
                     await self.body(KEEPALIVE)

@@ -7,7 +7,6 @@ decision; the run ends with exactly one ``RunFinished``.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -26,7 +25,6 @@ from app.engine.events import (
     FinishReason,
     LoadedTool,
     McpCallFinished,
-    McpCallProgress,
     McpCallSkipped,
     McpCallStarted,
     RunEvent,
@@ -49,7 +47,6 @@ from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
 from app.ids import run_scoped_id
 from app.llm.client import DEFAULT_MAX_TOOLS, Message
-from app.mcp.notes import CallUpdate
 from app.mcp.run_sessions import RunSessions
 from app.mcp.session import ServerSession, ToolOutcome
 from app.mcp.tools import Toolset
@@ -57,8 +54,6 @@ from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
 from app.sampling.handler import RunSampling
 from app.tracing import span
 
-_PROGRESS_BUFFER = 64
-"""Progress updates waiting for a slow reader; more are dropped (the latest is in the notes)."""
 LOADED_ROOM = 16
 """When servers are deferred to fit the model's tool limit, room kept for tools searches load."""
 TOOL_ERROR_PREFIX = "[tool error] "
@@ -441,51 +436,37 @@ async def _searched(
     return ToolSearched(call_id=call.id, arguments=found.arguments, loaded=loaded)
 
 
-async def _with_progress(
-    calls: list[ToolCall],
-    toolset: Toolset,
-    request: RunRequest,
-    state: _RunState,
-    outcomes: list[ToolOutcome],
-) -> AsyncIterator[RunEvent]:
-    """Run the calls; while they run, pass on the progress their servers report."""
-    settling = any(hold.limited for hold in state.unsettled)  # else the next reservation settles
-    if not request.stream_model and not settling:
-        # Nobody reads progress and nothing is to be settled meanwhile: the calls run here,
-        # without a task group and a stream (CPU per run, profiled).
-        outcomes.extend(await execute_all(calls, toolset, request.limits, state.span))
-        return
-    send, receive = anyio.create_memory_object_stream[McpCallProgress](_PROGRESS_BUFFER)
-
-    def report(call_id: str, progress: CallUpdate) -> None:
-        with contextlib.suppress(anyio.WouldBlock, anyio.ClosedResourceError):
-            send.send_nowait(
-                McpCallProgress(call_id=call_id, update=progress)
-            )  # a slow reader misses some updates, never the result
-
-    async def work() -> None:
-        async with send:
-            outcomes.extend(await execute_all(calls, toolset, request.limits, state.span, report))
-
+async def _execute(
+    calls: list[ToolCall], toolset: Toolset, request: RunRequest, state: _RunState
+) -> list[ToolOutcome]:
+    """Run the calls (their servers' progress goes to ``request.progress``); meanwhile settle
+    the model call that asked for them when a hold of it is limited (else the next
+    reservation settles it, one round trip fewer)."""
+    report = request.progress.report if request.progress is not None else None
+    if not any(hold.limited for hold in state.unsettled):
+        return await execute_all(calls, toolset, request.limits, state.span, report)
     failed: list[Exception] = []
 
     async def settle(scope: anyio.CancelScope) -> None:
-        """The model call that asked for these tools, settled while they run; if that fails
-        (Redis down), the calls stop and the run fails with it, as before the calls."""
+        """If settling fails (Redis down), the calls stop and the run fails with it, as it
+        would have before the calls."""
         try:
             await state.settle(keep_unlimited=True)
         except Exception as exc:  # noqa: BLE001 - raised below as itself, not in a group
             failed.append(exc)
             scope.cancel()
 
-    async with anyio.create_task_group() as tg, receive:
-        if settling:
-            tg.start_soon(settle, tg.cancel_scope)
+    outcomes: list[ToolOutcome] = []
+
+    async def work() -> None:
+        outcomes.extend(await execute_all(calls, toolset, request.limits, state.span, report))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(settle, tg.cancel_scope)
         tg.start_soon(work)
-        async for progress in receive:
-            yield progress
     if failed:
         raise failed[0]
+    return outcomes
 
 
 def _skipped(
@@ -526,9 +507,7 @@ async def _run_server_calls(
             arguments=call.arguments,
             approved=approved,
         )
-    outcomes: list[ToolOutcome] = []
-    async for event in _with_progress(calls, toolset, request, state, outcomes):
-        yield event
+    outcomes = await _execute(calls, toolset, request, state)
     state.tool_calls_made += len(calls)
     for (call, label, tool), outcome in zip(described, outcomes, strict=True):
         prefix = TOOL_ERROR_PREFIX if outcome.is_error else ""

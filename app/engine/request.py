@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.config import Limits
-from app.engine.events import ToolCall
+from app.engine.events import ProgressFeed, ToolCall
 from app.llm.client import Message
 from app.mcp.servers import ServerSpec
 from app.principal import Principal
@@ -38,6 +38,8 @@ class RunRequest:
     limits: Limits = field(default_factory=Limits)
     stream_model: bool = False
     """Stream from the model (so text reaches a streaming caller as it arrives)."""
+    progress: ProgressFeed | None = None
+    """Where the servers' progress goes while the tools run (a streamed run's); None: nowhere."""
     approvals: list[ApprovalDecision] = field(default_factory=list)
     """Approved calls run, denied ones are reported to the model, before its first turn."""
     hidden_turns: bool = False

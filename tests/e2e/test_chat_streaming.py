@@ -175,7 +175,7 @@ def test_progress_reaches_a_streaming_client_as_comments_and_the_call_notes(
         "messages": [{"role": "user", "content": 'call calc__progress_steps {"steps": 3}'}],
         "tools": [mcp_tool(mcp_servers[kind])],
     }
-    comments, chunks = [], []
+    comments, chunks, answered_at = [], [], None
     with httpx.stream(
         "POST",
         f"{toolbridge.url}/v1/chat/completions",
@@ -188,7 +188,12 @@ def test_progress_reaches_a_streaming_client_as_comments_and_the_call_notes(
                 comments.append(line)
             elif line.startswith("data: {"):
                 chunks.append(json.loads(line[6:]))
+                if answered_at is None and any(
+                    choice["delta"].get("content") for choice in chunks[-1]["choices"]
+                ):
+                    answered_at = len(comments)  # the model's answer, after the call's result
     assert comments and comments[-1].endswith("3/3 step 3"), comments
+    assert answered_at == len(comments)  # every progress line came before the answer
     extension = next(c["toolbridge"] for c in chunks if "toolbridge" in c)
     (call,) = extension["mcp_calls"]
     assert call["output"] == "3 steps"

@@ -16,6 +16,7 @@ from app.api.admission.limits import check_request_size, effective_limits
 from app.api.admission.servers import resolve_servers
 from app.api.deps import Services
 from app.api.wire import McpLimits, McpToolParam, ToolSearchParam
+from app.engine.events import ProgressFeed
 from app.engine.request import ApprovalDecision, RunRequest
 from app.engine.search import FUNCTION_NAME as SEARCH_FUNCTION
 from app.errors import InvalidRequest
@@ -119,6 +120,7 @@ async def admit(
         params=params,
         limits=effective_limits(services.settings.limits, mcp_limits),
         stream_model=stream,
+        progress=ProgressFeed() if stream else None,
         hidden_turns=hidden_turns,
         approvals=list(approvals),
         approvals_at=approvals_at,

@@ -36,4 +36,5 @@ async def chat_completions(
         run(request, services.engine),
         stream=bool(body.stream),
         keepalive_s=services.settings.keepalive_s,
+        progress=request.progress,
     )

@@ -80,6 +80,7 @@ async def create_response(
         events,
         stream=bool(body.stream),
         keepalive_s=services.settings.keepalive_s,
+        progress=parsed.run.progress,
         before_reply=store,
     )
 
