@@ -85,3 +85,4 @@ def test_run_model_tool_and_sampling_spans(
     # (the SDK's, the server's) are children of the tool's span.
     children = {s["name"] for s in spans if s["parent"] == tool["id"]}
     assert any("tools/call" in name for name in children), children
+    server.stop()  # while the receiver still takes its last spans (else their export retries)
