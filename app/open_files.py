@@ -19,20 +19,28 @@ logger = logging.getLogger(__name__)
 
 FEW_OPEN_FILES = 4096
 """Below this, a few hundred runs in flight can exhaust the limit: a warning says so."""
+MACOS_OPEN_MAX = 10_240
+"""What macOS grants when the hard limit is unlimited, which it refuses as a soft limit."""
 
 
 def raise_open_files_limit() -> int | None:
     """Raise the soft limit on open files to the hard one; the limit now (None: unknown)."""
     if resource is None:
         return None
+    unlimited = resource.RLIM_INFINITY
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft:
+    wanted = [hard] if hard != unlimited else [hard, MACOS_OPEN_MAX]
+    for limit in wanted:
+        if soft == unlimited or (limit != unlimited and limit <= soft):
+            break
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError) as exc:  # macOS refuses RLIM_INFINITY: keep what we had
-            logger.warning("open files limit stays at %d: %s", soft, exc)
-    if soft != resource.RLIM_INFINITY and soft < FEW_OPEN_FILES:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        except (ValueError, OSError) as exc:
+            logger.debug("open files limit not raised to %d: %s", limit, exc)
+            continue
+        soft = limit
+        break
+    if soft != unlimited and soft < FEW_OPEN_FILES:
         logger.warning(
             "open files limit is %d: each run in flight holds a few, so a few hundred at once "
             "can fail with 'Too many open files' (raise the hard limit: ulimit -Hn, or the "

@@ -59,7 +59,9 @@ class WaitingPool(BlockingConnectionPool):
     record pool metrics nobody reads here, on every command: about 30 of the 85 µs of CPU a
     script call cost (measured, one node, 16 at once). With a connection free, one is taken and
     given back directly; only a command that has to wait, and the releases while one waits,
-    go through the blocking pool's own path, which wakes the waiters.
+    go through the blocking pool's own path, which wakes the waiters. The direct path skips the
+    pool's "connection released" event, which only redis-py's re-authenticating credential
+    providers listen for (toolbridge configures none).
 
     Private API: ``_available_connections`` and ``_in_use_connections`` (redis-py 8.1, pinned;
     tests/store/test_stores.py checks the pool waits, times out and keeps no connection)."""
