@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import secrets
 
 _generator = random.Random()
 os.register_at_fork(after_in_child=_generator.seed)
@@ -18,3 +19,8 @@ os.register_at_fork(after_in_child=_generator.seed)
 def run_scoped_id() -> str:
     """32 hex digits, unique in practice; not a secret."""
     return f"{_generator.getrandbits(128):032x}"
+
+
+def stored_id() -> str:
+    """32 hex digits from ``secrets``: a stored object's id or a lock token, not guessable."""
+    return secrets.token_hex(16)

@@ -238,8 +238,9 @@ def toolbridge_factory(
     start_toolbridge: Callable[..., ServerThread],
 ) -> Iterator[Callable[..., ServerThread]]:
     """``start_toolbridge``, stopping what it started when the module's tests are done: a
-    toolbridge left serving keeps its background work (budget gauges, pool reaping) going, and
-    its logs land in every later test's."""
+    toolbridge left serving holds its connections' open files (kept to the session's end, they
+    used up CI's 1,024 in the cluster pass), keeps its background work going, and its logs land
+    in every later test's."""
     started: list[ServerThread] = []
 
     def start(**overrides: Any) -> ServerThread:

@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from app.api.sse import EventStreamResponse, to_json
-from app.engine.events import ProgressFeed, RunEvent
+from app.engine.events import McpCallProgress, ProgressFeed, RunEvent
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,10 @@ class Renderer(Protocol):
 
     def absorb(self, event: RunEvent) -> list[str]:
         """Take in an event; the SSE text it makes (none when not streaming)."""
+        ...
+
+    def progress(self, update: McpCallProgress) -> list[str]:
+        """The SSE text a server's progress makes while tools run (none when not streaming)."""
         ...
 
     def closing(self) -> list[str]:
@@ -75,7 +79,7 @@ async def serve(
             keepalive_s=keepalive_s,
             stream_error=renderer.failed,
             progress=progress,
-            render_progress=renderer.absorb,
+            render_progress=renderer.progress,
         )
 
     async def complete() -> Response:

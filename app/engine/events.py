@@ -110,7 +110,8 @@ class McpCallFinished:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class McpCallProgress:
-    """A running MCP call's server reported progress, or its task changed status."""
+    """A running MCP call's server reported progress, or its task changed status. Not a run
+    event: a streamed run's writer sends these as they come (``ProgressFeed``)."""
 
     kind: Literal["mcp_call_progress"] = "mcp_call_progress"
     call_id: str
@@ -278,7 +279,6 @@ RunEvent = (
     | TextDelta
     | ClientToolCallDelta
     | McpCallStarted
-    | McpCallProgress
     | McpCallFinished
     | McpCallSkipped
     | ToolSearched

@@ -14,11 +14,11 @@ is refused with 409 meanwhile, never interleaved (docs/responses.md).
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from typing import Any
 
 from app.errors import ConversationBusy, InvalidRequest, NotFound
+from app.ids import stored_id
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 from app.store.responses import stored_items
@@ -28,7 +28,7 @@ LOCK_S = 3600
 
 
 def conversation_id() -> str:
-    return f"conv_{secrets.token_hex(16)}"
+    return f"conv_{stored_id()}"
 
 
 class ConversationStore:

@@ -198,3 +198,45 @@ def test_progress_reaches_a_streaming_client_as_comments_and_the_call_notes(
     (call,) = extension["mcp_calls"]
     assert call["output"] == "3 steps"
     assert call["notes"][-1] == {"kind": "progress", "progress": 3, "total": 3, "message": "step 3"}
+
+
+def test_progress_lines_in_responses_streams_and_through_the_openai_sdk(
+    toolbridge: ServerThread, client: openai.OpenAI, mcp_server: RunningMcpServer
+) -> None:
+    """Responses streams carry the progress lines too, before the call completes; the SDK's
+    stream parsers skip them: both endpoints' streams read as they do without progress, the
+    answer whole."""
+    script = 'call calc__progress_steps {"steps": 3}'
+    tool = mcp_tool(mcp_server, require_approval="never")
+    body = {"model": "scripted-a", "stream": True, "input": script, "tools": [tool]}
+    with httpx.stream(
+        "POST",
+        f"{toolbridge.url}/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+        timeout=60,
+    ) as answer:
+        lines = [line for line in answer.iter_lines() if line]
+    progress = [i for i, line in enumerate(lines) if line.startswith(": progress")]
+    completed = lines.index("event: response.mcp_call.completed")
+    assert progress and progress[-1] < completed and lines[progress[-1]].endswith("3/3 step 3")
+    chat = client.chat.completions.create(
+        model="scripted-a",
+        stream=True,
+        messages=[{"role": "user", "content": script}],
+        tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chat if c.choices)
+    assert text == "done: calc__progress_steps=3 steps"
+    events = list(
+        client.responses.create(
+            model="scripted-a",
+            stream=True,
+            input=script,
+            tools=[tool],  # type: ignore[list-item]
+        )
+    )
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text == "done: calc__progress_steps=3 steps"
+    calls = [e.item for e in events if e.type == "response.output_item.done"]
+    assert [item.type for item in calls if item.type == "mcp_call"] == ["mcp_call"]

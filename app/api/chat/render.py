@@ -53,10 +53,12 @@ class ChatRenderer:
     def opening(self) -> list[str]:
         return []  # the role chunk waits for the run's first event: until then, errors are JSON
 
+    def progress(self, update: McpCallProgress) -> list[str]:
+        """A server's progress while the stream is open: no chunk carries it, a comment does."""
+        return [sse_comment(progress_text(update))] if self.stream and self.started else []
+
     def absorb(self, event: RunEvent) -> list[str]:
         """Take in an event; the chunks it makes when streaming."""
-        if isinstance(event, McpCallProgress):  # no chunk carries it: a comment line does
-            return [sse_comment(progress_text(event))] if self.stream and self.started else []
         deltas = self._deltas(event)
         if not self.stream or (not deltas and isinstance(event, TurnStarted | ToolsListed)):
             return []  # before the first model call has a result, an error is still JSON (429)
@@ -126,13 +128,7 @@ class ChatRenderer:
                 return [{"content": note}]
             case RunFinished():
                 self.finished = event
-            case (
-                ToolsListed()
-                | McpCallStarted()
-                | McpCallProgress()
-                | ApprovalRequired()
-                | TurnUsage()
-            ):
+            case ToolsListed() | McpCallStarted() | ApprovalRequired() | TurnUsage():
                 pass
             case _:
                 assert_never(event)

@@ -7,13 +7,13 @@ The engine deals in call ids only.
 
 from __future__ import annotations
 
-import secrets
+from app.ids import stored_id
 
 _CALL_PREFIXES = ("mcpr_", "mcp_", "fc_", "tsc_", "tso_")
 
 
 def _new(prefix: str) -> str:
-    return f"{prefix}_{secrets.token_hex(16)}"
+    return f"{prefix}_{stored_id()}"
 
 
 def response_id() -> str:

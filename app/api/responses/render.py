@@ -135,11 +135,14 @@ class ResponseRenderer:
     def opening(self) -> list[str]:
         return [_sse(event) for event in self.start()]
 
+    def progress(self, update: McpCallProgress) -> list[str]:
+        """A server's progress while the stream is open: no stream event carries it, a comment
+        line does."""
+        return [sse_comment(progress_text(update))] if self.stream else []
+
     def absorb(self, event: RunEvent) -> list[str]:
         """Take in a run event; the stream events it makes, when streaming."""
-        if isinstance(event, McpCallProgress):  # no stream event carries it: a comment line does
-            return [sse_comment(progress_text(event))] if self.stream else []
-        events = self._events(event)
+        events = self.events_for(event)
         return [_sse(e) for e in events] if self.stream else []
 
     def closing(self) -> list[str]:
@@ -161,12 +164,7 @@ class ResponseRenderer:
         return self.fail(error["error"]["message"])
 
     def events_for(self, event: RunEvent) -> list[StreamEvent]:
-        """The stream events a run event makes (a progress update makes none)."""
-        if isinstance(event, McpCallProgress):
-            return []
-        return self._events(event)
-
-    def _events(self, event: RunEvent) -> list[StreamEvent]:
+        """The stream events a run event makes."""
         match event:
             case TextDelta(text=text):
                 return self._text(text)
@@ -195,7 +193,7 @@ class ResponseRenderer:
                 events = self._close_message()
                 index, added = self._add(item)
                 return [*events, added, self._done(index)]
-            case TurnUsage() | McpCallProgress():
+            case TurnUsage():
                 return []
             case RunFinished():
                 return self._finish(event)

@@ -4,7 +4,6 @@ model parameters mapped to the engine's terms."""
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -18,6 +17,7 @@ from app.api.responses.items import fold
 from app.api.wire import MAX_INT, McpLimits, McpToolParam, ToolSearchParam, WireRequest
 from app.engine.request import RunRequest
 from app.errors import InvalidRequest
+from app.ids import stored_id
 from app.mcp.naming import exposed_name
 from app.mcp.servers import ApprovalPolicy
 from app.principal import Principal
@@ -182,7 +182,7 @@ async def parse_responses(
             return await _parse(body, services, principal, history, None, None, counting=True)
         # Held before its items are read, so no other response can add to them meanwhile;
         # released when this one ends (``routes._in_conversation``), or now if it cannot start.
-        hold = secrets.token_hex(16)
+        hold = stored_id()
         await services.conversations.hold(conversation_id, principal.key_id, hold)
         try:
             history = await services.conversations.items(conversation_id, principal.key_id)
