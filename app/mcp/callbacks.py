@@ -19,7 +19,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-import anyio
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 
@@ -108,15 +107,15 @@ class ServerCallbacks:
         self.samples_in_call += 1
         return await self.sampler.sample(params, self.notes, self.samples_in_call)
 
-    async def on_message(self, message: Any) -> None:
-        """Server notifications (the SDK evicts the shared tool-list cache itself)."""
-        if isinstance(message, types.ToolListChangedNotification):
+    def saw_notification(self, method: str) -> None:
+        """A server notification, in the order received (``intercept_notifications``); the SDK
+        evicts the shared tool-list cache itself, later."""
+        if method == "notifications/tools/list_changed":
             self.tools_changed = True
-        await anyio.lowlevel.checkpoint()
 
     def client_options(self) -> dict[str, Any]:
         """Arguments for ``mcp.Client``: a callback declares its capability."""
-        options: dict[str, Any] = {"message_handler": self.on_message}
+        options: dict[str, Any] = {}
         if self.sampler is not None:
             options["sampling_callback"] = self.sample
             options["sampling_capabilities"] = types.SamplingCapability(

@@ -27,7 +27,11 @@ from app.mcp.failures import describe_failure
 from app.mcp.oauth import auth_failure
 from app.mcp.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
 from app.mcp.schemas import output_validator
-from app.mcp.sdk_internals import absorb_tool_listing, use_output_validators
+from app.mcp.sdk_internals import (
+    absorb_tool_listing,
+    intercept_notifications,
+    use_output_validators,
+)
 from app.mcp.servers import ServerSpec
 from app.mcp.session import ServerSession
 from app.mcp.tasks import takes_task_calls
@@ -198,6 +202,7 @@ class RunSessions:
         self._leases.append(lease)
         try:
             callbacks.watch_undeclared(client.session)
+            intercept_notifications(client.session, callbacks.saw_notification)
             use_output_validators(client.session, output_validator)
             tools, listed = await self._tools(spec, lease)
         except BaseException:
@@ -223,15 +228,18 @@ class RunSessions:
             if (recent := lease.recent_listing(reuse_s)) is not None:
                 tools = recent
             else:
+                # Said changed: past the shared cache, whose eviction (the SDK's) may not have
+                # landed yet.
+                refresh = lease.callbacks.tools_changed
                 with anyio.fail_after(self._list_timeout_s):
-                    tools = await self._list_tools(client)
+                    tools = await self._list_tools(client, refresh=refresh)
                 lease.remember_listing(tools)
             listed = True
         if spec.allowed_tools is not None:
             tools = [t for t in tools if spec.allowed_tools.matches(t)]
         return tools, listed
 
-    async def _list_tools(self, client: Client) -> list[types.Tool]:
+    async def _list_tools(self, client: Client, *, refresh: bool) -> list[types.Tool]:
         """Every page of the server's tools, within ``listing_bounds`` (the list timeout
         bounds a server whose cursors never end)."""
         bounds = self._clients.listing_bounds
@@ -239,7 +247,9 @@ class RunSessions:
         size = 0
         cursor: str | None = None
         while True:
-            page = await client.list_tools(cursor=cursor)
+            page = await client.list_tools(
+                cursor=cursor, cache_mode="refresh" if refresh else "use"
+            )
             tools.extend(page.tools)
             size += len(page.model_dump_json())
             if len(tools) > bounds.max_tools or size > bounds.max_bytes:

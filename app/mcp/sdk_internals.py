@@ -16,6 +16,7 @@ import mcp_types as types
 from mcp.client import session as session_module
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.session import ClientSession
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 
 
 class SdkIncompatible(RuntimeError):
@@ -72,12 +73,35 @@ def stamp(session: Any, data: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-async def deliver_notification(session: Any, method: str, params: Any) -> None:
-    """Handle a server notification that arrived outside the SDK's transport as the session
-    handles its own: validated, to the logging callback and the message handler (which evicts
-    the shared cache on ``notifications/tools/list_changed``, then tells our callbacks).
+def intercept_notifications(session: Any, seen: Callable[[str], None]) -> None:
+    """Tell ``seen`` the method of every notification ``session`` receives, on the dispatcher's
+    receive path: in the order received, so before the result of a call whose stream carried
+    it reaches the caller. (The SDK hands notifications to the session in spawned tasks, which
+    can run after that result: a ``tools/list_changed`` seen late let the next run reuse the
+    old tool list, a flaky CI run.)
 
-    Private: ``ClientSession._on_notify(dctx, method, params)`` (it does not read ``dctx``)."""
+    Private: ``JSONRPCDispatcher._on_notify_intercept`` (set when the session starts)."""
+    dispatcher = session._dispatcher
+    session_intercept = dispatcher._on_notify_intercept
+
+    def intercept(method: str, params: Mapping[str, Any] | None) -> bool:
+        seen(method)
+        return bool(session_intercept(method, params)) if session_intercept else False
+
+    dispatcher._on_notify_intercept = intercept
+
+
+async def deliver_notification(session: Any, method: str, params: Any) -> None:
+    """Handle a server notification that arrived outside the SDK's transport as the session's
+    dispatcher handles its own: its receive-path intercept first (``intercept_notifications``),
+    then, unless that consumed it, validated, to the logging callback and the message handler
+    (which evicts the shared cache on ``notifications/tools/list_changed``).
+
+    Private: ``JSONRPCDispatcher._on_notify_intercept``, ``ClientSession._on_notify(dctx,
+    method, params)`` (it does not read ``dctx``)."""
+    intercept = session._dispatcher._on_notify_intercept
+    if intercept is not None and intercept(method, params):
+        return
     await session._on_notify(None, method, params)
 
 
@@ -170,4 +194,10 @@ def check() -> None:
         == ["self", "dctx", "method", "params"]
         and "dctx" not in inspect.getsource(ClientSession._on_notify).split("-> None:", 1)[-1],
         "ClientSession._on_notify(dctx, method, params), not reading dctx",
+    )
+    _require(
+        "self._on_notify_intercept" in inspect.getsource(JSONRPCDispatcher._dispatch_notification)
+        and "self._on_notify_intercept = on_notify_intercept"
+        in inspect.getsource(JSONRPCDispatcher.run),
+        "JSONRPCDispatcher._on_notify_intercept, read per notification",
     )
