@@ -11,7 +11,6 @@ in-flight model and MCP calls stop, MCP sessions close and every ``finally`` run
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from typing import Any, Protocol
@@ -20,10 +19,8 @@ import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.api.sse import EventStreamResponse, to_json
+from app.api.sse import EventStreamResponse, cancel_on_disconnect, to_json
 from app.engine.events import McpCallProgress, ProgressFeed, RunEvent
-
-logger = logging.getLogger(__name__)
 
 CLIENT_CLOSED = 499
 """Nginx's status for a client that closed the request; nobody receives it."""
@@ -127,20 +124,11 @@ async def unless_disconnected(
     The watcher is a bare asyncio task that cancels ``work``'s scope: a task group and an anyio
     task for it cost more CPU per request than the rest of this function (profiled)."""
     with anyio.CancelScope() as scope:
-        watcher = asyncio.get_running_loop().create_task(_cancel_on_disconnect(request, scope))
+        watcher = asyncio.get_running_loop().create_task(
+            cancel_on_disconnect(request.receive, scope)
+        )
         try:
             return await work()
         finally:
             watcher.cancel()
     return Response(status_code=CLIENT_CLOSED)  # reached only when the scope was cancelled
-
-
-async def _cancel_on_disconnect(request: Request, scope: anyio.CancelScope) -> None:
-    try:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-    except Exception:  # the server's receive failed: nothing to watch
-        logger.debug("could not watch for a disconnect", exc_info=True)
-        return
-    logger.info("client disconnected: run cancelled")
-    scope.cancel()
