@@ -19,8 +19,9 @@ import anyio
 from fastapi import Request
 from fastapi.responses import Response
 
-from app.api.sse import EventStreamResponse, cancel_on_disconnect, to_json
+from app.api.sse import EventStreamResponse, cancel_on_disconnect
 from app.engine.events import McpCallProgress, ProgressFeed, RunEvent
+from app.json_text import json_bytes
 
 CLIENT_CLOSED = 499
 """Nginx's status for a client that closed the request; nobody receives it."""
@@ -91,13 +92,13 @@ async def serve(
 
 
 class OrjsonResponse(Response):
-    """A JSON body serialised by orjson (``to_json``: the stdlib's encoder was a visible share
-    of a run)."""
+    """A JSON body serialised by orjson (``json_bytes``: the stdlib's encoder was a visible
+    share of a run)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return to_json(content).encode()
+        return json_bytes(content)
 
 
 async def _pieces(

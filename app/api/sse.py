@@ -18,13 +18,13 @@ from contextlib import aclosing
 from typing import Any
 
 import anyio
-import orjson
 from anyio import CancelScope
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from app.api.errors import error_response_body
 from app.engine.events import McpCallProgress, ProgressFeed
+from app.json_text import to_json
 from app.mcp.notes import TaskState
 
 logger = logging.getLogger(__name__)
@@ -47,15 +47,6 @@ def progress_text(event: McpCallProgress) -> str:
         return " ".join(filter(None, ["task", event.call_id, update.status, update.message]))
     amount = f"{update.progress:g}" + (f"/{update.total:g}" if update.total is not None else "")
     return " ".join(filter(None, ["progress", event.call_id, amount, update.message]))
-
-
-def to_json(data: Any) -> str:
-    """``data`` as JSON text: by orjson, or, for what it refuses (an integer past 64 bits, a
-    lone surrogate a server sent), by the stdlib as before."""
-    try:
-        return orjson.dumps(data).decode()
-    except TypeError:  # orjson.JSONEncodeError is one
-        return json.dumps(data)
 
 
 def sse_event(data: dict[str, Any], *, name: str | None = None) -> str:

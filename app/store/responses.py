@@ -27,7 +27,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis.asyncio.cluster import ClusterPipeline
+from redis.exceptions import NoScriptError
+
 from app.errors import NotFound, StorageQuotaExceeded
+from app.json_text import json_bytes
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
@@ -130,13 +134,18 @@ class ResponseStore:
         tagged = f"{self._quota_prefix}{{{owner}}}"  # one slot per key on a cluster
         return [f"{tagged}:sizes", f"{tagged}:exp", f"{tagged}:total"]
 
+    def _quota_args(
+        self, record_id: str = "-", size: int = 0, renew: list[str] | None = None
+    ) -> list[Any]:
+        now = time.time()
+        args: list[Any] = [now, record_id, size, now + self._ttl_s]
+        return [*args, self._quotas.max_count, self._quotas.max_bytes, *(renew or [])]
+
     async def _count(
         self, owner: str, record_id: str = "-", size: int = 0, renew: list[str] | None = None
     ) -> tuple[bool, int, int]:
         """The quota script (see ``_QUOTA``) for ``owner``: check, count a record, or forget one."""
-        now = time.time()
-        args: list[Any] = [now, record_id, size, now + self._ttl_s]
-        args += [self._quotas.max_count, self._quotas.max_bytes, *(renew or [])]
+        args = self._quota_args(record_id, size, renew)
         with store_errors("Stored responses"):
             over, count, used = await self._quota(keys=self._quota_keys(owner), args=args)
         return bool(over), int(count), int(used)
@@ -161,14 +170,29 @@ class ResponseStore:
         if previous is not None:
             chain = [*previous.chain, previous.response["id"]][-CHAIN_IDS:]
         record = {"owner": owner, "response": response, "input_items": stored_items(input_items)}
-        text = json.dumps(record | {"chain": chain})
+        text = json_bytes(record | {"chain": chain})
+        keys = self._quota_keys(owner)
+        args = self._quota_args(response["id"], len(text), chain)
         with store_errors("Stored responses"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.set(self._prefix + response["id"], text, ex=self._ttl_s)
                 for ancestor in chain:  # the conversation lives as long as its latest turn
                     pipe.expire(self._prefix + ancestor, self._ttl_s)
-                await pipe.execute()
-        await self._count(owner, response["id"], len(text), chain)
+                # Counted in the same round trip, by the script's hash, where redis-py allows
+                # it (a cluster's pipeline refuses EVALSHA; ``self._quota(client=pipe)`` would
+                # first ask Redis whether it knows the script: a round trip more).
+                together = not isinstance(pipe, ClusterPipeline)
+                if together:
+                    pipe.evalsha(self._quota.sha, len(keys), *keys, *args)
+                outcomes = await pipe.execute(raise_on_error=False)
+            count = outcomes.pop() if together else None
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome
+            if isinstance(count, Exception) and not isinstance(count, NoScriptError):
+                raise count
+        if count is None or isinstance(count, NoScriptError):  # NOSCRIPT: a restarted Redis
+            await self._count(owner, response["id"], len(text), chain)
 
     async def _records(self, ids: list[str]) -> list[StoredResponse | None]:
         with store_errors("Stored responses"):

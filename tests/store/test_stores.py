@@ -144,6 +144,26 @@ def test_quotas_per_key_refuse_before_a_run_and_free_on_delete(redis_url: str) -
     with_redis(redis_url, scenario)
 
 
+def test_a_record_is_counted_in_bytes_even_when_redis_forgot_the_quota_script(
+    redis_url: str,
+) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ResponseStore(redis, prefix, ttl_s=60, quotas=Quotas(max_count=1, max_bytes=10**6))
+        await redis.script_flush()  # as after a restart: Redis no longer knows the script
+        text = "é✓" * 10  # not ASCII: more bytes than characters
+        await store.save(
+            owner="dave", response=_response("resp_a", text), input_items=[], previous=None
+        )
+        with pytest.raises(StorageQuotaExceeded, match="keeps 1 responses"):
+            await store.check_quota("dave")
+        record = await redis.get(f"{prefix}resp:resp_a")
+        assert int(await redis.get(f"{prefix}respq:{{dave}}:total")) == len(record)
+        loaded = await store.load("resp_a", "dave")
+        assert loaded.response["output"][0]["id"] == f"out_{text}"
+
+    with_redis(redis_url, scenario)
+
+
 def test_hidden_turns_come_back_in_order_per_key(redis_url: str) -> None:
     async def scenario(redis: RedisClient, prefix: str) -> None:
         hidden = HiddenTurns(redis, prefix, ttl_s=60)
