@@ -45,10 +45,12 @@ class Services:
         """429 ``insufficient_quota`` before a run starts when what the key has left cannot pay
         for the first call's input and the minimum output."""
         least = self.settings.budget.min_output_tokens
-        cost = estimate(
-            self.engine.models.prices(model), messages, tools, max_tokens=least, min_tokens=least
-        )
-        await self.engine.ledger.ensure_available(key_scopes(principal), cost.worst_usd)
+
+        def first_call_usd() -> float:
+            prices = self.engine.models.prices(model)
+            return estimate(prices, messages, tools, max_tokens=least, min_tokens=least).worst_usd
+
+        await self.engine.ledger.ensure_available(key_scopes(principal), first_call_usd)
 
     def authorize_model(self, principal: Principal, model: str) -> None:
         """Unknown model: 404; a model this key may not use: 403."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
@@ -385,12 +385,15 @@ class Ledger:
         for hold in taken:
             await self.finish(hold)
 
-    async def ensure_available(self, scopes: Sequence[Scope], least_usd: float = 0.0) -> None:
-        """Raise ``BudgetExceeded`` if a limited scope cannot pay ``least_usd`` (before a run:
+    async def ensure_available(
+        self, scopes: Sequence[Scope], least_usd: Callable[[], float] = lambda: 0.0
+    ) -> None:
+        """Raise ``BudgetExceeded`` if a limited scope cannot pay ``least_usd()`` (before a run:
         one call's input and its minimum output), or has nothing left at all.
 
         Without a limit there is nothing to check, so no round trip (a Redis that is down is
-        still found by the first call's reservation, before anything is spent)."""
+        still found by the first call's reservation, before anything is spent) and no estimate
+        (counting a long history's tokens is a visible share of its run)."""
         if all(scope.limit_usd == UNLIMITED for scope in scopes):
             return
         try:
@@ -399,10 +402,11 @@ class Ledger:
             if self._fail_open:
                 return
             raise
+        least = least_usd()
         for status in statuses:
             if status.scope.limit_usd == UNLIMITED:
                 continue
-            if status.remaining_usd <= 0 or status.remaining_usd < least_usd:
+            if status.remaining_usd <= 0 or status.remaining_usd < least:
                 REFUSALS.labels(key_id_of(scopes)).inc()
                 raise BudgetExceeded(
                     status.scope.name, status.scope.limit_usd, status.remaining_usd

@@ -110,12 +110,15 @@ def test_keys_without_limits_keep_their_holds_for_the_next_reservation(redis_url
 
 
 def test_without_a_limit_the_check_before_a_run_costs_nothing(redis_url: str) -> None:
+    def not_estimated() -> float:
+        raise AssertionError("nothing to pay against: no estimate")
+
     async def scenario() -> None:
         nowhere = connect("redis://127.0.0.1:1", cluster=False, ca_file=None)
         ledger = Ledger(nowhere, "tb-nowhere:", hold_ttl_s=60)  # any round trip fails
-        await ledger.ensure_available([Scope("key:free:total"), Scope("run:r")], 1e9)
+        await ledger.ensure_available([Scope("key:free:total"), Scope("run:r")], not_estimated)
         with pytest.raises(StoreUnavailable):
-            await ledger.ensure_available([Scope("key:capped:total", 1.0)], 0.1)
+            await ledger.ensure_available([Scope("key:capped:total", 1.0)], lambda: 0.1)
         await nowhere.aclose()
 
     asyncio.run(scenario())
