@@ -76,6 +76,7 @@ async def serve(
             _pieces(renderer, events, before_reply),
             keepalive_s=keepalive_s,
             stream_error=renderer.failed,
+            closing=lambda: "".join(renderer.closing()),
             progress=progress,
             render_progress=renderer.progress,
         )
@@ -113,8 +114,6 @@ async def _pieces(
                 yield pieces
     if before_reply is not None:
         await before_reply()
-    if closing := "".join(renderer.closing()):
-        yield closing
 
 
 async def unless_disconnected(

@@ -64,13 +64,17 @@ class EventStreamResponse(Response):
         *,
         keepalive_s: float,
         stream_error: Callable[[Exception], str],
+        closing: Callable[[], str] = str,
         progress: ProgressFeed | None = None,
         render_progress: Callable[[McpCallProgress], list[str]] | None = None,
     ) -> None:
+        """``closing``: the text after the last item, rendered once the items ended well and
+        sent with the end of the body (one write, not two)."""
         super().__init__(media_type="text/event-stream")
         self._items = items
         self._keepalive_s = keepalive_s
         self._stream_error = stream_error
+        self._closing = closing
         self._progress = progress
         self._render_progress = render_progress
 
@@ -120,11 +124,12 @@ class EventStreamResponse(Response):
             try:
                 async for item in items:
                     await quiet.body(quiet.pending() + item)  # what came first goes first
+                last = quiet.pending() + self._closing()
             except Exception as exc:  # noqa: BLE001 - boundary: the run's failure, in-stream
-                await quiet.body(self._stream_error(exc))
+                last = self._stream_error(exc)
             finally:
                 keeping_alive.cancel()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await send({"type": "http.response.body", "body": last.encode(), "more_body": False})
 
 
 async def cancel_on_disconnect(receive: Receive, scope: CancelScope) -> None:
