@@ -16,7 +16,7 @@ import redis.exceptions
 
 from app.errors import NotFound, StorageQuotaExceeded, TooManyBackgroundResponses
 from app.store.background import LOST, BackgroundStore
-from app.store.connect import RedisClient, WaitingPool, connect
+from app.store.connect import RedisClient, WaitingPool, connect, warm_up
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
 from app.store.responses import CHAIN_IDS, Quotas, ResponseStore
@@ -253,6 +253,7 @@ def test_a_burst_past_redis_pys_default_pool_is_served(redis_url: str) -> None:
 
     async def burst() -> None:
         redis = connect(redis_url, cluster=CLUSTER)
+        await warm_up(redis)  # as toolbridge does at start-up (see its docstring)
         key = f"tb-burst-{uuid.uuid4().hex[:6]}"
         try:
             # SADD, not INCR: a cluster client may send a command again after a connection
