@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import openai
@@ -21,24 +22,29 @@ WEATHER = {
 }
 
 
+def sse_lines(toolbridge: ServerThread, path: str, body: dict[str, Any]) -> list[str]:
+    """The SSE lines exactly as sent (blank lines dropped), for a streamed request."""
+    with httpx.stream(
+        "POST",
+        f"{toolbridge.url}{path}",
+        json=body,
+        timeout=60,
+        headers={"Authorization": f"Bearer {TEST_KEY}"},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [line for line in response.iter_lines() if line]
+
+
 def raw_stream(toolbridge: ServerThread, server: RunningMcpServer, script: str) -> list[str]:
-    """The SSE lines exactly as sent, for a streamed run with ``server``'s tools."""
+    """The SSE lines exactly as sent, for a streamed chat run with ``server``'s tools."""
     body = {
         "model": "scripted-a",
         "stream": True,
         "tools": [mcp_tool(server)],
         "messages": [{"role": "user", "content": script}],
     }
-    with httpx.stream(
-        "POST",
-        f"{toolbridge.url}/v1/chat/completions",
-        json=body,
-        timeout=30,
-        headers={"Authorization": f"Bearer {TEST_KEY}"},
-    ) as response:
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        return [line for line in response.iter_lines() if line]
+    return sse_lines(toolbridge, "/v1/chat/completions", body)
 
 
 def test_final_text_streams_in_pieces_after_mcp_turns(
@@ -169,29 +175,17 @@ def test_progress_reaches_a_streaming_client_as_comments_and_the_call_notes(
     toolbridge: ServerThread, mcp_servers: dict[str, RunningMcpServer], kind: str
 ) -> None:
     """A progress token goes with every call; SDKs ignore the comment lines."""
-    body = {
-        "model": "scripted-a",
-        "stream": True,
-        "messages": [{"role": "user", "content": 'call calc__progress_steps {"steps": 3}'}],
-        "tools": [mcp_tool(mcp_servers[kind])],
-    }
+    lines = raw_stream(toolbridge, mcp_servers[kind], 'call calc__progress_steps {"steps": 3}')
     comments, chunks, answered_at = [], [], None
-    with httpx.stream(
-        "POST",
-        f"{toolbridge.url}/v1/chat/completions",
-        json=body,
-        headers={"Authorization": f"Bearer {TEST_KEY}"},
-        timeout=60,
-    ) as answer:
-        for line in answer.iter_lines():
-            if line.startswith(": progress"):
-                comments.append(line)
-            elif line.startswith("data: {"):
-                chunks.append(json.loads(line[6:]))
-                if answered_at is None and any(
-                    choice["delta"].get("content") for choice in chunks[-1]["choices"]
-                ):
-                    answered_at = len(comments)  # the model's answer, after the call's result
+    for line in lines:
+        if line.startswith(": progress"):
+            comments.append(line)
+        elif line.startswith("data: {"):
+            chunks.append(json.loads(line[6:]))
+            if answered_at is None and any(
+                choice["delta"].get("content") for choice in chunks[-1]["choices"]
+            ):
+                answered_at = len(comments)  # the model's answer, after the call's result
     assert comments and comments[-1].endswith("3/3 step 3"), comments
     assert answered_at == len(comments)  # every progress line came before the answer
     extension = next(c["toolbridge"] for c in chunks if "toolbridge" in c)
@@ -209,14 +203,7 @@ def test_progress_lines_in_responses_streams_and_through_the_openai_sdk(
     script = 'call calc__progress_steps {"steps": 3}'
     tool = mcp_tool(mcp_server, require_approval="never")
     body = {"model": "scripted-a", "stream": True, "input": script, "tools": [tool]}
-    with httpx.stream(
-        "POST",
-        f"{toolbridge.url}/v1/responses",
-        json=body,
-        headers={"Authorization": f"Bearer {TEST_KEY}"},
-        timeout=60,
-    ) as answer:
-        lines = [line for line in answer.iter_lines() if line]
+    lines = sse_lines(toolbridge, "/v1/responses", body)
     progress = [i for i, line in enumerate(lines) if line.startswith(": progress")]
     completed = lines.index("event: response.mcp_call.completed")
     assert progress and progress[-1] < completed and lines[progress[-1]].endswith("3/3 step 3")
