@@ -80,6 +80,8 @@ def start_toolbridge(
                     "api_base": f"{urls['model']}/v1",
                     "api_key": "x",
                 },
+                # Priced as hosted models are, so every run's spend is counted as it would be.
+                "model_info": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7},
             }
         ],
         "mcp_servers": [

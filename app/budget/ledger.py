@@ -56,12 +56,12 @@ end
 """
 
 _SETTLE_ONE = """
--- A hold's settlement in every scope: charged only where the hold was still there, so a
+-- A hold's settlement in the first n scopes: charged only where the hold was still there, so a
 -- settlement sent again (a cluster client retries a command after a connection error) is not
 -- charged twice. (A hold outlives the model call that made it: hold_ttl_s is above the model
 -- timeout.)
-local function settle(id, cost)
-  for i = 1, #KEYS / 3 do
+local function settle(id, cost, n)
+  for i = 1, n do
     local held = redis.call('HDEL', KEYS[3 * i - 1], id)
     redis.call('ZREM', KEYS[3 * i], id)
     if held == 1 and tonumber(cost) > 0 then
@@ -87,7 +87,7 @@ local input, per_token = tonumber(ARGV[4]), tonumber(ARGV[5])
 local want, need, least = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local plenty = tonumber(ARGV[9])
 local n = #KEYS / 3
-for j = 10 + 2 * n, #ARGV, 2 do settle(ARGV[j], ARGV[j + 1]) end
+for j = 10 + 2 * n, #ARGV, 2 do settle(ARGV[j], ARGV[j + 1], n) end
 local room, tightest = nil, 1
 for i = 1, n do
   local limit = tonumber(ARGV[8 + 2 * i])
@@ -117,8 +117,20 @@ return {0, tokens, tostring(amount)}
 SETTLE = (
     _SETTLE_ONE
     + """
--- KEYS: spent, holds, exp per scope. ARGV: id, cost (0 and release: drop the hold only).
-settle(ARGV[1], ARGV[2])
+-- KEYS: spent, holds, exp per scope (n scopes), then one marker per unreserved call.
+-- ARGV: n, the markers' ttl, m, then id and cost of m holds (cost 0 and release: drop the hold
+-- only), then the cost of each unreserved call, in the markers' order. An unreserved call is
+-- charged once: its marker, set with it, says it was.
+local n, ttl, m = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+for j = 0, m - 1 do settle(ARGV[4 + 2 * j], ARGV[5 + 2 * j], n) end
+local charge = 0
+for k = 3 * n + 1, #KEYS do
+  local cost = tonumber(ARGV[4 + 2 * m + k - 3 * n - 1])
+  if cost > 0 and redis.call('SET', KEYS[k], 1, 'NX', 'EX', ttl) then charge = charge + cost end
+end
+if charge > 0 then
+  for i = 1, n do redis.call('INCRBYFLOAT', KEYS[3 * i - 2], charge) end
+end
 return 0
 """
 )
@@ -199,6 +211,9 @@ class Hold:
     capped: bool = False
     """A limited scope pays for priced output: the call must be sent with ``max_tokens``."""
     cost_usd: float | None = field(default=None)
+    reserved: bool = True
+    """Held in Redis. A later call of a run without limits is not: it rides on the run's first
+    hold (see ``Ledger.reserve``) and is charged when the run settles."""
 
     @property
     def limited(self) -> bool:
@@ -277,11 +292,19 @@ class Ledger:
         fewer than ``cost.min_tokens``. A plain amount holds exactly that.
 
         ``settling``: earlier holds; those in the same scopes are finished by the same script,
-        first (one round trip fewer), and taken out of the list (left there if Redis fails)."""
+        first (one round trip fewer), and taken out of the list (left there if Redis fails).
+        Without a limit in any scope, a reserved hold of the same scopes among them makes this
+        call ride on it: nothing can refuse it, the first hold already proved Redis answers,
+        and it is charged with the others when they settle (``finish_all``): no round trip."""
         if not isinstance(cost, Estimate):
             cost = Estimate(input_usd=cost)
         hold = Hold(run_scoped_id(), tuple(scopes), cost.worst_usd, cost.max_tokens)
         if not scopes:
+            return hold
+        if not hold.limited and any(
+            earlier.reserved and earlier.scopes == hold.scopes for earlier in settling or ()
+        ):
+            hold.reserved = False
             return hold
         now = time.time()
         args: list[str | float] = [
@@ -298,7 +321,7 @@ class Ledger:
         for scope in scopes:
             args += [min(scope.limit_usd, _LUA_UNLIMITED), scope.ttl_s]
         pending = settling if settling is not None else []
-        earlier = [h for h in pending if h.scopes == hold.scopes]
+        earlier = [h for h in pending if h.scopes == hold.scopes and h.reserved]
         for done in earlier:
             args += [done.id, done.cost_usd if done.cost_usd is not None else 0.0]
         try:
@@ -325,21 +348,41 @@ class Ledger:
 
     async def finish(self, hold: Hold) -> None:
         """Settle to ``hold.cost_usd`` when it is set, else release (must complete: shielded)."""
-        if not hold.scopes:
+        await self._finish_together([hold])
+
+    async def _finish_together(self, holds: list[Hold]) -> None:
+        """Finish holds of the same scopes in one script. With a call among them that rode on a
+        hold (``Hold.reserved`` false), each is charged through a marker of its own, set with
+        its charge, so a script sent again charges nobody twice, and a first hold that lapsed
+        during a long run is charged all the same; the reserved ones are only dropped."""
+        scopes = holds[0].scopes
+        if not scopes:
             return
-        cost = hold.cost_usd if hold.cost_usd is not None else 0.0
+        riding = not all(hold.reserved for hold in holds)
+        reserved = [hold for hold in holds if hold.reserved]
+        if not reserved and not any(hold.cost_usd for hold in holds):
+            return  # rode on a hold and cost nothing: nothing to drop, nothing to charge
+        keys = self._keys(scopes)
+        args: list[str | float] = [len(scopes), int(self._hold_ttl_s), len(reserved)]
+        for hold in reserved:
+            args += [hold.id, 0.0 if riding else (hold.cost_usd or 0.0)]
+        if riding:
+            keys += [f"{self._prefix}charged:{hold.id}" for hold in holds]
+            args += [hold.cost_usd or 0.0 for hold in holds]
         try:
             with anyio.CancelScope(shield=True), store_errors("Budgets"):
-                await self._settle(keys=self._keys(hold.scopes), args=[hold.id, cost])
+                await self._settle(keys=keys, args=args)
         except BaseException:
-            HOLDS_IN_FLIGHT.dec()  # left to lapse in Redis: not ours any more
+            HOLDS_IN_FLIGHT.dec(len(reserved))  # left to lapse in Redis: not ours any more
             raise
-        self._finished(hold)
+        for hold in holds:
+            self._finished(hold)
 
     @staticmethod
     def _finished(hold: Hold) -> None:
-        """Count a hold settled (or released) in Redis."""
-        HOLDS_IN_FLIGHT.dec()
+        """Count a call's hold settled (or released) in Redis."""
+        if hold.reserved:
+            HOLDS_IN_FLIGHT.dec()
         HOLDS.labels("settled" if hold.cost_usd is not None else "released").inc()
         SPEND.labels(key_id_of(hold.scopes)).inc(hold.cost_usd or 0.0)
 
@@ -376,14 +419,17 @@ class Ledger:
 
     async def finish_all(self, holds: list[Hold], *, keep_unlimited: bool = False) -> None:
         """Finish every hold in ``holds``, taking them out of it first (so two callers never
-        finish one hold twice). ``keep_unlimited``: holds with no limit in any scope stay, for
-        the next reservation in their scopes to finish (``reserve(settling=)``): held a little
-        longer costs no one anything there, and it saves a round trip."""
+        finish one hold twice); those of the same scopes in one script. ``keep_unlimited``:
+        holds with no limit in any scope stay, for the run's end to finish together (held a
+        little longer costs no one anything there, and it saves round trips)."""
         taken = [hold for hold in holds if hold.limited or not keep_unlimited]
         for hold in taken:
             holds.remove(hold)
+        by_scopes: dict[tuple[Scope, ...], list[Hold]] = {}
         for hold in taken:
-            await self.finish(hold)
+            by_scopes.setdefault(hold.scopes, []).append(hold)
+        for together in by_scopes.values():
+            await self._finish_together(together)
 
     async def ensure_available(
         self, scopes: Sequence[Scope], least_usd: Callable[[], float] = lambda: 0.0

@@ -110,8 +110,8 @@ class _RunState:
     """Tools one call to the run's model may offer."""
     unsettled: list[Hold] = dataclasses.field(default_factory=list)
     """Model calls that went well, not settled yet: settled while the tools they asked for
-    run (off the critical path) or, without a limit, by the next call's reservation; always
-    before ``RunFinished`` and when the run ends."""
+    run (off the critical path) or, without a limit, all in one step when the run ends (the
+    later calls ride on the first one's hold); always before ``RunFinished``."""
 
     async def settle(self, *, keep_unlimited: bool = False) -> None:
         await self.ledger.finish_all(self.unsettled, keep_unlimited=keep_unlimited)
@@ -440,8 +440,8 @@ async def _execute(
     calls: list[ToolCall], toolset: Toolset, request: RunRequest, state: _RunState
 ) -> list[ToolOutcome]:
     """Run the calls (their servers' progress goes to ``request.progress``); meanwhile settle
-    the model call that asked for them when a hold of it is limited (else the next
-    reservation settles it, one round trip fewer)."""
+    the model call that asked for them when a hold of it is limited (else it is settled with
+    the run's other calls when the run ends, one round trip for all)."""
     report = request.progress.report if request.progress is not None else None
     if not any(hold.limited for hold in state.unsettled):
         return await execute_all(calls, toolset, request.limits, state.span, report)

@@ -37,10 +37,10 @@ async def model_turn(
         limit_key = "max_completion_tokens"
     asked = request.params.get(limit_key)
     prices = deps.models.prices(request.model)
-    counted = None
+    counted = 0  # no limit: the hold protects nothing, so the input is not counted (CPU)
     if prices is not None and any(scope.limit_usd != UNLIMITED for scope in scopes):
         # A limit applies: hold the input near its bill (the byte bound is ~4x), so the key's
-        # other calls keep what the budget really has. Without one, the bound costs nothing.
+        # other calls keep what the budget really has.
         counted = await input_tokens(request.model, messages, tools)
     cost = estimate(
         prices,

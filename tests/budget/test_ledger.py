@@ -109,6 +109,41 @@ def test_keys_without_limits_keep_their_holds_for_the_next_reservation(redis_url
     asyncio.run(scenario())
 
 
+def test_later_calls_without_a_limit_ride_on_the_first_hold(redis_url: str) -> None:
+    """Without a limit, a run's later calls reserve nothing (no round trip: a Redis that stops
+    answering after the first hold is not asked); all are charged when the run settles, once
+    each, even if that is sent twice or the first hold lapsed during a long run."""
+
+    async def scenario() -> None:
+        ledger, redis, _ = await ledger_for(redis_url, hold_ttl_s=1.0)
+        scopes = [Scope("key:u:total"), Scope("key:u:day:x", ttl_s=3600)]
+        first = await ledger.reserve(scopes, 0.2)
+        first.cost_usd = 0.1
+        pending = [first]
+        nowhere = connect("redis://127.0.0.1:1", cluster=False, ca_file=None)
+        offline = Ledger(nowhere, "tb-nowhere:", hold_ttl_s=60)  # any round trip fails
+        riders = [await offline.reserve(scopes, 0.3, settling=pending) for _ in range(2)]
+        await nowhere.aclose()
+        assert [rider.reserved for rider in riders] == [False, False]
+        assert (await ledger.status(scopes))[0].holds == 1  # only the first is held
+        riders[0].cost_usd, riders[1].cost_usd = 0.25, 0.0
+        pending += riders
+        await ledger.finish_all(pending, keep_unlimited=True)  # mid-run: kept for the end
+        assert len(pending) == 3
+        await asyncio.sleep(1.2)  # the first hold lapses: its call is charged all the same
+        again = list(pending)
+        await ledger.finish_all(pending)
+        await ledger.finish_all(again)  # sent again: charged nothing more
+        for status in await ledger.status(scopes):
+            assert (status.spent_usd, status.held_usd, status.holds) == (0.35, 0.0, 0)
+        limited = [Scope("key:l:total", 5.0)]
+        held = await ledger.reserve(limited, 0.2)
+        assert (await ledger.reserve(limited, 0.2, settling=[held])).reserved  # a limit holds
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_without_a_limit_the_check_before_a_run_costs_nothing(redis_url: str) -> None:
     def not_estimated() -> float:
         raise AssertionError("nothing to pay against: no estimate")

@@ -400,11 +400,11 @@ def _assert_quota_refusal(response: httpx.Response) -> None:
     assert "key:" in error["message"] and "left" in error["message"]
 
 
-def test_a_tool_run_without_limits_makes_three_budget_round_trips(
+def test_a_tool_run_without_limits_makes_two_budget_round_trips(
     toolbridge_factory: Any, redis_url: str
 ) -> None:
-    """Hold, then hold and settle the first turn in one script, then settle: the first turn's
-    hold is settled by the second turn's reservation when nothing is limited."""
+    """Without a limit, the first turn holds (Redis answers before anything is spent), the
+    second rides on it, and one script settles both at the end: every call charged, once."""
     prefix = f"tb-trips-{uuid.uuid4().hex[:8]}:"
     server = toolbridge_factory(redis_prefix=prefix)
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
@@ -437,10 +437,21 @@ def test_a_tool_run_without_limits_makes_three_budget_round_trips(
                 if text.startswith("EVAL") and tag in text:
                     scripts.append(text)
 
+    spent_before = budget_view(server, TEST_KEY)["spent_usd"]
     with ThreadPoolExecutor(1) as pool:
         watching = pool.submit(watch)
         time.sleep(0.3)  # MONITOR is on
         assert run() == "done: calc__add=5"
         node_client.echo(stop)
         watching.result(timeout=10)
-    assert len(scripts) == 3, scripts
+    assert len(scripts) == 2, scripts
+    # The settlement's last two arguments are the two calls' costs: both charged, once, even
+    # when the script is sent again (as a cluster client does after a connection error).
+    settlement = scripts[1].split()
+    charged = float(settlement[-2]) + float(settlement[-1])
+    assert charged > 0
+    view = budget_view(server, TEST_KEY)
+    assert view["spent_usd"] == pytest.approx(spent_before + charged)
+    node_client.execute_command(*settlement)
+    assert budget_view(server, TEST_KEY)["spent_usd"] == pytest.approx(view["spent_usd"])
+    assert view["held_usd"] == 0 and view["holds_in_flight"] == 0
