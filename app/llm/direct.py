@@ -179,13 +179,17 @@ class DirectClient:
         """A streamed completion's chunks (server-sent events up to ``[DONE]``)."""
         streamed = {**body, "stream": True, "stream_options": {"include_usage": True}}
         response = await self.send(deployment, name, streamed)
+        done = False
         try:
+            # Read to the body's end, [DONE] included, so the connection goes back to the pool
+            # and the line reader ends here (left open, the loop would close it in a task).
             async for line in _lines(response):
-                if not line.startswith(b"data:"):
+                if done or not line.startswith(b"data:"):
                     continue  # comments, event names, blank separators
                 data = line[5:].strip()
                 if data == b"[DONE]":
-                    return
+                    done = True
+                    continue
                 chunk = orjson.loads(data)
                 if isinstance(chunk, dict) and "error" in chunk:
                     raise provider_error(name, _detail(data), None)

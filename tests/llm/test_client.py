@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import json
 import subprocess
 import sys
+from typing import Any
 
 import anyio
+import psutil
 import pytest
 
 from app.config import ModelEntry
@@ -60,6 +64,45 @@ def test_streamed_and_whole_calls_give_the_same_answer_and_usage(
     usages = [c.usage for c in streamed if c.usage] + [c.usage for c in whole if c.usage]
     assert usages[0] == usages[1] == Usage(prompt_tokens=3, completion_tokens=2)
     assert whole[-1].finish_reason == "stop"
+
+
+def test_streamed_calls_give_their_connection_back(scripted_model: ServerThread) -> None:
+    """A streamed answer is read to its end, ``[DONE]`` and all: its connection is reused
+    (three streamed calls, one connection) and its line reader ends in the call (left open,
+    the event loop would close it later, in a task of its own: CPU per run)."""
+    client = client_for(scripted_model)
+    call = ModelCall(model="m", messages=[{"role": "user", "content": "say one two"}])
+    port = int(scripted_model.url.rsplit(":", 1)[1])
+
+    def open_to_model() -> int:
+        return sum(
+            1
+            for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+        )
+
+    tasks: list[str] = []
+
+    def counting(loop: asyncio.AbstractEventLoop, coro: Any, **options: Any) -> asyncio.Task[Any]:
+        tasks.append(getattr(coro, "__qualname__", type(coro).__name__))
+        return asyncio.Task(coro, loop=loop, **options)
+
+    async def go() -> list[int]:
+        asyncio.get_running_loop().set_task_factory(counting)
+        seen = []
+        try:
+            for _ in range(3):
+                chunks = [chunk async for chunk in client.complete(call, stream=True)]
+                assert "".join(c.text for c in chunks) == "one two"
+                gc.collect()  # an async generator left open is finalised now, by a task
+                await anyio.sleep(0.05)  # and a closed connection is gone by then
+                seen.append(open_to_model())
+        finally:
+            await client.aclose()
+        return seen
+
+    assert anyio.run(go) == [1, 1, 1]
+    assert tasks and not [name for name in tasks if "athrow" in name or "aclose" in name]
 
 
 def test_prices_cost_and_unknown_models(scripted_model: ServerThread) -> None:
