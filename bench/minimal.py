@@ -4,8 +4,7 @@ toolbridge against, to show how much of its CPU per run is its own.
 A bare ASGI app on the same server stack as toolbridge (uvicorn with uvloop and httptools),
 with the same clients (aiohttp, redis-py, orjson), making the same exchanges as a toolbridge
 chat run without budget limits: the model twice, one ``tools/call`` POST to the 2026-07-28
-server, and three Redis script calls (a budget hold, a hold and the first's settlement, the
-last settlement). Nothing else: no validation, no auth, no sessions, no errors handled, no
+server, and two Redis script calls (the first call's budget hold; the settlement of both). Nothing else: no validation, no auth, no sessions, no errors handled, no
 streaming. Not a service anyone should run.
 
 ``python -m bench.minimal --port P --model URL --mcp URL --redis URL``
@@ -84,7 +83,6 @@ class Minimal:
         call = first["tool_calls"][0]
         output = await self._call("add", orjson.loads(call["function"]["arguments"]))
         messages += [first, {"role": "tool", "tool_call_id": call["id"], "content": output}]
-        await self._hold()
         second = await self._model(messages)
         await self._hold()
         return {"object": "chat.completion", "choices": [{"index": 0, "message": second}]}
