@@ -74,12 +74,16 @@ def test_streamed_calls_give_their_connection_back(scripted_model: ServerThread)
     call = ModelCall(model="m", messages=[{"role": "user", "content": "say one two"}])
     port = int(scripted_model.url.rsplit(":", 1)[1])
 
-    def open_to_model() -> int:
-        return sum(
-            1
+    def open_to_model() -> set[int]:
+        return {
+            c.laddr.port
             for c in psutil.Process().net_connections(kind="tcp")
             if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
-        )
+        }
+
+    # Other clients in this process (earlier tests) may hold idle connections to the
+    # same model: only the connections opened during this test are this client's.
+    earlier = open_to_model()
 
     tasks: list[str] = []
 
@@ -96,7 +100,7 @@ def test_streamed_calls_give_their_connection_back(scripted_model: ServerThread)
                 assert "".join(c.text for c in chunks) == "one two"
                 gc.collect()  # an async generator left open is finalised now, by a task
                 await anyio.sleep(0.05)  # and a closed connection is gone by then
-                seen.append(open_to_model())
+                seen.append(len(open_to_model() - earlier))
         finally:
             await client.aclose()
         return seen
