@@ -4,8 +4,9 @@ toolbridge against, to show how much of its CPU per run is its own.
 A bare ASGI app on the same server stack as toolbridge (uvicorn with uvloop and httptools),
 with the same clients (aiohttp, redis-py, orjson), making the same exchanges as a toolbridge
 chat run without budget limits: the model twice, one ``tools/call`` POST to the 2026-07-28
-server, and two Redis script calls (the first call's budget hold; the settlement of both). Nothing else: no validation, no auth, no sessions, no errors handled, no
-streaming. Not a service anyone should run.
+server, and two Redis script calls (the first call's budget hold; the settlement of both).
+Nothing else: no validation, no auth, no sessions, no errors handled, no streaming.
+Not a service anyone should run.
 
 ``python -m bench.minimal --port P --model URL --mcp URL --redis URL``
 """

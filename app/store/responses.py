@@ -119,16 +119,33 @@ class Quotas:
     max_bytes: int
 
 
+QUOTA_KNOWN_S = 1.0
+"""How long an owner this process saw under its quotas (at a check or a save) is taken to be
+still under them without asking Redis again."""
+_KNOWN_OWNERS = 10_000
+
+
 class ResponseStore:
     """Stored responses by id, visible to their owner only."""
 
-    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int, quotas: Quotas) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        prefix: str,
+        ttl_s: int,
+        quotas: Quotas,
+        *,
+        quota_known_s: float = QUOTA_KNOWN_S,
+    ) -> None:
         self._redis = redis
         self._prefix = f"{prefix}resp:"
         self._quota_prefix = f"{prefix}respq:"
         self._ttl_s = ttl_s
         self._quotas = quotas
         self._quota = redis.register_script(_QUOTA)
+        self._quota_known_s = quota_known_s
+        self._under_until: dict[str, float] = {}
+        """Owners seen under their quotas, until when that is trusted (monotonic clock)."""
 
     def _quota_keys(self, owner: str) -> list[str]:
         tagged = f"{self._quota_prefix}{{{owner}}}"  # one slot per key on a cluster
@@ -153,9 +170,25 @@ class ResponseStore:
     async def check_quota(self, owner: str) -> None:
         """``StorageQuotaExceeded`` (429) while ``owner`` keeps as many responses, or as many
         bytes of them, as its quotas allow."""
+        # A round trip fewer per stored response: an owner this process saw under its quotas
+        # within ``quota_known_s`` passes without one. Only saves on other replicas in that
+        # window go unseen, as saves of runs in flight already do (each checks before it runs
+        # and is counted after); a save here that reaches a quota is seen at once.
+        if time.monotonic() < self._under_until.get(owner, 0.0):
+            return
         over, count, used = await self._count(owner)
         if over:
             raise StorageQuotaExceeded(count, self._quotas.max_count, used, self._quotas.max_bytes)
+        self._saw(owner, count, used)
+
+    def _saw(self, owner: str, count: int, used: int) -> None:
+        """Remember ``owner`` as under its quotas for a while if it is (forget it if not)."""
+        if count >= self._quotas.max_count or used >= self._quotas.max_bytes:
+            self._under_until.pop(owner, None)
+            return
+        if len(self._under_until) >= _KNOWN_OWNERS:
+            self._under_until.clear()  # a bound, not a cache policy: the next checks ask Redis
+        self._under_until[owner] = time.monotonic() + self._quota_known_s
 
     async def save(
         self,
@@ -185,14 +218,17 @@ class ResponseStore:
                 if together:
                     pipe.evalsha(self._quota.sha, len(keys), *keys, *args)
                 outcomes = await pipe.execute(raise_on_error=False)
-            count = outcomes.pop() if together else None
+            counted = outcomes.pop() if together else None
             for outcome in outcomes:
                 if isinstance(outcome, Exception):
                     raise outcome
-            if isinstance(count, Exception) and not isinstance(count, NoScriptError):
-                raise count
-        if count is None or isinstance(count, NoScriptError):  # NOSCRIPT: a restarted Redis
-            await self._count(owner, response["id"], len(text), chain)
+            if isinstance(counted, Exception) and not isinstance(counted, NoScriptError):
+                raise counted
+        if counted is None or isinstance(counted, NoScriptError):  # NOSCRIPT: a restarted Redis
+            _, count, used = await self._count(owner, response["id"], len(text), chain)
+        else:
+            _, count, used = (int(value) for value in counted)
+        self._saw(owner, count + 1, used + len(text))  # as they were before it, plus it
 
     async def _records(self, ids: list[str]) -> list[StoredResponse | None]:
         with store_errors("Stored responses"):

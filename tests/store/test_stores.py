@@ -144,6 +144,26 @@ def test_quotas_per_key_refuse_before_a_run_and_free_on_delete(redis_url: str) -
     with_redis(redis_url, scenario)
 
 
+def test_a_replica_trusts_an_owner_it_saw_under_quota_for_a_moment_only(redis_url: str) -> None:
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        quotas = Quotas(max_count=2, max_bytes=10**6)
+        here = ResponseStore(redis, prefix, ttl_s=60, quotas=quotas, quota_known_s=0.5)
+        there = ResponseStore(redis, prefix, ttl_s=60, quotas=quotas)
+        await here.check_quota("erin")  # under: remembered for half a second
+        for turn in range(2):  # another replica fills the quota meanwhile
+            await there.save(
+                owner="erin", response=_response(f"resp_{turn}", "x"), input_items=[], previous=None
+            )
+        with pytest.raises(StorageQuotaExceeded):
+            await there.check_quota("erin")  # the replica that saved knows at once
+        await here.check_quota("erin")  # within the moment: not asked again
+        await asyncio.sleep(0.6)
+        with pytest.raises(StorageQuotaExceeded, match="keeps 2 responses"):
+            await here.check_quota("erin")
+
+    with_redis(redis_url, scenario)
+
+
 def test_a_record_is_counted_in_bytes_even_when_redis_forgot_the_quota_script(
     redis_url: str,
 ) -> None:
