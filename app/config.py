@@ -83,7 +83,8 @@ class RegisteredServer(_Documented):
     prefer_structured_content: bool = False
     """Give the model a result's ``structuredContent`` (as JSON) instead of its text."""
 
-    # OAuth for the server, with LiteLLM's keys (``app/mcp/oauth.py``, docs/mcp-servers.md).
+    # OAuth for the server, with LiteLLM's keys (``app/mcp/transport/oauth.py``,
+    # docs/mcp-servers.md).
     auth_type: Literal["none", "oauth2"] = "none"
     """``oauth2``: toolbridge authenticates with the team's identity provider (below)."""
     oauth2_flow: Literal["client_credentials"] = "client_credentials"
@@ -273,7 +274,7 @@ class Limits(_Documented):
 
 
 class SessionPoolSettings(_Documented):
-    """Warm MCP sessions kept between one caller's runs (``app/mcp/pool.py``)."""
+    """Warm MCP sessions kept between one caller's runs (``app/mcp/sessions/pool.py``)."""
 
     idle_s: float = Field(default=60.0, gt=0)
     """A session unused for this long is closed (for stdio servers: the process stops)."""
@@ -392,7 +393,8 @@ class Settings(BaseSettings):
 
     mcp_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=64 * 1024)
     """An MCP server's response, counted after decoding (gzip...) as it streams; on a server's
-    GET stream, each event. Past it the call fails (``app/mcp/http.py``), nothing is kept."""
+    GET stream, each event. Past it the call fails (``app/mcp/transport/http.py``), nothing is
+    kept."""
     mcp_max_listed_tools: int = Field(default=50_000, ge=1)
     """Tools one MCP server may list (all ``tools/list`` pages, ``nextCursor`` followed):
     past it the server fails with 424 instead of being held in memory."""
@@ -439,7 +441,7 @@ class Settings(BaseSettings):
     directly instead of through litellm (``app/llm/direct.py``)."""
     mcp_direct_calls: bool = True
     """Send a tool call on a 2026-07-28 Streamable HTTP session as one POST read by toolbridge
-    instead of through the ``mcp`` SDK's streams (``app/mcp/direct_calls.py``): the same
+    instead of through the ``mcp`` SDK's streams (``app/mcp/sessions/direct_calls.py``): the same
     request and answer, less CPU; false sends every call through the SDK."""
     keepalive_s: float = Field(default=10.0, gt=0)
     """SSE comment interval while tools run."""

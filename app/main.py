@@ -33,12 +33,12 @@ from app.errors import StoreUnavailable
 from app.limits import KeyLimits
 from app.llm.client import ModelClient
 from app.logs import configure_logging
-from app.mcp import sdk_internals
-from app.mcp.clients import ListingBounds, McpClients, tls_context
-from app.mcp.http import AiohttpTransport
-from app.mcp.oauth import ServerAuth
-from app.mcp.pool import SessionPool
-from app.mcp.ssrf import AddressPolicy, caller_pool
+from app.mcp.sessions import sdk_internals
+from app.mcp.sessions.pool import SessionPool
+from app.mcp.transport.clients import ListingBounds, McpClients, tls_context
+from app.mcp.transport.http import AiohttpTransport
+from app.mcp.transport.oauth import ServerAuth
+from app.mcp.transport.ssrf import AddressPolicy, caller_pool
 from app.store.background import BackgroundStore
 from app.store.connect import RedisClient, connect, warm_up
 from app.store.conversations import ConversationStore

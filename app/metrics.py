@@ -43,7 +43,7 @@ TOOL_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 POOLED_SESSIONS = Gauge(
-    "toolbridge_mcp_pooled_sessions", "Warm MCP sessions (app/mcp/pool.py)", ["state"]
+    "toolbridge_mcp_pooled_sessions", "Warm MCP sessions (app/mcp/sessions/pool.py)", ["state"]
 )
 MCP_AUTH_FAILURES = Counter(
     "toolbridge_mcp_auth_failures", "OAuth flows with a registered server that failed", ["server"]

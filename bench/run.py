@@ -450,7 +450,7 @@ async def measure(
         }
         for job in jobs.values():  # warm caches, pools and imports
             await latency_ms(job, 20)
-        # The stdio server's process is warm after the first run (app/mcp/pool.py).
+        # The stdio server's process is warm after the first run (app/mcp/sessions/pool.py).
         stdio_job = toolbridge_job(http, bridge, LABELS["stdio"])
         await latency_ms(stdio_job, 3)
         stdio = await interleaved_latency({"http": jobs["chat"], "stdio": stdio_job}, 50)

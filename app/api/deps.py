@@ -13,7 +13,7 @@ from app.budget.scopes import estimate, key_scopes
 from app.config import RegisteredServer, Settings
 from app.engine.deps import EngineDeps
 from app.errors import PermissionDenied
-from app.mcp.ssrf import AddressPolicy
+from app.mcp.transport.ssrf import AddressPolicy
 from app.principal import Principal
 from app.store.connect import RedisClient
 from app.store.conversations import ConversationStore

@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from app.api.errors import error_response_body
 from app.engine.events import McpCallProgress, ProgressFeed
 from app.json_text import to_json
-from app.mcp.notes import TaskState
+from app.mcp.features.notes import TaskState
 
 logger = logging.getLogger(__name__)
 

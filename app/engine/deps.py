@@ -8,8 +8,8 @@ from app.budget.ledger import Ledger
 from app.config import BudgetSettings, SamplingSettings
 from app.limits import KeyLimits
 from app.llm.client import ModelClient
-from app.mcp.clients import McpClients
-from app.mcp.pool import SessionPool
+from app.mcp.sessions.pool import SessionPool
+from app.mcp.transport.clients import McpClients
 from app.store.hidden_turns import HiddenTurns
 from app.store.rate import RateLimiter
 

@@ -10,8 +10,8 @@ from typing import Any, Literal
 
 import mcp_types as types
 
-from app.mcp.notes import CallUpdate, Note
-from app.mcp.session import ToolError
+from app.mcp.features.notes import CallUpdate, Note
+from app.mcp.sessions.session import ToolError
 
 
 @dataclass(frozen=True, slots=True)

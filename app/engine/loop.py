@@ -47,8 +47,8 @@ from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
 from app.ids import run_scoped_id
 from app.llm.client import DEFAULT_MAX_TOOLS, Message
-from app.mcp.run_sessions import RunSessions
-from app.mcp.session import ServerSession, ToolOutcome
+from app.mcp.sessions.run_sessions import RunSessions
+from app.mcp.sessions.session import ServerSession, ToolOutcome
 from app.mcp.tools import Toolset
 from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
 from app.sampling.handler import RunSampling

@@ -15,8 +15,8 @@ from opentelemetry.trace import Span, Status, StatusCode
 from app.concurrency import each_concurrently
 from app.config import Limits
 from app.engine.events import ToolCall
-from app.mcp.notes import CallUpdate
-from app.mcp.session import INVALID_PARAMS, ProtocolError, ToolOutcome
+from app.mcp.features.notes import CallUpdate
+from app.mcp.sessions.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
 from app.metrics import TOOL_CALLS, TOOL_SECONDS, server_label
 from app.tracing import span

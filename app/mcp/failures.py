@@ -9,9 +9,9 @@ import httpx2
 from mcp.client.auth.exceptions import OAuthFlowError
 from mcp.shared.exceptions import MCPError
 
-from app.mcp.http import ResponseTooLarge
-from app.mcp.oauth import auth_failure_text
 from app.mcp.results import truncate
+from app.mcp.transport.http import ResponseTooLarge
+from app.mcp.transport.oauth import auth_failure_text
 
 RESULT_CHECK = re.compile(
     r"^(Invalid structured content returned by tool |Invalid schema for tool |"

@@ -10,7 +10,7 @@ from typing import Literal
 
 import mcp_types as types
 
-from app.mcp.ssrf import PinnedUrl
+from app.mcp.transport.ssrf import PinnedUrl
 
 Transport = Literal["streamable_http", "sse", "stdio"]
 
@@ -95,7 +95,7 @@ class ServerSpec:
     owner: str | None = None
     """For a caller-supplied URL: the key that named it, whose connection limit applies."""
     oauth: bool = False
-    """A registered server toolbridge authenticates to itself (``app/mcp/oauth.py``)."""
+    """A registered server toolbridge authenticates to itself (``app/mcp/transport/oauth.py``)."""
 
     def credential_hash(self) -> str:
         """A hash of the credentials sent: partitions cached private results, never reveals them."""

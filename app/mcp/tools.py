@@ -15,7 +15,7 @@ from referencing.exceptions import Unresolvable
 
 from app.mcp.naming import build_name_map
 from app.mcp.schemas import BrokenSchema, validator_for
-from app.mcp.session import ServerSession
+from app.mcp.sessions.session import ServerSession
 
 _SCHEMAS: OrderedDict[int, tuple[types.Tool, dict[str, Any]]] = OrderedDict()
 _SCHEMAS_KEPT = 4096

@@ -22,7 +22,7 @@ from app.budget.scopes import estimate, server_scope
 from app.config import SamplingSettings
 from app.errors import BudgetExceeded
 from app.llm.client import ModelCall, ModelClient, Usage
-from app.mcp.notes import Note, Sampled, SamplingDeclined
+from app.mcp.features.notes import Note, Sampled, SamplingDeclined
 from app.mcp.servers import ServerSpec
 from app.metrics import SAMPLING, server_label
 from app.principal import Principal

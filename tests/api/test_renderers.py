@@ -24,7 +24,7 @@ from app.engine.events import (
     TurnUsage,
 )
 from app.errors import ServerUnreachable
-from app.mcp.notes import Sampled
+from app.mcp.features.notes import Sampled
 
 EVENTS: list[RunEvent] = [
     ToolsListed(server_label="docs", tools=(types.Tool(name="search", input_schema={}),)),

@@ -27,7 +27,7 @@ def test_form_elicitation_is_declined_and_noted(
     kind: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="app.mcp.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="app.mcp.features.callbacks"):
         call = run_tool(client, mcp_servers[kind], "call calc__greet {}")
     assert call["output"] == "elicitation decline"
     assert call["notes"] == [

@@ -21,7 +21,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.mcp.notes import MAX_NOTES, Notes, SamplingDeclined
+from app.mcp.features.notes import MAX_NOTES, Notes, SamplingDeclined
 from tests.conftest import TEST_KEY, mcp_tool
 from tests.fixtures.huge_server import many_tools_process
 from tests.fixtures.mcp_servers import RunningMcpServer

@@ -1,6 +1,6 @@
-"""Warm MCP sessions (``app/mcp/pool.py``): one request per tool call on a stateful server, a
-stdio process kept between runs, nothing shared across keys or credentials, and nothing reused
-after a failure."""
+"""Warm MCP sessions (``app/mcp/sessions/pool.py``): one request per tool call on a stateful
+server, a stdio process kept between runs, nothing shared across keys or credentials, and
+nothing reused after a failure."""
 
 from __future__ import annotations
 

@@ -138,7 +138,7 @@ def test_a_continuation_still_runs_it_as_a_task(everything_client: openai.OpenAI
 def test_the_tool_timeout_cancels_the_task(
     everything_client: openai.OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="app.mcp.tasks"):
+    with caplog.at_level(logging.INFO, logger="app.mcp.features.tasks"):
         started = time.monotonic()
         completion = everything_client.chat.completions.create(
             model="scripted-a",
@@ -158,7 +158,7 @@ def test_the_tool_timeout_cancels_the_task(
 def test_cancelling_a_background_response_cancels_its_task(
     everything_client: openai.OpenAI, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.INFO, logger="app.mcp.tasks"):
+    with caplog.at_level(logging.INFO, logger="app.mcp.features.tasks"):
         queued = everything_client.responses.create(
             model="scripted-a",
             tools=_tools("everything_http"),

@@ -13,7 +13,7 @@ import pytest
 from mcp.server.caching import CacheHint
 from mcp.server.mcpserver import MCPServer
 
-from app.mcp import sdk_internals
+from app.mcp.sessions import sdk_internals
 from tests.fixtures.mcp_servers import RequestLog, _counting
 from tests.fixtures.servers import ServerThread
 

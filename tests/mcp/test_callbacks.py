@@ -7,8 +7,8 @@ from typing import Any
 import anyio
 import mcp_types as types
 
-from app.mcp.callbacks import ServerCallbacks
-from app.mcp.notes import Note
+from app.mcp.features.callbacks import ServerCallbacks
+from app.mcp.features.notes import Note
 
 PARAMS = types.CreateMessageRequestParams(
     messages=[types.SamplingMessage(role="user", content=types.TextContent(text="hi"))],

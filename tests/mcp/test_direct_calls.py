@@ -1,6 +1,6 @@
-"""Tool calls sent directly on 2026-07-28 Streamable HTTP sessions (``app/mcp/direct_calls.py``),
-against a real MCP server over HTTP: the POST is the one the SDK sends, and every kind of
-answer is read as the SDK reads it, or left to the SDK."""
+"""Tool calls sent directly on 2026-07-28 Streamable HTTP sessions
+(``app/mcp/sessions/direct_calls.py``), against a real MCP server over HTTP: the POST is the one
+the SDK sends, and every kind of answer is read as the SDK reads it, or left to the SDK."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 from pydantic import Field
 from starlette.types import Receive, Scope, Send
 
-from app.mcp import direct_calls
-from app.mcp.clients import HttpRoute
+from app.mcp.sessions import direct_calls
+from app.mcp.transport.clients import HttpRoute
 from tests.fixtures.mcp_servers import build_test_server
 from tests.fixtures.servers import ServerThread
 

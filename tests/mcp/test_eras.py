@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import mcp_types as types
 
-from app.mcp.eras import Attempt, attempts, sdk_mode, to_remember, uses_sse
 from app.mcp.servers import ServerSpec
+from app.mcp.sessions.eras import Attempt, attempts, sdk_mode, to_remember, uses_sse
 
 HTTP = ServerSpec(label="s", url="http://s/mcp")
 SSE = ServerSpec(label="s", url="http://s/sse", transport="sse")

@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.mcp.http import AiohttpTransport, ResponseTooLarge
-from app.mcp.ssrf import PinnedTransport, PinnedUrl, caller_pool
+from app.mcp.transport.http import AiohttpTransport, ResponseTooLarge
+from app.mcp.transport.ssrf import PinnedTransport, PinnedUrl, caller_pool
 from tests.fixtures.servers import ServerThread
 
 LIMITS = httpx2.Limits(max_connections=8, max_keepalive_connections=8)

@@ -16,10 +16,10 @@ from mcp.client.caching import CacheConfig, CacheEntry, CacheKey
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.mcpserver import Context
 
-from app.mcp import direct_calls
-from app.mcp.callbacks import ServerCallbacks
-from app.mcp.clients import HttpRoute
-from app.mcp.sdk_internals import intercept_notifications
+from app.mcp.features.callbacks import ServerCallbacks
+from app.mcp.sessions import direct_calls
+from app.mcp.sessions.sdk_internals import intercept_notifications
+from app.mcp.transport.clients import HttpRoute
 from tests.fixtures.mcp_servers import build_test_server
 from tests.fixtures.servers import ServerThread
 

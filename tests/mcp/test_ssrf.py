@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from app.mcp.ssrf import AddressPolicy, UnsafeServerUrl, pin_url
+from app.mcp.transport.ssrf import AddressPolicy, UnsafeServerUrl, pin_url
 from app.redact import redact_url
 
 DEFAULT = AddressPolicy()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import mcp_types as types
 import pytest
 
-from app.mcp.tasks import _poll_interval_s, wants_legacy_task
+from app.mcp.features.tasks import _poll_interval_s, wants_legacy_task
 
 TAKES_TASKS = types.ServerCapabilities(
     tasks=types.ServerTasksCapability(
@@ -55,7 +55,7 @@ def test_the_servers_poll_interval_is_honoured_within_bounds(
 def test_the_sdk_builds_the_result_adapter_for_the_tasks_claim_once() -> None:
     from mcp.client import session as sdk_session
 
-    from app.mcp.tasks import TASKS
+    from app.mcp.features.tasks import TASKS
 
     active = {"task": TASKS.claims()[0]}
     first = sdk_session._build_call_tool_adapter(active)

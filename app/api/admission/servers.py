@@ -2,7 +2,7 @@
 
 A ``server_label`` alone names an operator-registered server; with ``server_url`` the caller
 brings its own. Policy lives here, before any connection: the caller's key must allow the
-server, a caller's URL must pass the SSRF check (``app/mcp/ssrf.py``) and is pinned to the
+server, a caller's URL must pass the SSRF check (``app/mcp/transport/ssrf.py``) and is pinned to the
 address checked, and credentials go to their server only.
 """
 
@@ -20,7 +20,7 @@ from app.api.wire import AllowedToolsFilter, McpToolParam
 from app.config import RegisteredServer
 from app.errors import InvalidRequest, PermissionDenied
 from app.mcp.servers import NEVER, ApprovalPolicy, ServerSpec, ToolFilter
-from app.mcp.ssrf import AddressPolicy, pin_url
+from app.mcp.transport.ssrf import AddressPolicy, pin_url
 from app.principal import Principal
 
 

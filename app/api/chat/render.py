@@ -27,7 +27,7 @@ from app.engine.events import (
     TurnUsage,
 )
 from app.ids import run_scoped_id
-from app.mcp.notes import wire
+from app.mcp.features.notes import wire
 
 _LIMIT_REASONS = ("max_turns", "max_tool_calls", "budget_exceeded")
 

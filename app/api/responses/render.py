@@ -31,7 +31,7 @@ from app.engine.events import (
     TurnUsage,
 )
 from app.errors import ServerUnreachable, ToolbridgeError
-from app.mcp.notes import wire
+from app.mcp.features.notes import wire
 
 StreamEvent = dict[str, Any]
 

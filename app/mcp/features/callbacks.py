@@ -1,7 +1,7 @@
 """What toolbridge answers when an MCP server calls back during a tool call.
 
 Each connection gets its own ``ServerCallbacks``, bound to the one run it serves at a time
-(``bind`` when a run leases it, ``unbind`` when the run is done: ``app/mcp/pool.py``), so a
+(``bind`` when a run leases it, ``unbind`` when the run is done: ``app/mcp/sessions/pool.py``), so a
 request is answered for exactly the caller (and run) whose tool call caused it.
 
 - ``elicitation/create``: there is no human on our side, so every elicitation, form or URL
@@ -22,9 +22,9 @@ from typing import Any, Literal, Protocol
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 
-from app.mcp.notes import CapabilityRefused, ElicitationDeclined, Note, Notes
-from app.mcp.sdk_internals import InputDispatch, wrap_input_dispatch
-from app.mcp.tasks import TASKS
+from app.mcp.features.notes import CapabilityRefused, ElicitationDeclined, Note, Notes
+from app.mcp.features.tasks import TASKS
+from app.mcp.sessions.sdk_internals import InputDispatch, wrap_input_dispatch
 
 logger = logging.getLogger(__name__)
 

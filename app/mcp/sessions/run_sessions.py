@@ -1,8 +1,8 @@
 """The MCP sessions of one run: leased warm or opened concurrently, listed, given back.
 
-Sessions live in the process's ``SessionPool`` (``app/mcp/pool.py``): a run first takes a warm
+Sessions live in the process's ``SessionPool`` (``sessions/pool.py``): a run first takes a warm
 session for the same caller key, server, credentials and declaration, and opens one (by the era
-policy, ``app/mcp/eras.py``) only when there is none. A session is handed to the run only once
+policy, ``sessions/eras.py``) only when there is none. A session is handed to the run only once
 its tools are listed; a failed attempt is closed at once. When the run ends, its sessions go
 back to the pool if it ended cleanly, and are closed otherwise.
 """
@@ -20,21 +20,21 @@ from mcp import Client
 
 from app.concurrency import each_concurrently
 from app.errors import AuthorizationRequired, ServerUnreachable
-from app.mcp.callbacks import Sampler, ServerCallbacks
-from app.mcp.clients import McpClients, TransportWatch
-from app.mcp.eras import Attempt, attempts, to_remember
 from app.mcp.failures import describe_failure
-from app.mcp.oauth import auth_failure
-from app.mcp.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
+from app.mcp.features.callbacks import Sampler, ServerCallbacks
+from app.mcp.features.tasks import takes_task_calls
 from app.mcp.schemas import output_validator
-from app.mcp.sdk_internals import (
+from app.mcp.servers import ServerSpec
+from app.mcp.sessions.eras import Attempt, attempts, to_remember
+from app.mcp.sessions.pool import LISTING_REUSE_S, Lease, SessionPool, pool_key
+from app.mcp.sessions.sdk_internals import (
     absorb_tool_listing,
     intercept_notifications,
     use_output_validators,
 )
-from app.mcp.servers import ServerSpec
-from app.mcp.session import ServerSession
-from app.mcp.tasks import takes_task_calls
+from app.mcp.sessions.session import ServerSession
+from app.mcp.transport.clients import McpClients, TransportWatch
+from app.mcp.transport.oauth import auth_failure
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class RunSessions:
     async def _connect(
         self, spec: ServerSpec, callbacks: ServerCallbacks, key: str
     ) -> tuple[Lease, list[types.Tool], bool]:
-        """Try the era policy's attempts in order (see ``app/mcp/eras``)."""
+        """Try the era policy's attempts in order (see ``eras``)."""
         eras = self._clients.eras
         remembered = await eras.get(spec.target()) if spec.transport != "stdio" else None
         first_failure: BaseException | None = None

@@ -58,7 +58,7 @@ class Progress:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskState:
-    """The call runs as an MCP task (``app/mcp/tasks.py``): its latest status."""
+    """The call runs as an MCP task (``app/mcp/features/tasks.py``): its latest status."""
 
     kind: Literal["task"] = "task"
     task_id: str

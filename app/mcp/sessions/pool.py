@@ -26,10 +26,10 @@ import mcp_types as types
 from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 
-from app.mcp.callbacks import ServerCallbacks
-from app.mcp.clients import HttpRoute, TransportWatch
 from app.mcp.failures import describe_failure
+from app.mcp.features.callbacks import ServerCallbacks
 from app.mcp.servers import ServerSpec
+from app.mcp.transport.clients import HttpRoute, TransportWatch
 from app.metrics import POOLED_SESSIONS
 
 logger = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ class Lease:
     callbacks: ServerCallbacks
     watch: TransportWatch
     route: HttpRoute | None = None
-    """Streamable HTTP: where a direct call's POST goes (``app/mcp/direct_calls.py``)."""
+    """Streamable HTTP: where a direct call's POST goes (``app/mcp/sessions/direct_calls.py``)."""
     close: anyio.Event = field(default_factory=anyio.Event)
     ended: bool = False
     """The session's task is over (the transport failed or the server went away)."""

@@ -32,7 +32,7 @@ import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.errors import InvalidRequest
-from app.mcp.http import DEFAULT_MAX_BODY_BYTES, AiohttpTransport
+from app.mcp.transport.http import DEFAULT_MAX_BODY_BYTES, AiohttpTransport
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -35,8 +35,8 @@ from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.shared.exceptions import MCPError
 from mcp_types.jsonrpc import INTERNAL_ERROR
 
-from app.mcp.notes import TaskState
-from app.mcp.sdk_internals import cache_claim_adapters, send_unvalidated
+from app.mcp.features.notes import TaskState
+from app.mcp.sessions.sdk_internals import cache_claim_adapters, send_unvalidated
 
 logger = logging.getLogger(__name__)
 

@@ -16,13 +16,13 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import jsonrpc
 from pydantic import ValidationError
 
-from app.mcp import direct_calls
 from app.mcp.failures import RESULT_CHECK, describe_failure
-from app.mcp.notes import CallUpdate, ElicitationDeclined, Note, Progress
-from app.mcp.pool import Lease
+from app.mcp.features.notes import CallUpdate, ElicitationDeclined, Note, Progress
+from app.mcp.features.tasks import observing, run_legacy_task, wants_legacy_task
 from app.mcp.results import bounded_blocks, result_text, truncate
 from app.mcp.servers import ServerSpec
-from app.mcp.tasks import observing, run_legacy_task, wants_legacy_task
+from app.mcp.sessions import direct_calls
+from app.mcp.sessions.pool import Lease
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class ServerSession:
         A progress token goes with every call: the server's progress reaches ``on_progress`` as
         it comes, and the latest is the call's note. Notes the server's callbacks leave while
         the call runs are the call's (with parallel calls to one server, a note goes to every
-        call in flight then). A call the server runs as a task (``app/mcp/tasks.py``) reports
+        call in flight then). A call the server runs as a task (``features/tasks.py``) reports
         each status the same way; its latest is a note too."""
         started, first_note = time.monotonic(), len(self._notes)
         latest: dict[type, CallUpdate] = {}

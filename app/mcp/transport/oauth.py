@@ -40,7 +40,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from mcp.shared.exceptions import MCPDeprecationWarning
 
 from app.config import RegisteredServer
-from app.mcp.sdk_internals import fix_token_endpoint
+from app.mcp.sessions.sdk_internals import fix_token_endpoint
 from app.metrics import MCP_AUTH_FAILURES, MCP_AUTH_TOKENS
 
 EXPIRY_MARGIN_S = 30.0

@@ -1,7 +1,7 @@
 """Process-wide MCP client resources: the HTTP pools, the shared caches, and SDK clients.
 
-Sessions are kept warm between runs of one caller (``app/mcp/pool.py``) and ride pooled
-transports (``app/mcp/http.py``: aiohttp under the SDK's httpx2 client), so TCP and TLS set-up
+Sessions are kept warm between runs of one caller (``sessions/pool.py``) and ride pooled
+transports (``transport/http.py``: aiohttp under the SDK's httpx2 client), so TCP and TLS set-up
 is paid once per server, not once per request:
 one pool for operator-registered servers, and one for the servers callers name by URL, which
 connects only to addresses the SSRF guard checked.
@@ -27,14 +27,14 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from app.limits import KeyLimits
-from app.mcp.callbacks import ServerCallbacks
-from app.mcp.eras import Attempt, sdk_mode, uses_sse
-from app.mcp.http import ResponseTooLarge
-from app.mcp.oauth import EXTENSION as OAUTH_EXTENSION
-from app.mcp.oauth import ServerAuth
+from app.mcp.features.callbacks import ServerCallbacks
 from app.mcp.servers import ServerSpec
-from app.mcp.ssrf import PinnedTransport
-from app.mcp.stdio import stdio_transport
+from app.mcp.sessions.eras import Attempt, sdk_mode, uses_sse
+from app.mcp.transport.http import ResponseTooLarge
+from app.mcp.transport.oauth import EXTENSION as OAUTH_EXTENSION
+from app.mcp.transport.oauth import ServerAuth
+from app.mcp.transport.ssrf import PinnedTransport
+from app.mcp.transport.stdio import stdio_transport
 from app.store.mcp_cache import EraStore, RedisResponseCacheStore
 
 CLIENT_INFO = types.Implementation(name="toolbridge", version="0.1.0")
@@ -124,7 +124,7 @@ class _Watching(httpx2.AsyncBaseTransport):
 
 class HttpRoute:
     """Where a Streamable HTTP session's requests go, and how: what a direct call
-    (``app/mcp/direct_calls.py``) sends its POST with. The session's own HTTP client and
+    (``sessions/direct_calls.py``) sends its POST with. The session's own HTTP client and
     transports, so its headers, SSRF pin, size bound and watch all apply; the POST goes straight
     to the transports (httpx2's client layers, merging, auth, cookies and redirects, were 5 % of
     the CPU of a run) unless the client has auth or cookies to apply, then through the client."""

@@ -52,9 +52,9 @@ from mcp_types.jsonrpc import (
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from opentelemetry import propagate, trace
 
-from app.mcp.clients import HttpRoute
-from app.mcp.sdk_internals import deliver_notification, stamp
-from app.mcp.tasks import TASKS, CreatedTask
+from app.mcp.features.tasks import TASKS, CreatedTask
+from app.mcp.sessions.sdk_internals import deliver_notification, stamp
+from app.mcp.transport.clients import HttpRoute
 
 logger = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ def cache_claim_adapters() -> None:
 
     A client with result claims (our tasks extension) makes the SDK build a pydantic
     ``TypeAdapter`` for every session it opens (about a millisecond of CPU, profiled), though it
-    depends only on the claims, which are the same objects every time (``app/mcp/tasks.py``).
+    depends only on the claims, which are the same objects every time (``features/tasks.py``).
 
     Private: ``mcp.client.session._build_call_tool_adapter(active)``, replaced by a caching
     wrapper (idempotent)."""
@@ -132,7 +132,7 @@ def cache_claim_adapters() -> None:
 
 def use_output_validators(session: Any, make: Callable[[str, dict[str, Any]], Any]) -> None:
     """Check tool results' ``structuredContent`` with validators ``make(name, schema)`` builds
-    (``app/mcp/schemas.py``: linear-time patterns, bounded cache) instead of the SDK's, whose
+    (``schemas.py``: linear-time patterns, bounded cache) instead of the SDK's, whose
     regular expressions backtrack on the event loop.
 
     Private: ``ClientSession._output_schema_validator(name, output_schema)``, replaced on the
@@ -152,7 +152,7 @@ def _require(present: bool, what: str) -> None:
     if not present:
         raise SdkIncompatible(
             f"the installed mcp SDK has no {what}: toolbridge is pinned to mcp==2.3.0 "
-            "(see app/mcp/sdk_internals.py)"
+            "(see app/mcp/sessions/sdk_internals.py)"
         )
 
 
