@@ -1,10 +1,10 @@
 """The MCP sessions of one run: leased warm or opened concurrently, listed, given back.
 
-Sessions live in the process's ``SessionPool`` (``sessions/pool.py``): a run first takes a warm
-session for the same caller key, server, credentials and declaration, and opens one (by the era
-policy, ``sessions/eras.py``) only when there is none. A session is handed to the run only once
-its tools are listed; a failed attempt is closed at once. When the run ends, its sessions go
-back to the pool if it ended cleanly, and are closed otherwise.
+Sessions live in the process's ``SessionPool`` (``app/mcp/sessions/pool.py``): a run first
+takes a warm session for the same caller key, server, credentials and declaration, and opens one
+(by the era policy, ``app/mcp/sessions/eras.py``) only when there is none. A session is handed to
+the run only once its tools are listed; a failed attempt is closed at once. When the run ends,
+its sessions go back to the pool if it ended cleanly, and are closed otherwise.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class RunSessions:
     async def _connect(
         self, spec: ServerSpec, callbacks: ServerCallbacks, key: str
     ) -> tuple[Lease, list[types.Tool], bool]:
-        """Try the era policy's attempts in order (see ``eras``)."""
+        """Try the era policy's attempts in order (see ``app/mcp/sessions/eras.py``)."""
         eras = self._clients.eras
         remembered = await eras.get(spec.target()) if spec.transport != "stdio" else None
         first_failure: BaseException | None = None

@@ -110,7 +110,8 @@ def cache_claim_adapters() -> None:
 
     A client with result claims (our tasks extension) makes the SDK build a pydantic
     ``TypeAdapter`` for every session it opens (about a millisecond of CPU, profiled), though it
-    depends only on the claims, which are the same objects every time (``features/tasks.py``).
+    depends only on the claims, which are the same objects every time
+    (``app/mcp/features/tasks.py``).
 
     Private: ``mcp.client.session._build_call_tool_adapter(active)``, replaced by a caching
     wrapper (idempotent)."""
@@ -132,7 +133,7 @@ def cache_claim_adapters() -> None:
 
 def use_output_validators(session: Any, make: Callable[[str, dict[str, Any]], Any]) -> None:
     """Check tool results' ``structuredContent`` with validators ``make(name, schema)`` builds
-    (``schemas.py``: linear-time patterns, bounded cache) instead of the SDK's, whose
+    (``app/mcp/schemas.py``: linear-time patterns, bounded cache) instead of the SDK's, whose
     regular expressions backtrack on the event loop.
 
     Private: ``ClientSession._output_schema_validator(name, output_schema)``, replaced on the

@@ -172,8 +172,8 @@ class ServerSession:
         A progress token goes with every call: the server's progress reaches ``on_progress`` as
         it comes, and the latest is the call's note. Notes the server's callbacks leave while
         the call runs are the call's (with parallel calls to one server, a note goes to every
-        call in flight then). A call the server runs as a task (``features/tasks.py``) reports
-        each status the same way; its latest is a note too."""
+        call in flight then). A call the server runs as a task (``app/mcp/features/tasks.py``)
+        reports each status the same way; its latest is a note too."""
         started, first_note = time.monotonic(), len(self._notes)
         latest: dict[type, CallUpdate] = {}
 

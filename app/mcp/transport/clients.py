@@ -1,8 +1,8 @@
 """Process-wide MCP client resources: the HTTP pools, the shared caches, and SDK clients.
 
-Sessions are kept warm between runs of one caller (``sessions/pool.py``) and ride pooled
-transports (``transport/http.py``: aiohttp under the SDK's httpx2 client), so TCP and TLS set-up
-is paid once per server, not once per request:
+Sessions are kept warm between runs of one caller (``app/mcp/sessions/pool.py``) and ride
+pooled transports (``app/mcp/transport/http.py``: aiohttp under the SDK's httpx2 client), so TCP
+and TLS set-up is paid once per server, not once per request:
 one pool for operator-registered servers, and one for the servers callers name by URL, which
 connects only to addresses the SSRF guard checked.
 """

@@ -37,7 +37,8 @@ class ResponseTooLarge(httpx2.ReadError):
 
 
 def _as_httpx(exc: BaseException, request: httpx2.Request) -> httpx2.TransportError:
-    """An aiohttp failure as the httpx2 exception the SDK and ``sessions/session.py`` expect."""
+    """An aiohttp failure as the httpx2 exception the SDK and ``app/mcp/sessions/session.py``
+    expect."""
     message = str(exc) or type(exc).__name__
     if isinstance(exc, aiohttp.ConnectionTimeoutError):
         return httpx2.ConnectTimeout(message, request=request)
