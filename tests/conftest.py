@@ -55,14 +55,14 @@ def _docker_redis() -> Iterator[str] | None:
     return run()
 
 
-_CLUSTER_REPORT: list[str] = []
-"""The test cluster's nodes and their logs' ends, when a test failed on it."""
+_REDIS_REPORT: list[str] = []
+"""The test Redis (each node of the test cluster) and the end of its log, when a test failed."""
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if _CLUSTER_REPORT:
-        terminalreporter.section("the Redis Cluster when the tests ended")
-        for line in _CLUSTER_REPORT:
+    if _REDIS_REPORT:
+        terminalreporter.section("the test Redis when the tests ended")
+        for line in _REDIS_REPORT:
             terminalreporter.write_line(line)
 
 
@@ -94,7 +94,7 @@ def redis_url(
         cluster = start_embedded_cluster(tmp_path_factory.mktemp("cluster"))
         yield cluster.url
         if request.session.testsfailed:
-            _CLUSTER_REPORT.extend(cluster.report())
+            _REDIS_REPORT.extend(cluster.report())
         cluster.stop()
         return
     if url := os.environ.get("REDIS_URL"):
@@ -105,6 +105,8 @@ def redis_url(
         return
     embedded = start_embedded_redis(tmp_path_factory.mktemp("redis"), persist=False)
     yield embedded.url
+    if request.session.testsfailed:
+        _REDIS_REPORT.extend(embedded.report())
     embedded.stop()
 
 

