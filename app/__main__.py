@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from app.config import ConfigError, Settings
 from app.logs import configure_logging
 from app.open_files import raise_open_files_limit
-from app.store.embedded import start_embedded_redis
+from app.store.embedded import redis_server_binary, start_embedded_redis
 
 _ANONYMOUS = "TOOLBRIDGE_ALLOW_ANONYMOUS"
 
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> None:
         os.environ["TOOLBRIDGE_REDIS_URL"] = embedded.url
         log.warning(
             "TOOLBRIDGE_REDIS_URL is not set: started an embedded redis-server at %s "
-            "(data in %s). Set TOOLBRIDGE_REDIS_URL to use your own Redis.",
+            "(%s; data and its log in %s). Set TOOLBRIDGE_REDIS_URL to use your own Redis.",
             embedded.url,
+            redis_server_binary(),
             settings.data_dir / "redis",
         )
     # uvicorn drains in-flight requests on SIGTERM, then re-raises the signal to the handler it

