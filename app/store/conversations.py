@@ -6,25 +6,40 @@ hash tag, so a Redis Cluster keeps a conversation in one slot. A conversation li
 ``ttl_s`` after it was last written (renewed on every write), holds at most ``max_items``
 items, and belongs to the API key that created it (another key gets 404).
 
-A response that continues a conversation holds its lock while it runs (``SET NX`` with an
-expiry, so a replica that dies does not keep it): a second response on the same conversation
-is refused with 409 meanwhile, never interleaved (docs/responses.md).
+A response that continues a conversation holds its lock while it runs (``SET NX``): a second
+response on the same conversation is refused with 409 meanwhile, never interleaved
+(docs/responses.md). The lock is a lease: its replica renews it every third of
+``LOCK_LEASE_S`` while the response runs, so a replica that dies frees the conversation within
+that, however long its responses may run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from app.errors import ConversationBusy, InvalidRequest, NotFound
+from app.errors import ConversationBusy, InvalidRequest, NotFound, StoreUnavailable
 from app.ids import stored_id
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 from app.store.responses import stored_items
 
-LOCK_S = 3600
-"""A response's hold on its conversation lapses after this long if nobody releases it."""
+logger = logging.getLogger(__name__)
+
+LOCK_LEASE_S = 30.0
+"""A response's hold on its conversation lapses this long after it was last renewed."""
+
+# KEYS: the lock. ARGV: the holder, the lease in ms. 1 if renewed: only the holder renews it
+# (a lock that lapsed may be another response's by now).
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
 
 
 def conversation_id() -> str:
@@ -32,11 +47,21 @@ def conversation_id() -> str:
 
 
 class ConversationStore:
-    def __init__(self, redis: RedisClient, prefix: str, ttl_s: int, max_items: int) -> None:
+    def __init__(
+        self,
+        redis: RedisClient,
+        prefix: str,
+        ttl_s: int,
+        max_items: int,
+        *,
+        lock_lease_s: float = LOCK_LEASE_S,
+    ) -> None:
         self._redis = redis
         self._prefix = f"{prefix}conv:"
         self._ttl_s = ttl_s
         self.max_items = max_items
+        self._lease_s = lock_lease_s
+        self._renew = redis.register_script(_RENEW)
 
     def _keys(self, cid: str) -> tuple[str, str, str]:
         base = f"{self._prefix}{{{cid}}}"
@@ -150,9 +175,43 @@ class ConversationStore:
         await self._meta(cid, owner)
         _, _, lock_key = self._keys(cid)
         with store_errors("Conversations"):
-            taken = await self._redis.set(lock_key, response_id, nx=True, ex=LOCK_S)
+            taken = await self._redis.set(
+                lock_key, response_id, nx=True, px=int(self._lease_s * 1000)
+            )
         if not taken:
             raise ConversationBusy(cid)
+
+    async def renew(self, cid: str, response_id: str) -> bool:
+        """Extend the hold by a lease; False when it is no longer this response's (it lapsed)."""
+        _, _, lock_key = self._keys(cid)
+        with store_errors("Conversations"):
+            renewed = await self._renew(
+                keys=[lock_key], args=[response_id, int(self._lease_s * 1000)]
+            )
+        return bool(renewed)
+
+    @asynccontextmanager
+    async def keeping(self, cid: str, response_id: str) -> AsyncIterator[None]:
+        """Renew the hold every third of a lease while inside (a bare task, one per response:
+        it only sleeps and renews)."""
+        renewing = asyncio.get_running_loop().create_task(self._keep(cid, response_id))
+        try:
+            yield
+        finally:
+            renewing.cancel()
+
+    async def _keep(self, cid: str, response_id: str) -> None:
+        while True:
+            await asyncio.sleep(self._lease_s / 3)
+            try:
+                if not await self.renew(cid, response_id):
+                    # Another response may be writing to it now: say so, the run goes on.
+                    logger.warning(
+                        "conversation %s: response %s lost its hold (it lapsed)", cid, response_id
+                    )
+                    return
+            except StoreUnavailable:
+                logger.warning("conversation %s: hold not renewed (Redis unavailable)", cid)
 
     async def release(self, cid: str, response_id: str) -> None:
         _, _, lock_key = self._keys(cid)

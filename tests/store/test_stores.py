@@ -14,9 +14,15 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 
-from app.errors import NotFound, StorageQuotaExceeded, TooManyBackgroundResponses
+from app.errors import (
+    ConversationBusy,
+    NotFound,
+    StorageQuotaExceeded,
+    TooManyBackgroundResponses,
+)
 from app.store.background import LOST, BackgroundStore
 from app.store.connect import RedisClient, WaitingPool, connect, warm_up
+from app.store.conversations import ConversationStore
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
 from app.store.responses import CHAIN_IDS, Quotas, ResponseStore
@@ -262,6 +268,31 @@ def test_background_responses_per_key_count_every_replica_and_free_on_finish(
         await anyio.sleep(1.2)
         await stores[0].create({"id": "resp_e", "status": "queued"}, "k")
         await stores[0].create({"id": "resp_f", "status": "queued"}, "k")
+
+    with_redis(redis_url, scenario)
+
+
+def test_a_conversation_is_held_while_its_response_runs_and_freed_soon_after_its_replica_died(
+    redis_url: str,
+) -> None:
+    lease_s = 1.5
+
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ConversationStore(redis, prefix, 60, 10, lock_lease_s=lease_s)
+        cid = (await store.create("owner", {}, []))["id"]
+        await store.hold(cid, "owner", "resp_a")
+        async with store.keeping(cid, "resp_a"):
+            await asyncio.sleep(lease_s * 2.5)  # renewed meanwhile, so still held
+            with pytest.raises(ConversationBusy):
+                await store.hold(cid, "owner", "resp_b")
+        # Its replica died: nobody renews the hold or releases it. It lapses within a lease.
+        await asyncio.sleep(lease_s + 0.5)
+        await store.hold(cid, "owner", "resp_b")
+        # The hold that lapsed is not renewed over the one taken since.
+        assert not await store.renew(cid, "resp_a")
+        assert await store.renew(cid, "resp_b")
+        with pytest.raises(ConversationBusy):
+            await store.hold(cid, "owner", "resp_c")
 
     with_redis(redis_url, scenario)
 

@@ -97,15 +97,16 @@ async def _in_conversation(
     assert parsed.conversation is not None
     conversation_id, hold = parsed.conversation
     try:
-        async with aclosing(events) as items:
-            async for event in items:
-                yield event
-        with anyio.CancelScope(shield=True):
-            await services.conversations.append(
-                conversation_id,
-                parsed.run.principal.key_id,
-                [*parsed.input_items, *renderer.output],
-            )
+        async with services.conversations.keeping(conversation_id, hold):
+            async with aclosing(events) as items:
+                async for event in items:
+                    yield event
+            with anyio.CancelScope(shield=True):
+                await services.conversations.append(
+                    conversation_id,
+                    parsed.run.principal.key_id,
+                    [*parsed.input_items, *renderer.output],
+                )
     finally:
         with anyio.CancelScope(shield=True):
             await services.conversations.release(conversation_id, hold)
