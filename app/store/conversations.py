@@ -19,8 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import weakref
 from typing import Any
 
 from app.errors import ConversationBusy, InvalidRequest, NotFound, StoreUnavailable
@@ -62,6 +61,8 @@ class ConversationStore:
         self.max_items = max_items
         self._lease_s = lock_lease_s
         self._renew = redis.register_script(_RENEW)
+        self._keepers: dict[tuple[str, str], asyncio.Task[None]] = {}
+        """Renewing tasks by conversation and response, until released."""
 
     def _keys(self, cid: str) -> tuple[str, str, str]:
         base = f"{self._prefix}{{{cid}}}"
@@ -190,19 +191,23 @@ class ConversationStore:
             )
         return bool(renewed)
 
-    @asynccontextmanager
-    async def keeping(self, cid: str, response_id: str) -> AsyncIterator[None]:
-        """Renew the hold every third of a lease while inside (a bare task, one per response:
-        it only sleeps and renews)."""
-        renewing = asyncio.get_running_loop().create_task(self._keep(cid, response_id))
-        try:
-            yield
-        finally:
-            renewing.cancel()
+    def keep(self, cid: str, response_id: str, holder: object) -> None:
+        """Renew the hold every third of a lease until it is released, or until ``holder``
+        (the response's run) is gone unrun: then nobody would release it, and it lapses.
 
-    async def _keep(self, cid: str, response_id: str) -> None:
+        A bare task per response (it sleeps and renews), started when the response is set
+        up, so a background response keeps its conversation while it waits for a slot."""
+        task = asyncio.get_running_loop().create_task(
+            self._keep(cid, response_id, weakref.ref(holder))
+        )
+        self._keepers[(cid, response_id)] = task  # the loop keeps only a weak reference
+        task.add_done_callback(lambda _: self._keepers.pop((cid, response_id), None))
+
+    async def _keep(self, cid: str, response_id: str, holder: weakref.ref[object]) -> None:
         while True:
             await asyncio.sleep(self._lease_s / 3)
+            if holder() is None:
+                return
             try:
                 if not await self.renew(cid, response_id):
                     # Another response may be writing to it now: say so, the run goes on.
@@ -214,6 +219,8 @@ class ConversationStore:
                 logger.warning("conversation %s: hold not renewed (Redis unavailable)", cid)
 
     async def release(self, cid: str, response_id: str) -> None:
+        if (keeper := self._keepers.pop((cid, response_id), None)) is not None:
+            keeper.cancel()
         _, _, lock_key = self._keys(cid)
         with store_errors("Conversations"):
             held = await self._redis.get(lock_key)

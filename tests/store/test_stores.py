@@ -272,6 +272,10 @@ def test_background_responses_per_key_count_every_replica_and_free_on_finish(
     with_redis(redis_url, scenario)
 
 
+class Run:
+    """Stands for a response's run (``ConversationStore.keep`` watches whether it is gone)."""
+
+
 def test_a_conversation_is_held_while_its_response_runs_and_freed_soon_after_its_replica_died(
     redis_url: str,
 ) -> None:
@@ -281,18 +285,27 @@ def test_a_conversation_is_held_while_its_response_runs_and_freed_soon_after_its
         store = ConversationStore(redis, prefix, 60, 10, lock_lease_s=lease_s)
         cid = (await store.create("owner", {}, []))["id"]
         await store.hold(cid, "owner", "resp_a")
-        async with store.keeping(cid, "resp_a"):
-            await asyncio.sleep(lease_s * 2.5)  # renewed meanwhile, so still held
-            with pytest.raises(ConversationBusy):
-                await store.hold(cid, "owner", "resp_b")
-        # Its replica died: nobody renews the hold or releases it. It lapses within a lease.
-        await asyncio.sleep(lease_s + 0.5)
+        run = Run()
+        store.keep(cid, "resp_a", run)
+        await asyncio.sleep(lease_s * 2.5)  # renewed meanwhile, so still held
+        with pytest.raises(ConversationBusy):
+            await store.hold(cid, "owner", "resp_b")
+        # The run is gone and nobody released its hold (as when the response's replica
+        # died, or the run was dropped before it started): it lapses within a lease.
+        del run
+        await asyncio.sleep(lease_s * 1.5 + 0.5)
         await store.hold(cid, "owner", "resp_b")
         # The hold that lapsed is not renewed over the one taken since.
         assert not await store.renew(cid, "resp_a")
         assert await store.renew(cid, "resp_b")
         with pytest.raises(ConversationBusy):
             await store.hold(cid, "owner", "resp_c")
+        # Released, it is free at once, and no longer renewed.
+        store.keep(cid, "resp_b", run_b := Run())
+        await store.release(cid, "resp_b")
+        await store.hold(cid, "owner", "resp_c")
+        assert not await store.renew(cid, "resp_b")
+        del run_b
 
     with_redis(redis_url, scenario)
 

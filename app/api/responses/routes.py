@@ -67,6 +67,7 @@ async def create_response(
     events = run(parsed.run, services.engine)
     if parsed.conversation is not None:
         events = _in_conversation(events, services, parsed, renderer)
+        services.conversations.keep(*parsed.conversation, holder=events)
     if body.background:
         queued = await services.background.start(
             renderer, principal.key_id, events, before_done=store
@@ -97,16 +98,15 @@ async def _in_conversation(
     assert parsed.conversation is not None
     conversation_id, hold = parsed.conversation
     try:
-        async with services.conversations.keeping(conversation_id, hold):
-            async with aclosing(events) as items:
-                async for event in items:
-                    yield event
-            with anyio.CancelScope(shield=True):
-                await services.conversations.append(
-                    conversation_id,
-                    parsed.run.principal.key_id,
-                    [*parsed.input_items, *renderer.output],
-                )
+        async with aclosing(events) as items:
+            async for event in items:
+                yield event
+        with anyio.CancelScope(shield=True):
+            await services.conversations.append(
+                conversation_id,
+                parsed.run.principal.key_id,
+                [*parsed.input_items, *renderer.output],
+            )
     finally:
         with anyio.CancelScope(shield=True):
             await services.conversations.release(conversation_id, hold)
