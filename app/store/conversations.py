@@ -9,8 +9,8 @@ items, and belongs to the API key that created it (another key gets 404).
 A response that continues a conversation holds its lock while it runs (``SET NX``): a second
 response on the same conversation is refused with 409 meanwhile, never interleaved
 (docs/responses.md). The lock is a lease: its replica renews it every third of
-``LOCK_LEASE_S`` while the response runs, so a replica that dies frees the conversation within
-that, however long its responses may run.
+``LOCK_LEASE_S`` from when the response is set up until it is released, so a replica that dies
+frees the conversation within that, however long its responses wait or run.
 """
 
 from __future__ import annotations
