@@ -33,10 +33,14 @@ logger = logging.getLogger(__name__)
 LOCK_LEASE_S = 30.0
 """A response's hold on its conversation lapses this long after it was last renewed."""
 
-# KEYS: the lock. ARGV: the holder, the lease in ms. 1 if renewed: only the holder renews it
-# (a lock that lapsed may be another response's by now).
+# KEYS: the lock. ARGV: the holder (and, to renew, the lease in ms). 1 if done: only the
+# holder renews or releases it (a lock that lapsed may be another response's by now).
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
 
@@ -61,6 +65,7 @@ class ConversationStore:
         self.max_items = max_items
         self._lease_s = lock_lease_s
         self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
         self._keepers: dict[tuple[str, str], asyncio.Task[None]] = {}
         """Renewing tasks by conversation and response, until released."""
 
@@ -223,9 +228,4 @@ class ConversationStore:
             keeper.cancel()
         _, _, lock_key = self._keys(cid)
         with store_errors("Conversations"):
-            held = await self._redis.get(lock_key)
-            if (
-                held is not None
-                and (held.decode() if isinstance(held, bytes) else held) == response_id
-            ):
-                await self._redis.delete(lock_key)
+            await self._release(keys=[lock_key], args=[response_id])
