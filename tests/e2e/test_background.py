@@ -112,3 +112,29 @@ def test_background_limits_queue_on_a_full_replica_and_refuse_past_the_key_limit
     assert client.responses.retrieve(second.id).output_text == "second"
     third = client.responses.create(model="scripted-a", input="say third", background=True)
     wait_until(lambda: client.responses.retrieve(third.id).status == "completed", what="third")
+
+
+def test_a_queued_response_cancelled_frees_its_conversation_at_once(
+    toolbridge_factory: Callable[..., ServerThread],
+) -> None:
+    """Its run never starts, so only the cancel can give the conversation back: without it,
+    the next response would be refused (409) until the hold lapsed, 30 s later."""
+    server = toolbridge_factory(background={"max_running_per_replica": 1})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    busy = client.responses.create(model="scripted-a", input="sleep 30", background=True)
+    wait_until(
+        lambda: client.responses.retrieve(busy.id).status == "in_progress", what="slot taken"
+    )
+    conversation = client.conversations.create()
+    queued = client.responses.create(
+        model="scripted-a", input="say never", conversation=conversation.id, background=True
+    )
+    assert client.responses.retrieve(queued.id).status == "queued"
+    assert client.responses.cancel(queued.id).status == "cancelled"
+    after = client.responses.create(
+        model="scripted-a", input="say next", conversation=conversation.id
+    )
+    assert after.output_text == "next"
+    items = client.conversations.items.list(conversation.id, order="asc").data
+    assert [item.content[0].text for item in items] == ["say next", "next"]  # type: ignore[union-attr]
+    assert client.responses.cancel(busy.id).status == "cancelled"

@@ -55,13 +55,17 @@ class BackgroundRuns:
         owner: str,
         events: AsyncGenerator[RunEvent, None],
         before_done: Callable[[], Awaitable[None]],
+        after: Callable[[], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """Record the response as queued and start its run; the queued Response."""
+        """Record the response as queued and start its run; the queued Response.
+
+        ``after``: runs once the run is over, however it ended, and also when it never started
+        (cancelled while queued: closing ``events`` then runs none of its code)."""
         assert self.tasks is not None, "background runs need the app's task group"
         renderer.status = "queued"
         queued = renderer.response()
         await self.store.create(queued, owner)
-        self.tasks.start_soon(self._run, renderer, owner, events, before_done)
+        self.tasks.start_soon(self._run, renderer, owner, events, before_done, after)
         return queued
 
     async def _run(
@@ -70,6 +74,7 @@ class BackgroundRuns:
         owner: str,
         events: AsyncGenerator[RunEvent, None],
         before_done: Callable[[], Awaitable[None]],
+        after: Callable[[], Awaitable[None]] | None,
     ) -> None:
         store = self.store
         try:
@@ -99,6 +104,11 @@ class BackgroundRuns:
         finally:
             with anyio.CancelScope(shield=True):
                 await events.aclose()
+                if after is not None:
+                    try:
+                        await after()
+                    except Exception:  # what it frees lapses by itself instead
+                        logger.exception("background response %s: clean-up failed", renderer.id)
                 with contextlib.suppress(Exception):  # else its entry lapses with the lease
                     await store.finish(renderer.id, owner)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
+from functools import partial
 from typing import Any
 
 import anyio
@@ -65,12 +66,16 @@ async def create_response(
             await _store(services, parsed, renderer, body.store is not False)
 
     events = run(parsed.run, services.engine)
+    release: Callable[[], Awaitable[None]] | None = None
     if parsed.conversation is not None:
         events = _in_conversation(events, services, parsed, renderer)
         services.conversations.keep(*parsed.conversation, holder=events)
+        # Released by the run as it ends; and here again for a background response cancelled
+        # while queued, whose run never starts (a release of a hold no longer ours is a no-op).
+        release = partial(services.conversations.release, *parsed.conversation)
     if body.background:
         queued = await services.background.start(
-            renderer, principal.key_id, events, before_done=store
+            renderer, principal.key_id, events, before_done=store, after=release
         )
         if body.stream:
             return _following(services, renderer.id, principal.key_id, starting_after=-1)
