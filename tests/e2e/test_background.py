@@ -138,3 +138,22 @@ def test_a_queued_response_cancelled_frees_its_conversation_at_once(
     items = client.conversations.items.list(conversation.id, order="asc").data
     assert [item.content[0].text for item in items] == ["say next", "next"]  # type: ignore[union-attr]
     assert client.responses.cancel(busy.id).status == "cancelled"
+
+
+def test_a_background_response_refused_frees_its_conversation_at_once(
+    toolbridge_factory: Callable[..., ServerThread],
+) -> None:
+    """Refused past the key's limit after it took the conversation: the refusal gives it back."""
+    server = toolbridge_factory(background={"max_per_key": 1})
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    busy = client.responses.create(model="scripted-a", input="sleep 30", background=True)
+    conversation = client.conversations.create()
+    with pytest.raises(openai.RateLimitError):
+        client.responses.create(
+            model="scripted-a", input="say never", conversation=conversation.id, background=True
+        )
+    after = client.responses.create(
+        model="scripted-a", input="say next", conversation=conversation.id
+    )
+    assert after.output_text == "next"
+    assert client.responses.cancel(busy.id).status == "cancelled"

@@ -60,11 +60,18 @@ class BackgroundRuns:
         """Record the response as queued and start its run; the queued Response.
 
         ``after``: runs once the run is over, however it ended, and also when it never started
-        (cancelled while queued: closing ``events`` then runs none of its code)."""
+        (refused here, or cancelled while queued: closing ``events`` then runs none of its
+        code)."""
         assert self.tasks is not None, "background runs need the app's task group"
         renderer.status = "queued"
         queued = renderer.response()
-        await self.store.create(queued, owner)
+        try:
+            await self.store.create(queued, owner)  # refused past the key's limit
+        except BaseException:
+            if after is not None:
+                with anyio.CancelScope(shield=True):
+                    await after()
+            raise
         self.tasks.start_soon(self._run, renderer, owner, events, before_done, after)
         return queued
 

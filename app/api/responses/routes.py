@@ -70,8 +70,9 @@ async def create_response(
     if parsed.conversation is not None:
         events = _in_conversation(events, services, parsed, renderer)
         services.conversations.keep(*parsed.conversation, holder=events)
-        # Released by the run as it ends; and here again for a background response cancelled
-        # while queued, whose run never starts (a release of a hold no longer ours is a no-op).
+        # Released by the run as it ends; and again for a background response, whose run may
+        # never start (refused, or cancelled while queued). Releasing a hold that is no longer
+        # this response's changes nothing.
         release = partial(services.conversations.release, *parsed.conversation)
     if body.background:
         queued = await services.background.start(
