@@ -92,7 +92,7 @@ class ConversationStore:
             "created_at": str(int(time.time())),
             "metadata": json.dumps(metadata),
         }
-        self._check_room(0, len(items))
+        self.check_room(0, len(items))
         with store_errors("Conversations"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(meta_key, mapping=dict(meta))  # type: ignore[arg-type]
@@ -138,12 +138,12 @@ class ConversationStore:
             raws = await self._redis.lrange(items_key, 0, -1)
         return [json.loads(raw) for raw in raws]
 
-    def _check_room(self, held: int, adding: int) -> None:
+    def check_room(self, held: int, adding: int, *, param: str = "items") -> None:
         if held + adding > self.max_items:
             raise InvalidRequest(
                 f"A conversation holds at most {self.max_items} items; this one has {held} "
-                f"and {adding} more were given.",
-                param="items",
+                f"and {adding} more would be added.",
+                param=param,
             )
 
     async def append(self, cid: str, owner: str, items: list[dict[str, Any]]) -> None:
@@ -152,7 +152,7 @@ class ConversationStore:
         meta_key, items_key, _ = self._keys(cid)
         with store_errors("Conversations"):
             held = int(await self._redis.llen(items_key))
-        self._check_room(held, len(items))
+        self.check_room(held, len(items))
         if not items:
             return
         with store_errors("Conversations"):

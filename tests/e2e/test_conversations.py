@@ -3,13 +3,14 @@ conversation (``conversation=``), MCP items included."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 import pytest
 
-from tests.conftest import LIMITED_KEY, mcp_tool
+from tests.conftest import LIMITED_KEY, TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 from tests.fixtures.waiting import wait_until
@@ -156,3 +157,23 @@ def test_items_a_response_could_not_read_are_refused(client: openai.OpenAI) -> N
                 {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}
             ],
         )
+
+
+def test_a_response_that_would_overfill_its_conversation_is_refused_before_it_runs(
+    toolbridge_factory: Callable[..., ServerThread], scripted_model: ServerThread
+) -> None:
+    """Refused before its model call (nothing spent), not after it ran and could not add."""
+    server = toolbridge_factory(conversation_max_items=4)
+    client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
+    conversation = client.conversations.create(
+        items=[{"role": "user", "content": f"m{i}"} for i in range(3)]
+    )
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.responses.create(model="scripted-a", input="say x", conversation=conversation.id)
+    assert caught.value.param == "conversation" and "at most 4 items" in str(caught.value)
+    assert len(calls) == before  # the model was not called
+    one = client.conversations.create(items=[{"role": "user", "content": "m0"}])
+    answered = client.responses.create(model="scripted-a", input="say y", conversation=one.id)
+    assert answered.output_text == "y"  # input and answer fit: 3 of 4

@@ -186,6 +186,10 @@ async def parse_responses(
         await services.conversations.hold(conversation_id, principal.key_id, hold)
         try:
             history = await services.conversations.items(conversation_id, principal.key_id)
+            # Refused now, not once the run has been paid for and its items cannot be added:
+            # its input, and at least one output item (the answer).
+            added = len(as_items(body.input)) + 1
+            services.conversations.check_room(len(history), added, param="conversation")
             return await _parse(body, services, principal, history, None, (conversation_id, hold))
         except BaseException:
             with anyio.CancelScope(shield=True):
