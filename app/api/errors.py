@@ -114,26 +114,37 @@ def error_response_body(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, envelope("The server had an error while processing your request.", "server_error")
 
 
-def _param(loc: tuple[Any, ...], body: Any) -> str | None:
+_OUTSIDE_THE_BODY = frozenset({"query", "path", "header", "cookie"})
+
+
+def _param(loc: tuple[Any, ...], body: Any, missing: bool) -> str | None:
     """``("body", "tools", 0, "mcp", "server_label")`` -> ``tools[0].server_label``.
 
     pydantic puts the branch of a union in ``loc`` (``mcp``, ``str``): walked against the body,
-    a name the body does not hold is such a branch, unless it is the last (a missing field)."""
+    a name the body does not hold is such a branch, unless it is the last part of a ``missing``
+    error (the field that is missing)."""
     parts = list(loc[1:] if loc[:1] == ("body",) else loc)
     text, value = "", body
     for index, part in enumerate(parts):
         if isinstance(part, int) and isinstance(value, list) and 0 <= part < len(value):
             text, value = f"{text}[{part}]", value[part]
-        elif isinstance(value, dict) and (part in value or index == len(parts) - 1):
+        elif isinstance(value, dict) and (part in value or (missing and index == len(parts) - 1)):
             text, value = f"{text}.{part}" if text else str(part), value.get(part)
     return text or None
 
 
 def validation_error(errors: list[Any], body: Any = None) -> tuple[int, dict[str, Any]]:
-    """A request body that does not validate, as OpenAI says it: 400 naming the field."""
+    """A request that does not validate, as OpenAI says it: 400 naming the field, or the query
+    or path parameter."""
     first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
-    param = _param(tuple(first.get("loc", ())), body)
+    loc = tuple(first.get("loc", ()))
     message = str(first.get("msg", "Invalid request"))
+    if loc[:1] and loc[0] in _OUTSIDE_THE_BODY and len(loc) > 1:
+        name = str(loc[1])
+        return 400, envelope(
+            f"Invalid value for '{name}': {message}", "invalid_request_error", param=name
+        )
+    param = _param(loc, body, first.get("type") == "missing")
     if first.get("type") == "json_invalid" or not isinstance(body, dict):
         # Not a JSON object at all (unparsable, empty, an array...): nothing to name.
         return 400, envelope(

@@ -103,7 +103,9 @@ class ConversationStore:
                 await pipe.execute()
         return self._object(cid, meta)
 
-    async def _meta(self, cid: str, owner: str) -> dict[str, str]:
+    async def _meta(self, cid: str, owner: str, param: str = "conversation_id") -> dict[str, str]:
+        """``param``: what a 404 names, the Conversations API's path parameter by default, a
+        response's ``conversation`` field when a response reads or takes it."""
         meta_key, _, _ = self._keys(cid)
         with store_errors("Conversations"):
             raw = await self._redis.hgetall(meta_key)
@@ -112,7 +114,7 @@ class ConversationStore:
             for k, v in raw.items()
         }
         if meta.get("owner") != owner:
-            raise NotFound(f"Conversation with id '{cid}' not found.", param="conversation_id")
+            raise NotFound(f"Conversation with id '{cid}' not found.", param=param)
         return meta
 
     async def get(self, cid: str, owner: str) -> dict[str, Any]:
@@ -130,9 +132,11 @@ class ConversationStore:
         with store_errors("Conversations"):
             await self._redis.delete(*self._keys(cid)[:2])
 
-    async def items(self, cid: str, owner: str) -> list[dict[str, Any]]:
+    async def items(
+        self, cid: str, owner: str, param: str = "conversation_id"
+    ) -> list[dict[str, Any]]:
         """Every item, oldest first."""
-        await self._meta(cid, owner)
+        await self._meta(cid, owner, param)
         _, items_key, _ = self._keys(cid)
         with store_errors("Conversations"):
             raws = await self._redis.lrange(items_key, 0, -1)
@@ -178,7 +182,7 @@ class ConversationStore:
 
     async def hold(self, cid: str, owner: str, response_id: str) -> None:
         """Take the conversation for one response; ``ConversationBusy`` (409) if another has it."""
-        await self._meta(cid, owner)
+        await self._meta(cid, owner, "conversation")
         _, _, lock_key = self._keys(cid)
         with store_errors("Conversations"):
             taken = await self._redis.set(

@@ -73,6 +73,37 @@ def test_schema_errors_are_400_with_param(
     assert error["param"] == param
 
 
+@pytest.mark.parametrize(
+    ("path", "param"),
+    [
+        ("/v1/conversations/conv_x/items?limit=0", "limit"),
+        ("/v1/responses/resp_x?stream=true&starting_after=-5", "starting_after"),
+        ("/v1/responses/resp_x/input_items?order=sideways", "order"),
+    ],
+)
+def test_query_parameter_errors_are_400_naming_the_parameter(
+    toolbridge: ServerThread, path: str, param: str
+) -> None:
+    """Not "could not parse the JSON body": a GET has none."""
+    response = httpx.get(
+        f"{toolbridge.url}{path}", headers={"Authorization": f"Bearer {TEST_KEY}"}, timeout=30
+    )
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error["param"] == param and error["message"].startswith(f"Invalid value for '{param}'")
+
+
+def test_a_response_names_its_conversation_in_errors(client: openai.OpenAI) -> None:
+    """The request's own field, not the Conversations API's path parameter or a union branch."""
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.create(model="scripted-a", input="x", conversation="conv_missing")
+    with pytest.raises(openai.BadRequestError) as mistyped:
+        client.responses.create(
+            model="scripted-a", input="x", extra_body={"conversation": {"id": 5}}
+        )
+    assert missing.value.param == mistyped.value.param == "conversation"
+
+
 def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         client.chat.completions.create(

@@ -178,14 +178,18 @@ async def parse_responses(
                 param="conversation",
             )
         if counting:
-            history = await services.conversations.items(conversation_id, principal.key_id)
+            history = await services.conversations.items(
+                conversation_id, principal.key_id, "conversation"
+            )
             return await _parse(body, services, principal, history, None, None, counting=True)
         # Held before its items are read, so no other response can add to them meanwhile;
         # released when this one ends (``routes._in_conversation``), or now if it cannot start.
         hold = stored_id()
         await services.conversations.hold(conversation_id, principal.key_id, hold)
         try:
-            history = await services.conversations.items(conversation_id, principal.key_id)
+            history = await services.conversations.items(
+                conversation_id, principal.key_id, "conversation"
+            )
             # Refused now, not once the run has been paid for and its items cannot be added:
             # its input, and at least one output item (the answer).
             added = len(as_items(body.input)) + 1
