@@ -133,9 +133,11 @@ def _param(loc: tuple[Any, ...], body: Any, missing: bool) -> str | None:
     return text or None
 
 
-def validation_error(errors: list[Any], body: Any = None) -> tuple[int, dict[str, Any]]:
+def validation_error(
+    errors: list[Any], body: Any = None, content_type: str | None = None
+) -> tuple[int, dict[str, Any]]:
     """A request that does not validate, as OpenAI says it: 400 naming the field, or the query
-    or path parameter."""
+    or path parameter. ``content_type``: the request's, when it sent a body."""
     first = errors[0] if errors else {"loc": (), "msg": "Invalid request"}
     loc = tuple(first.get("loc", ()))
     message = str(first.get("msg", "Invalid request"))
@@ -145,6 +147,20 @@ def validation_error(errors: list[Any], body: Any = None) -> tuple[int, dict[str
             f"Invalid value for '{name}': {message}", "invalid_request_error", param=name
         )
     param = _param(loc, body, first.get("type") == "missing")
+    media_type = (content_type or "").split(";")[0].strip().lower()
+    if (
+        content_type is not None
+        and not isinstance(body, dict)
+        and media_type != "application/json"
+        and not media_type.endswith("+json")
+    ):
+        # curl's -d sends a form: its JSON was never read as JSON.
+        sent = f"sent as '{media_type[:100]}'" if media_type else "sent without one"
+        return 400, envelope(
+            "The request body must be JSON, sent with 'Content-Type: application/json' "
+            f"(this one was {sent}).",
+            "invalid_request_error",
+        )
     if first.get("type") == "json_invalid" or not isinstance(body, dict):
         # Not a JSON object at all (unparsable, empty, an array...): nothing to name.
         return 400, envelope(
@@ -164,7 +180,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        status, body = validation_error(list(exc.errors()), exc.body)
+        content_type = request.headers.get("content-type", "") if exc.body is not None else None
+        status, body = validation_error(list(exc.errors()), exc.body, content_type)
         return JSONResponse(body, status_code=status)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:

@@ -238,11 +238,12 @@ class ResponseStore:
                 raws = await pipe.execute()
         return [None if raw is None else StoredResponse(**json.loads(raw)) for raw in raws]
 
-    async def load(self, response_id: str, owner: str) -> StoredResponse:
-        """The record, if it exists and belongs to ``owner``; otherwise ``NotFound``."""
+    async def load(self, response_id: str, owner: str, param: str | None = None) -> StoredResponse:
+        """The record, if it exists and belongs to ``owner``; otherwise ``NotFound`` (naming
+        ``param``, the request field that named it, if any)."""
         (record,) = await self._records([response_id])
         if record is None or record.owner != owner:
-            raise NotFound(f"Response with id '{response_id}' not found.")
+            raise NotFound(f"Response with id '{response_id}' not found.", param=param)
         return record
 
     async def conversation(self, record: StoredResponse) -> list[dict[str, Any]]:

@@ -93,6 +93,38 @@ def test_query_parameter_errors_are_400_naming_the_parameter(
     assert error["param"] == param and error["message"].startswith(f"Invalid value for '{param}'")
 
 
+@pytest.mark.parametrize(
+    ("content_type", "said"),
+    [
+        ("application/x-www-form-urlencoded", "sent as 'application/x-www-form-urlencoded'"),
+        ("text/plain; charset=utf-8", "sent as 'text/plain'"),
+        (None, "sent without one"),
+    ],
+)
+def test_a_body_not_sent_as_json_is_400_saying_so(
+    toolbridge: ServerThread, content_type: str | None, said: str
+) -> None:
+    """curl's ``-d`` sends a form: the error says what to send, not that the JSON is bad."""
+    headers = {"Authorization": f"Bearer {TEST_KEY}"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    response = httpx.post(
+        f"{toolbridge.url}/v1/chat/completions",
+        content=json.dumps(HELLO).encode(),
+        headers=headers,
+        timeout=30,
+    )
+    assert response.status_code == 400
+    message = error_of(response)["message"]
+    assert "'Content-Type: application/json'" in message and said in message
+
+
+def test_a_missing_previous_response_is_404_naming_it(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.responses.create(model="scripted-a", input="x", previous_response_id="resp_gone")
+    assert caught.value.param == "previous_response_id"
+
+
 def test_a_response_names_its_conversation_in_errors(client: openai.OpenAI) -> None:
     """The request's own field, not the Conversations API's path parameter or a union branch."""
     with pytest.raises(openai.NotFoundError) as missing:

@@ -200,7 +200,9 @@ async def parse_responses(
                 await services.conversations.release(conversation_id, hold)
             raise
     if body.previous_response_id:
-        previous = await services.responses.load(body.previous_response_id, principal.key_id)
+        previous = await services.responses.load(
+            body.previous_response_id, principal.key_id, param="previous_response_id"
+        )
         history = await services.responses.conversation(previous)
     return await _parse(body, services, principal, history, previous, None, counting=counting)
 
