@@ -53,6 +53,10 @@ def _checked_metadata(metadata: Metadata | None) -> Metadata:
     return metadata or {}
 
 
+_NAMED = ("conversation.items", "items")
+"""What an error calls the conversation's items and the request's."""
+
+
 @router.post("/v1/conversations")
 async def create_conversation(
     body: CreateConversation,
@@ -60,7 +64,8 @@ async def create_conversation(
     principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
     items = as_items(body.items or [])
-    fold([], items, instructions=None)  # items a response could not read are refused now
+    # Items a response could not read are refused now.
+    fold([], items, instructions=None, named=_NAMED)
     return await services.conversations.create(
         principal.key_id, _checked_metadata(body.metadata), items
     )
@@ -105,7 +110,7 @@ async def add_items(
 ) -> dict[str, Any]:
     items = as_items(body.items)
     held = await services.conversations.items(conversation_id, principal.key_id)
-    fold(held, items, instructions=None)  # items a response could not read are refused now
+    fold(held, items, instructions=None, named=_NAMED)  # as above
     await services.conversations.append(conversation_id, principal.key_id, items)
     return cursor_page(items, after=None, limit=len(items), order="asc")
 

@@ -147,16 +147,20 @@ def test_a_second_response_on_a_busy_conversation_is_a_409(
 
 
 def test_items_a_response_could_not_read_are_refused(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError):
-        client.conversations.create(items=[{"type": "message", "role": "user"}])  # no content
-    conversation = client.conversations.create()
-    with pytest.raises(openai.BadRequestError):
+    """Refused naming the request's ``items`` (the Conversations API's field, not ``input``)."""
+    with pytest.raises(openai.BadRequestError) as no_content:
+        client.conversations.create(items=[{"type": "message", "role": "user"}])
+    assert no_content.value.param == "items[0].content"
+    conversation = client.conversations.create(items=[{"role": "user", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError) as unanswerable:
         client.conversations.items.create(
             conversation.id,
             items=[
-                {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True}
+                {"type": "message", "role": "user", "content": "fine"},
+                {"type": "mcp_approval_response", "approval_request_id": "mcpr_x", "approve": True},
             ],
         )
+    assert unanswerable.value.param == "items[1].approval_request_id"
 
 
 def test_a_response_that_would_overfill_its_conversation_is_refused_before_it_runs(

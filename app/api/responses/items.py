@@ -289,11 +289,13 @@ def fold(
     *,
     instructions: str | None,
     max_output_chars: int = 20_000,
+    named: tuple[str, str] = ("previous_response.items", "input"),
 ) -> Conversation:
     """Fold an earlier conversation and this request's input items for the engine.
 
     ``instructions`` become the first system message (they are not carried over from earlier
-    responses, as at OpenAI).
+    responses, as at OpenAI). ``named``: what an error calls the earlier items and the new ones
+    (``param``, with the item's index).
     """
     conversation = Conversation(
         answered_before=_approval_answers(history),
@@ -304,7 +306,7 @@ def fold(
         conversation.messages.append({"role": "system", "content": instructions})
     for is_new, items in ((False, history), (True, new)):
         for index, item in enumerate(items):
-            param = f"input[{index}]" if is_new else f"previous_response.items[{index}]"
+            param = f"{named[is_new]}[{index}]"
             if not isinstance(item, dict):
                 raise InvalidRequest("Each input item must be an object.", param=param)
             conversation.add(item, param, is_new=is_new)

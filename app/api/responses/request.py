@@ -227,6 +227,7 @@ async def _parse(
         input_items,
         instructions=body.instructions,
         max_output_chars=services.settings.limits.max_tool_output_chars,
+        named=("conversation.items" if body.conversation else "previous_response.items", "input"),
     )
     if not conversation.messages:
         raise InvalidRequest("input is empty: give a message, or instructions.", param="input")
