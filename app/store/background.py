@@ -198,6 +198,14 @@ class BackgroundStore:
             await self._renew(keys=[self._active(owner)], args=[self.lease_ms, response_id])
         return bool(renewed) and not cancel
 
+    async def forget(self, response_id: str) -> None:
+        """Delete everything kept of a response that has ended (the caller checked whose it
+        is): its state and its stream events go with its stored record."""
+        with store_errors("Background responses"):
+            await self._redis.delete(
+                *(self._key(response_id, p) for p in ("state", "events", "cancel", "lease"))
+            )
+
     async def finish(self, response_id: str, owner: str) -> None:
         """The run is over (however it ended): it no longer counts against the key's limit."""
         with store_errors("Background responses"):

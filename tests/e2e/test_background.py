@@ -157,3 +157,24 @@ def test_a_background_response_refused_frees_its_conversation_at_once(
     )
     assert after.output_text == "next"
     assert client.responses.cancel(busy.id).status == "cancelled"
+
+
+def test_deleting_a_background_response_deletes_its_state_and_stream(
+    replicas: tuple[openai.OpenAI, openai.OpenAI],
+) -> None:
+    """Deleted, it cannot be retrieved or streamed again from any replica; while it runs,
+    deleting it is refused (cancel it first)."""
+    a, b = replicas
+    running = a.responses.create(model="scripted-a", input="sleep 2\nsay gone", background=True)
+    with pytest.raises(openai.BadRequestError) as caught:
+        b.responses.delete(running.id)
+    assert caught.value.param == "response_id" and "cancel it" in str(caught.value)
+    wait_until(lambda: b.responses.retrieve(running.id).status == "completed", what="completed")
+    b.responses.delete(running.id)
+    for client in (a, b):
+        with pytest.raises(openai.NotFoundError):
+            client.responses.retrieve(running.id)
+        with pytest.raises(openai.NotFoundError):
+            list(client.responses.retrieve(running.id, stream=True, starting_after=-1))
+        with pytest.raises(openai.NotFoundError):
+            client.responses.delete(running.id)

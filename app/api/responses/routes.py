@@ -164,11 +164,12 @@ async def retrieve_response(
     after ``starting_after``, then the rest as they come)."""
     live = await services.background.store.state(response_id, principal.key_id)
     if live is None:
+        stored = await services.responses.load(response_id, principal.key_id)  # else a 404
         if stream:
             raise InvalidRequest(
                 "Only a background response can be streamed again.", param="stream"
             )
-        return (await services.responses.load(response_id, principal.key_id)).response
+        return stored.response
     if stream:
         return _following(services, response_id, principal.key_id, starting_after=starting_after)
     if live["status"] in TERMINAL and live["status"] != "failed":
@@ -208,7 +209,23 @@ async def delete_response(
     services: Services = Depends(get_services),
     principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
-    await services.responses.delete(response_id, principal.key_id)
+    """Delete a stored response; a background one's state and stream events with it (else
+    it could still be retrieved and streamed). A background response still running is a 400:
+    cancel it first (deleted now, its run would store it again when it ends)."""
+    live = await services.background.store.state(response_id, principal.key_id)
+    if live is not None and live["status"] not in TERMINAL:
+        raise InvalidRequest(
+            "This background response is still running: cancel it before deleting it.",
+            param="response_id",
+        )
+    try:
+        await services.responses.delete(response_id, principal.key_id)
+    except NotFound:
+        if live is None:
+            raise
+        # Ended without a stored record (its replica stopped): its state is all there is.
+    if live is not None:
+        await services.background.store.forget(response_id)
     return {"id": response_id, "object": "response", "deleted": True}
 
 
