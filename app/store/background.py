@@ -118,9 +118,12 @@ class BackgroundStore:
     def _active(self, owner: str) -> str:
         return f"{self._prefix}active:{{{owner}}}"
 
-    async def create(self, response: dict[str, Any], owner: str) -> None:
+    async def create(
+        self, response: dict[str, Any], owner: str, input_items: list[dict[str, Any]] | None = None
+    ) -> None:
         """Record a new background response, queued; ``TooManyBackgroundResponses`` when
-        ``owner`` has as many queued or running as it may."""
+        ``owner`` has as many queued or running as it may. ``input_items`` are kept until the
+        run ends (its stored record has them from then on)."""
         rid = response["id"]
         with store_errors("Background responses"):
             admitted = await self._admit(
@@ -135,6 +138,7 @@ class BackgroundStore:
                         "owner": owner,
                         "status": response["status"],
                         "response": _dumps(response),
+                        "input_items": _dumps(input_items or []),
                     },
                 )
                 pipe.expire(self._key(rid, "state"), self._ttl_s)
@@ -175,6 +179,18 @@ class BackgroundStore:
             raw = await self._redis.hget(self._key(response_id, "state"), "response")
         return json.loads(raw) if raw is not None else None
 
+    async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
+        """The input items of ``owner``'s background response while it has no stored record
+        yet (queued or running), else None."""
+        with store_errors("Background responses"):
+            raw_owner, raw = await self._redis.hmget(
+                self._key(response_id, "state"), ["owner", "input_items"]
+            )
+        if raw is None or _text(raw_owner) != owner:
+            return None
+        items: list[dict[str, Any]] = json.loads(raw)
+        return items
+
     async def events_after(self, response_id: str, sequence_number: int) -> list[dict[str, Any]]:
         """Stream events with a greater sequence number, in order."""
         with store_errors("Background responses"):
@@ -207,9 +223,11 @@ class BackgroundStore:
             )
 
     async def finish(self, response_id: str, owner: str) -> None:
-        """The run is over (however it ended): it no longer counts against the key's limit."""
+        """The run is over (however it ended): it no longer counts against the key's limit,
+        and its input items are its stored record's."""
         with store_errors("Background responses"):
             async with self._redis.pipeline(transaction=False) as pipe:
                 pipe.zrem(self._active(owner), response_id)
                 pipe.delete(self._key(response_id, "lease"))
+                pipe.hdel(self._key(response_id, "state"), "input_items")
                 await pipe.execute()

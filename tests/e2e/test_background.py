@@ -10,7 +10,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import TEST_KEY, mcp_tool
+from tests.conftest import LIMITED_KEY, TEST_KEY, mcp_tool
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
 from tests.fixtures.waiting import wait_until
@@ -178,3 +178,21 @@ def test_deleting_a_background_response_deletes_its_state_and_stream(
             list(client.responses.retrieve(running.id, stream=True, starting_after=-1))
         with pytest.raises(openai.NotFoundError):
             client.responses.delete(running.id)
+
+
+def test_a_running_background_response_lists_its_input_items_anywhere(
+    replicas: tuple[openai.OpenAI, openai.OpenAI],
+) -> None:
+    """Not stored until it ends, it still lists what it was given, on every replica."""
+    a, b = replicas
+    running = a.responses.create(model="scripted-a", input="sleep 2\nsay listed", background=True)
+    assert b.responses.retrieve(running.id).status in ("queued", "in_progress")
+    for client in (a, b):
+        items = client.responses.input_items.list(running.id).data
+        assert [item.content[0].text for item in items] == ["sleep 2\nsay listed"]  # type: ignore[union-attr]
+    other = openai.OpenAI(base_url=str(a.base_url), api_key=LIMITED_KEY, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        other.responses.input_items.list(running.id)  # another key's
+    wait_until(lambda: b.responses.retrieve(running.id).status == "completed", what="completed")
+    stored = b.responses.input_items.list(running.id).data  # from its stored record now
+    assert [item.content[0].text for item in stored] == ["sleep 2\nsay listed"]  # type: ignore[union-attr]

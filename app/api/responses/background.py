@@ -56,17 +56,18 @@ class BackgroundRuns:
         events: AsyncGenerator[RunEvent, None],
         before_done: Callable[[], Awaitable[None]],
         after: Callable[[], Awaitable[None]] | None = None,
+        input_items: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Record the response as queued and start its run; the queued Response.
 
         ``after``: runs once the run is over, however it ended, and also when it never started
         (refused here, or cancelled while queued: closing ``events`` then runs none of its
-        code)."""
+        code). ``input_items``: listed while the response is not stored yet."""
         assert self.tasks is not None, "background runs need the app's task group"
         renderer.status = "queued"
         queued = renderer.response()
         try:
-            await self.store.create(queued, owner)  # refused past the key's limit
+            await self.store.create(queued, owner, input_items)  # refused past the key's limit
         except BaseException:
             if after is not None:
                 with anyio.CancelScope(shield=True):

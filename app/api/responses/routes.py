@@ -76,7 +76,12 @@ async def create_response(
         release = partial(services.conversations.release, *parsed.conversation)
     if body.background:
         queued = await services.background.start(
-            renderer, principal.key_id, events, before_done=store, after=release
+            renderer,
+            principal.key_id,
+            events,
+            before_done=store,
+            after=release,
+            input_items=parsed.input_items,
         )
         if body.stream:
             return _following(services, renderer.id, principal.key_id, starting_after=-1)
@@ -238,5 +243,11 @@ async def list_input_items(
     limit: int = Query(20, ge=1, le=100),
     after: str | None = None,
 ) -> dict[str, Any]:
-    items = (await services.responses.load(response_id, principal.key_id)).input_items
+    try:
+        items = (await services.responses.load(response_id, principal.key_id)).input_items
+    except NotFound:  # a background response is stored when it ends: until then, its state's
+        running = await services.background.store.input_items(response_id, principal.key_id)
+        if running is None:
+            raise
+        items = running
     return cursor_page(items, after=after, limit=limit, order=order)
