@@ -160,13 +160,13 @@ class BackgroundStore:
         None when ``owner`` has no background response of that id."""
         with store_errors("Background responses"):
             async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hgetall(self._key(response_id, "state"))
+                # Not the input items: a follower reads this ten times a second.
+                pipe.hmget(self._key(response_id, "state"), ["owner", "response"])
                 pipe.exists(self._key(response_id, "lease"))
-                raw, alive = await pipe.execute()
-            fields = {_text(k): _text(v) for k, v in raw.items()}
-            if fields.get("owner") != owner:
+                (raw_owner, raw_response), alive = await pipe.execute()
+            if raw_owner is None or _text(raw_owner) != owner or raw_response is None:
                 return None
-            response: dict[str, Any] = json.loads(fields["response"])
+            response: dict[str, Any] = json.loads(raw_response)
             if response["status"] in TERMINAL or alive:
                 return response
             lost = {**response, "status": "failed", "error": LOST}
