@@ -11,11 +11,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import Services, authenticate, get_services
 from app.api.errors import ERROR_RESPONSES
-from app.errors import Unauthenticated
+from app.errors import ModelNotFound, Unauthenticated
 from app.principal import Principal
 from app.store.connect import health
 
 router = APIRouter(responses=ERROR_RESPONSES)
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "toolbridge"}
 
 
 @router.get("/v1/models")
@@ -23,13 +27,19 @@ async def list_models(
     services: Services = Depends(get_services), principal: Principal = Depends(authenticate)
 ) -> dict[str, Any]:
     names = [n for n in services.engine.models.names() if principal.may_use_model(n)]
-    return {
-        "object": "list",
-        "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "toolbridge"}
-            for name in names
-        ],
-    }
+    return {"object": "list", "data": [_model(name) for name in names]}
+
+
+@router.get("/v1/models/{model:path}")
+async def retrieve_model(
+    model: str,
+    services: Services = Depends(get_services),
+    principal: Principal = Depends(authenticate),
+) -> dict[str, Any]:
+    """One model (``client.models.retrieve``); one this key may not use is as unknown (404)."""
+    if model not in services.engine.models.names() or not principal.may_use_model(model):
+        raise ModelNotFound(model)
+    return _model(model)
 
 
 @router.get("/metrics", response_model=None)

@@ -6,6 +6,7 @@ import gc
 
 import httpx
 import openai
+import pytest
 
 from app.main import GC_THRESHOLDS
 from tests.conftest import CLUSTER, LIMITED_KEY
@@ -18,6 +19,20 @@ def test_models_lists_the_models_the_key_may_use(
     assert [m.id for m in client.models.list()] == ["scripted-a", "scripted-b"]
     limited = openai.OpenAI(base_url=f"{toolbridge.url}/v1", api_key=LIMITED_KEY)
     assert [m.id for m in limited.models.list()] == ["scripted-b"]
+
+
+def test_a_model_is_retrieved_only_by_a_key_that_may_use_it(
+    client: openai.OpenAI, toolbridge: ServerThread
+) -> None:
+    """``client.models.retrieve``: what the list shows; another key's model is unknown (404)."""
+    model = client.models.retrieve("scripted-a")
+    assert (model.id, model.object, model.owned_by) == ("scripted-a", "model", "toolbridge")
+    limited = openai.OpenAI(base_url=f"{toolbridge.url}/v1", api_key=LIMITED_KEY, max_retries=0)
+    assert limited.models.retrieve("scripted-b").id == "scripted-b"
+    for who, name in ((limited, "scripted-a"), (client, "gpt-nope"), (client, "org/gpt-nope")):
+        with pytest.raises(openai.NotFoundError) as caught:
+            who.models.retrieve(name)
+        assert caught.value.code == "model_not_found" and caught.value.param == "model"
 
 
 def test_healthz_and_readyz(toolbridge: ServerThread) -> None:
