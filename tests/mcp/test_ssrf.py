@@ -130,6 +130,7 @@ async def _answer(pairs: list[tuple[str, int]]) -> Any:
         ("http://169.254.169.254/latest/meta-data/", "not point to a public server"),
         ("http://no-such-host.invalid/mcp", "could not be resolved"),
         ("http://8.8.8.8:0/mcp", "invalid port"),
+        ("https://8.8.8.8:99999/mcp", "invalid port"),
         ("http://user:secret@8.8.8.8/mcp", "must not contain credentials"),
         ("http://8.8.8.8\\@127.0.0.1/mcp", "characters that are not allowed"),
         ("http://8.8.8.8 /mcp", "characters that are not allowed"),

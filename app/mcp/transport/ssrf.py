@@ -164,7 +164,7 @@ def _parse(url: str, param: str) -> tuple[httpx2.URL, int]:
         )
     if (split.hostname or "").lower().rstrip(".") != parsed.host.lower().rstrip("."):
         raise UnsafeServerUrl("server_url is not a valid URL.", param=param)
-    if port == 0:
+    if port is not None and not 0 < port <= 65535:  # httpx2 parses 99999 as a port
         raise UnsafeServerUrl("server_url has an invalid port.", param=param)
     return parsed, port or (443 if parsed.scheme == "https" else 80)
 
