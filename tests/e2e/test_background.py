@@ -196,3 +196,19 @@ def test_a_running_background_response_lists_its_input_items_anywhere(
     wait_until(lambda: b.responses.retrieve(running.id).status == "completed", what="completed")
     stored = b.responses.input_items.list(running.id).data  # from its stored record now
     assert [item.content[0].text for item in stored] == ["sleep 2\nsay listed"]  # type: ignore[union-attr]
+
+
+def test_continuing_a_background_response_before_it_ends_is_a_400_saying_so(
+    replicas: tuple[openai.OpenAI, openai.OpenAI],
+) -> None:
+    """Not a 404 for a response its caller can retrieve: it is stored once it ends."""
+    a, b = replicas
+    running = a.responses.create(model="scripted-a", input="sleep 2\nsay first", background=True)
+    with pytest.raises(openai.BadRequestError) as caught:
+        b.responses.create(model="scripted-a", input="say next", previous_response_id=running.id)
+    assert caught.value.param == "previous_response_id" and "once it has ended" in str(caught.value)
+    wait_until(lambda: b.responses.retrieve(running.id).status == "completed", what="completed")
+    follow = b.responses.create(
+        model="scripted-a", input="say next", previous_response_id=running.id
+    )
+    assert follow.output_text == "next"

@@ -16,12 +16,13 @@ from app.api.responses import ids
 from app.api.responses.items import fold
 from app.api.wire import MAX_INT, McpLimits, McpToolParam, ToolSearchParam, WireRequest
 from app.engine.request import RunRequest
-from app.errors import InvalidRequest
+from app.errors import InvalidRequest, NotFound
 from app.ids import stored_id
 from app.mcp.naming import exposed_name
 from app.mcp.servers import ApprovalPolicy
 from app.principal import Principal
 from app.redact import redact_url
+from app.store.background import TERMINAL
 from app.store.responses import StoredResponse
 
 
@@ -200,11 +201,25 @@ async def parse_responses(
                 await services.conversations.release(conversation_id, hold)
             raise
     if body.previous_response_id:
-        previous = await services.responses.load(
-            body.previous_response_id, principal.key_id, param="previous_response_id"
-        )
+        previous = await _previous(services, body.previous_response_id, principal.key_id)
         history = await services.responses.conversation(previous)
     return await _parse(body, services, principal, history, previous, None, counting=counting)
+
+
+async def _previous(services: Services, response_id: str, owner: str) -> StoredResponse:
+    """The stored response to continue; a 400 for a background one that has not ended (it is
+    stored when it ends), rather than a 404 for a response its caller can see."""
+    try:
+        return await services.responses.load(response_id, owner, param="previous_response_id")
+    except NotFound:
+        live = await services.background.store.state(response_id, owner)
+        if live is not None and live["status"] not in TERMINAL:
+            raise InvalidRequest(
+                f"Previous response '{response_id}' is still {live['status']}: continue it "
+                "once it has ended.",
+                param="previous_response_id",
+            ) from None
+        raise
 
 
 async def _parse(
