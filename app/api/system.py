@@ -37,7 +37,8 @@ async def retrieve_model(
     principal: Principal = Depends(authenticate),
 ) -> dict[str, Any]:
     """One model (``client.models.retrieve``); one this key may not use is as unknown (404)."""
-    if model not in services.engine.models.names() or not principal.may_use_model(model):
+    services.engine.models.check(model)  # unknown: ModelNotFound
+    if not principal.may_use_model(model):
         raise ModelNotFound(model)
     return _model(model)
 
