@@ -17,6 +17,7 @@ from tests.fixtures.servers import ServerThread
 DEEP = b"[" * 5000 + b"]" * 5000  # deeper than any parser's recursion limit
 
 OK_MESSAGES = [{"role": "user", "content": "hi"}]
+ASKED_CALL = {"id": "call_asked", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 # (name, body, the param the error names): None where no single field is at fault.
 CORPUS: list[tuple[str, bytes, str | None]] = [
     ("empty body", b"", None),
@@ -95,6 +96,18 @@ FIELDS: list[tuple[str, dict[str, Any]]] = [
         "mcp_limits max_turns zero",
         {"model": "scripted-a", "messages": OK_MESSAGES, "mcp_limits": {"max_turns": 0}},
     ),
+    (
+        "tool message answering no call",  # was sent on to the model
+        {
+            "model": "scripted-a",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [ASKED_CALL]},
+                {"role": "tool", "tool_call_id": "call_asked", "content": "42"},
+                {"role": "tool", "tool_call_id": "call_never_made", "content": "42"},
+            ],
+        },
+    ),
 ]
 # The field each case above names in its 400 (``param``): pydantic's union branches
 # (``tools[0].mcp...``, ``input.str``) never leak into it.
@@ -114,6 +127,8 @@ PARAMS = {
     "n is 2": "n",
     "tool message without id": "messages[0]",
     "mcp_limits max_turns zero": "mcp_limits.max_turns",
+    "tool message answering no call": "messages[3].tool_call_id",
+    "output answering no call": "input[2]",
     # Responses
     "input is a number": "input",
     "item without content": "input[0].content",
@@ -155,6 +170,17 @@ RESPONSES: list[tuple[str, dict[str, Any]]] = [
         {"model": "scripted-a", "input": "x", "background": True, "store": False},
     ),
     ("bad tool_choice", {"model": "scripted-a", "input": "x", "tool_choice": {"type": "?"}}),
+    (
+        "output answering no call",  # was sent on to the model
+        {
+            "model": "scripted-a",
+            "input": [
+                {"type": "function_call", "call_id": "call_asked", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_asked", "output": "42"},
+                {"type": "function_call_output", "call_id": "call_never_made", "output": "42"},
+            ],
+        },
+    ),
     (
         "approval filter wrong",
         {

@@ -20,6 +20,7 @@ from app.api.admission import admit
 from app.api.deps import Services
 from app.api.wire import MAX_INT, McpLimits, McpToolParam, ToolSearchParam, WireRequest
 from app.engine.request import RunRequest
+from app.errors import InvalidRequest
 from app.principal import Principal
 
 
@@ -137,6 +138,22 @@ def _messages(value: Any, validate: ValidatorFunctionWrapHandler) -> list[dict[s
     return messages
 
 
+def _check_tool_results(messages: list[dict[str, Any]]) -> None:
+    """A tool message must answer a tool call of an earlier assistant message, as OpenAI
+    requires: refused here, before anything runs, not by the provider after the MCP listing
+    and the budget hold (and a provider that let it through would see an answer to nothing)."""
+    called: set[str] = set()
+    for index, message in enumerate(messages):
+        if calls := message.get("tool_calls"):
+            called.update(call["id"] for call in calls)
+        elif message["role"] == "tool" and message["tool_call_id"] not in called:
+            raise InvalidRequest(
+                "Invalid parameter: messages with role 'tool' must be a response to a preceding "
+                f"message with 'tool_calls'; none has a tool call '{message['tool_call_id']}'.",
+                param=f"messages[{index}].tool_call_id",
+            )
+
+
 class ChatCompletionRequest(WireRequest):
     """``POST /v1/chat/completions``; unknown fields are accepted and ignored, as OpenAI's
     clients send extras harmlessly."""
@@ -188,6 +205,7 @@ async def parse_chat(
     body: ChatCompletionRequest, services: Services, principal: Principal
 ) -> RunRequest:
     """The internal request for a chat completion."""
+    _check_tool_results(cast(list[dict[str, Any]], body.messages))
     tools = [
         t if isinstance(t, McpToolParam | ToolSearchParam) else t.model_dump(exclude_none=True)
         for t in body.tools or []

@@ -52,6 +52,7 @@ class Conversation:
     """An ``mcp_call``'s output or error, replayed to the model, is cut as a live one is."""
     _group: Message | None = None
     _results: list[Message] = field(default_factory=list)
+    _call_ids: set[str] = field(default_factory=set)
 
     def _call(self, call: dict[str, Any]) -> None:
         """Add a tool call to the assistant message of the current group."""
@@ -64,6 +65,7 @@ class Conversation:
                 self.messages.append(self._group)
             self._group["tool_calls"] = []
         self._group["tool_calls"].append(call)
+        self._call_ids.add(call["id"])
 
     def _flush(self) -> None:
         """End the current call group: its known results follow its assistant message."""
@@ -87,7 +89,15 @@ class Conversation:
             case "function_call" | "tool_search_call":
                 self._call(_client_or_search_call(item, param))
             case "function_call_output" | "tool_search_output":
-                self.messages.append(_output_message(item, param))
+                output = _output_message(item, param)
+                if kind == "function_call_output" and output["tool_call_id"] not in self._call_ids:
+                    # As OpenAI refuses it: a provider would, once the run had begun.
+                    raise InvalidRequest(
+                        "No tool call found for function call output with call_id "
+                        f"{output['tool_call_id']}.",
+                        param=param,
+                    )
+                self.messages.append(output)
             case "mcp_call":
                 self._mcp_call(item, param)
             case "mcp_approval_request":
