@@ -279,5 +279,11 @@ def test_a_killed_replica_leaves_its_background_response_failed_within_the_lease
         )
         assert [e.type for e in ended] == ["response.failed"]
         assert ended[0].sequence_number == opening[-1].sequence_number + 1
+        # It was never stored (its replica died): deleting it deletes its state and stream.
+        client(a).responses.delete(response_id)
+        with pytest.raises(openai.NotFoundError):
+            client(a).responses.retrieve(response_id)
+        with pytest.raises(openai.NotFoundError):
+            list(client(a).responses.retrieve(response_id, stream=True, starting_after=0))
     finally:
         stop([(victim_url, victim)])
