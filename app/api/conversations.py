@@ -65,7 +65,7 @@ async def create_conversation(
 ) -> dict[str, Any]:
     items = as_items(body.items or [])
     # Items a response could not read are refused now.
-    fold([], items, instructions=None, named=_NAMED)
+    fold([], items, instructions=None, named=_NAMED, answered=False)
     return await services.conversations.create(
         principal.key_id, _checked_metadata(body.metadata), items
     )
@@ -110,7 +110,7 @@ async def add_items(
 ) -> dict[str, Any]:
     items = as_items(body.items)
     held = await services.conversations.items(conversation_id, principal.key_id)
-    fold(held, items, instructions=None, named=_NAMED)  # as above
+    fold(held, items, instructions=None, named=_NAMED, answered=False)  # as above
     await services.conversations.append(conversation_id, principal.key_id, items)
     return cursor_page(items, after=None, limit=len(items), order="asc")
 

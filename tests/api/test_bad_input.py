@@ -129,6 +129,7 @@ PARAMS = {
     "mcp_limits max_turns zero": "mcp_limits.max_turns",
     "tool message answering no call": "messages[3].tool_call_id",
     "output answering no call": "input[2]",
+    "call without output": "input[1]",
     # Responses
     "input is a number": "input",
     "item without content": "input[0].content",
@@ -170,6 +171,18 @@ RESPONSES: list[tuple[str, dict[str, Any]]] = [
         {"model": "scripted-a", "input": "x", "background": True, "store": False},
     ),
     ("bad tool_choice", {"model": "scripted-a", "input": "x", "tool_choice": {"type": "?"}}),
+    (
+        "call without output",  # was sent on to the model
+        {
+            "model": "scripted-a",
+            "input": [
+                {"type": "function_call", "call_id": "call_asked", "name": "f", "arguments": "{}"},
+                {"type": "function_call", "call_id": "call_left", "name": "f", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_asked", "output": "42"},
+                {"role": "user", "content": "and now?"},
+            ],
+        },
+    ),
     (
         "output answering no call",  # was sent on to the model
         {

@@ -163,6 +163,26 @@ def test_items_a_response_could_not_read_are_refused(client: openai.OpenAI) -> N
     assert unanswerable.value.param == "items[1].approval_request_id"
 
 
+def test_a_function_call_waits_for_its_output_in_a_conversation_not_in_a_response(
+    client: openai.OpenAI,
+) -> None:
+    """A conversation takes a call before its output (the Agents SDK's session adds them in
+    two calls); a response reading it while the call has no output is refused, as at OpenAI."""
+    call = {"type": "function_call", "call_id": "call_w", "name": "weather", "arguments": "{}"}
+    conversation = client.conversations.create(items=[{"role": "user", "content": "weather?"}])
+    client.conversations.items.create(conversation.id, items=[call])
+    with pytest.raises(openai.BadRequestError) as unanswered:
+        client.responses.create(model="scripted-a", input="and?", conversation=conversation.id)
+    assert unanswered.value.param == "conversation.items[1]"
+    assert "No tool output found for function call call_w" in str(unanswered.value)
+    client.conversations.items.create(
+        conversation.id,
+        items=[{"type": "function_call_output", "call_id": "call_w", "output": "sunny"}],
+    )
+    answer = client.responses.create(model="scripted-a", input="say x", conversation=conversation.id)
+    assert answer.status == "completed"
+
+
 def test_a_response_that_would_overfill_its_conversation_is_refused_before_it_runs(
     toolbridge_factory: Callable[..., ServerThread], scripted_model: ServerThread
 ) -> None:

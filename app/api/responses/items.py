@@ -53,6 +53,8 @@ class Conversation:
     _group: Message | None = None
     _results: list[Message] = field(default_factory=list)
     _call_ids: set[str] = field(default_factory=set)
+    _unanswered: dict[str, str] = field(default_factory=dict)
+    """The caller's function calls without an output yet: call id -> the item's ``param``."""
 
     def _call(self, call: dict[str, Any]) -> None:
         """Add a tool call to the assistant message of the current group."""
@@ -87,7 +89,10 @@ class Conversation:
             case "message":
                 self.messages.append(_message(item, param))
             case "function_call" | "tool_search_call":
-                self._call(_client_or_search_call(item, param))
+                call = _client_or_search_call(item, param)
+                self._call(call)
+                if kind == "function_call":
+                    self._unanswered[call["id"]] = param
             case "function_call_output" | "tool_search_output":
                 output = _output_message(item, param)
                 if kind == "function_call_output" and output["tool_call_id"] not in self._call_ids:
@@ -97,6 +102,7 @@ class Conversation:
                         f"{output['tool_call_id']}.",
                         param=param,
                     )
+                self._unanswered.pop(output["tool_call_id"], None)
                 self.messages.append(output)
             case "mcp_call":
                 self._mcp_call(item, param)
@@ -165,8 +171,11 @@ class Conversation:
             )
         )
 
-    def finish(self) -> None:
+    def finish(self, *, answered: bool) -> None:
         self._flush()
+        if answered and self._unanswered:
+            call_id, param = next(iter(self._unanswered.items()))
+            raise InvalidRequest(f"No tool output found for function call {call_id}.", param=param)
 
 
 def _str(item: dict[str, Any], key: str, param: str) -> str:
@@ -300,12 +309,15 @@ def fold(
     instructions: str | None,
     max_output_chars: int = 20_000,
     named: tuple[str, str] = ("previous_response.items", "input"),
+    answered: bool = True,
 ) -> Conversation:
     """Fold an earlier conversation and this request's input items for the engine.
 
     ``instructions`` become the first system message (they are not carried over from earlier
     responses, as at OpenAI). ``named``: what an error calls the earlier items and the new ones
-    (``param``, with the item's index).
+    (``param``, with the item's index). ``answered``: every function call must have its
+    output, as OpenAI requires of a response's input (not of a conversation's items, which may
+    take a call before its output).
     """
     conversation = Conversation(
         answered_before=_approval_answers(history),
@@ -320,5 +332,5 @@ def fold(
             if not isinstance(item, dict):
                 raise InvalidRequest("Each input item must be an object.", param=param)
             conversation.add(item, param, is_new=is_new)
-    conversation.finish()
+    conversation.finish(answered=answered)
     return conversation
