@@ -179,7 +179,9 @@ def test_a_function_call_waits_for_its_output_in_a_conversation_not_in_a_respons
         conversation.id,
         items=[{"type": "function_call_output", "call_id": "call_w", "output": "sunny"}],
     )
-    answer = client.responses.create(model="scripted-a", input="say x", conversation=conversation.id)
+    answer = client.responses.create(
+        model="scripted-a", input="say x", conversation=conversation.id
+    )
     assert answer.status == "completed"
 
 

@@ -89,21 +89,9 @@ class Conversation:
             case "message":
                 self.messages.append(_message(item, param))
             case "function_call" | "tool_search_call":
-                call = _client_or_search_call(item, param)
-                self._call(call)
-                if kind == "function_call":
-                    self._unanswered[call["id"]] = param
+                self._client_or_search_call(item, param)
             case "function_call_output" | "tool_search_output":
-                output = _output_message(item, param)
-                if kind == "function_call_output" and output["tool_call_id"] not in self._call_ids:
-                    # As OpenAI refuses it: a provider would, once the run had begun.
-                    raise InvalidRequest(
-                        "No tool call found for function call output with call_id "
-                        f"{output['tool_call_id']}.",
-                        param=param,
-                    )
-                self._unanswered.pop(output["tool_call_id"], None)
-                self.messages.append(output)
+                self._output(item, param)
             case "mcp_call":
                 self._mcp_call(item, param)
             case "mcp_approval_request":
@@ -117,6 +105,24 @@ class Conversation:
                 pass  # our models' reasoning is not replayed
             case _:
                 raise InvalidRequest(f"Unsupported input item type '{kind}'.", param=param)
+
+    def _client_or_search_call(self, item: dict[str, Any], param: str) -> None:
+        call = _client_or_search_call(item, param)
+        self._call(call)
+        if item.get("type") == "function_call":
+            self._unanswered[call["id"]] = param
+
+    def _output(self, item: dict[str, Any], param: str) -> None:
+        output = _output_message(item, param)
+        call_id = output["tool_call_id"]
+        if item.get("type") == "function_call_output" and call_id not in self._call_ids:
+            # As OpenAI refuses it: a provider would, once the run had begun.
+            raise InvalidRequest(
+                f"No tool call found for function call output with call_id {call_id}.",
+                param=param,
+            )
+        self._unanswered.pop(call_id, None)
+        self.messages.append(output)
 
     def _mcp_tool_call(self, item: dict[str, Any], param: str) -> dict[str, Any]:
         name = exposed_name(_str(item, "server_label", param), _str(item, "name", param), set())
