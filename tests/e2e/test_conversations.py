@@ -166,8 +166,9 @@ def test_items_a_response_could_not_read_are_refused(client: openai.OpenAI) -> N
 def test_a_function_call_waits_for_its_output_in_a_conversation_not_in_a_response(
     client: openai.OpenAI,
 ) -> None:
-    """A conversation takes a call before its output (the Agents SDK's session adds them in
-    two calls); a response reading it while the call has no output is refused, as at OpenAI."""
+    """A conversation takes a call before its output (a client storing a turn's items as they
+    come adds them in two requests); a response reading it while the call has no output is
+    refused, as at OpenAI."""
     call = {"type": "function_call", "call_id": "call_w", "name": "weather", "arguments": "{}"}
     conversation = client.conversations.create(items=[{"role": "user", "content": "weather?"}])
     client.conversations.items.create(conversation.id, items=[call])
