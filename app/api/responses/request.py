@@ -191,10 +191,6 @@ async def parse_responses(
             history = await services.conversations.items(
                 conversation_id, principal.key_id, "conversation"
             )
-            # Refused now, not once the run has been paid for and its items cannot be added:
-            # its input, and at least one output item (the answer).
-            added = len(as_items(body.input)) + 1
-            services.conversations.check_room(len(history), added, param="conversation")
             return await _parse(body, services, principal, history, None, (conversation_id, hold))
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -237,6 +233,11 @@ async def _parse(
     if body.store is not False and not counting:
         await services.responses.check_quota(principal.key_id)  # refused before anything runs
     input_items = as_items(body.input)
+    if held is not None:
+        # Refused now, not once the run has been paid for and its items cannot be added: its
+        # input, and at least one output item (the answer).
+        added = len(input_items) + 1
+        services.conversations.check_room(len(history), added, param="conversation")
     conversation = fold(
         history,
         input_items,
