@@ -40,6 +40,11 @@ from app.store.errors import store_errors
 
 logger = logging.getLogger(__name__)
 
+_HOLDS = {
+    outcome: HOLDS.labels(outcome) for outcome in ("reserved", "refused", "settled", "released")
+}
+"""Each outcome's counter, found once: ``labels`` takes a lock per call, several per run."""
+
 UNLIMITED = math.inf
 _LUA_UNLIMITED = 1e300
 """Lua's ``tonumber`` knows no "inf"."""
@@ -336,11 +341,11 @@ class Ledger:
             pending.remove(done)
             self._finished(done)
         if refused:
-            HOLDS.labels("refused").inc()
+            _HOLDS["refused"].inc()
             REFUSALS.labels(key_id_of(scopes)).inc()
             scope = scopes[int(refused) - 1]
             raise BudgetExceeded(scope.name, scope.limit_usd, float(amount))
-        HOLDS.labels("reserved").inc()
+        _HOLDS["reserved"].inc()
         HOLDS_IN_FLIGHT.inc()
         limited = any(scope.limit_usd != UNLIMITED for scope in scopes)
         capped = limited and cost.usd_per_output_token > 0
@@ -383,7 +388,7 @@ class Ledger:
         """Count a call's hold settled (or released) in Redis."""
         if hold.reserved:
             HOLDS_IN_FLIGHT.dec()
-        HOLDS.labels("settled" if hold.cost_usd is not None else "released").inc()
+        _HOLDS["settled" if hold.cost_usd is not None else "released"].inc()
         SPEND.labels(key_id_of(hold.scopes)).inc(hold.cost_usd or 0.0)
 
     @asynccontextmanager

@@ -15,6 +15,7 @@ from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import RedisError
 
 logger = logging.getLogger(__name__)
@@ -45,11 +46,42 @@ def connect(
     if ca_file is not None:
         options["ssl_ca_certs"] = str(ca_file)
     if cluster:
-        return RedisCluster.from_url(url, max_connections=max_connections, **options)
+        client = RedisCluster.from_url(url, max_connections=max_connections, **options)
+        # Private API (redis-py 8.1, pinned): the cluster takes no connection class; its nodes
+        # are made from these keyword arguments (the startup nodes already were).
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = packing_with_hiredis(node.connection_class)
+        kwargs = client.nodes_manager.connection_kwargs
+        kwargs["connection_class"] = packing_with_hiredis(kwargs["connection_class"])
+        return client
     pool = WaitingPool.from_url(
         url, max_connections=max_connections, timeout=POOL_WAIT_S, **options
     )
+    pool.connection_class = packing_with_hiredis(pool.connection_class)
     return Redis.from_pool(pool)
+
+
+_HIREDIS = HiredisRespSerializer()
+_PACKING: dict[type[Any], type[Any]] = {}
+
+
+def packing_with_hiredis(connection_class: type[Any]) -> type[Any]:
+    """``connection_class`` packing its commands with hiredis, as redis-py's own synchronous
+    client does when hiredis is installed; its asyncio client packs them in Python, argument
+    by argument: about 25 µs for a budget script's 30 arguments, against 5 (measured alone).
+    Same bytes (tests/store/test_stores.py)."""
+
+    if (packing := _PACKING.get(connection_class)) is not None:
+        return packing
+
+    class HiredisPacking(connection_class):  # type: ignore[misc]
+        def pack_command(self, *args: Any) -> list[bytes]:
+            packed: list[bytes] = _HIREDIS.pack(*args)
+            return packed
+
+    HiredisPacking.__name__ = f"HiredisPacking{connection_class.__name__}"
+    _PACKING[connection_class] = HiredisPacking
+    return HiredisPacking
 
 
 class WaitingPool(BlockingConnectionPool):

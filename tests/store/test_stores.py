@@ -21,7 +21,7 @@ from app.errors import (
     TooManyBackgroundResponses,
 )
 from app.store.background import LOST, BackgroundStore
-from app.store.connect import RedisClient, WaitingPool, connect, warm_up
+from app.store.connect import RedisClient, WaitingPool, connect, packing_with_hiredis, warm_up
 from app.store.conversations import ConversationStore
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
@@ -363,3 +363,40 @@ def test_the_pool_waits_for_a_free_connection_and_keeps_none(redis_url: str) -> 
             await client.aclose()
 
     anyio.run(scenario)
+
+
+def test_commands_are_packed_by_hiredis_to_the_bytes_redis_py_packs(redis_url: str) -> None:
+    """The client toolbridge makes packs with hiredis, on one node and on every node of a
+    cluster, and sends what redis-py's own (Python) packing sends, for every kind of argument
+    toolbridge passes; what neither can send is refused as redis-py refuses it."""
+    commands: list[tuple[Any, ...]] = [
+        ("EVALSHA", "a" * 40, 2, "{tb}:spent", "{tb}:holds", 1733371234.123456, 0.1 + 0.2),
+        ("SET", "clé-été", b"\x00\xff raw", "EX", 30),
+        ("CONFIG GET", "maxmemory"),  # a name of two words is sent as two arguments
+        ("INCRBYFLOAT", "k", -6e-7, 1e300, 0, -17, 2**62),
+    ]
+    python = redis.asyncio.connection.Connection()  # redis-py's asyncio packing, in Python
+    hiredis = packing_with_hiredis(redis.asyncio.connection.Connection)()
+    for command in commands:
+        assert hiredis.pack_command(*command) == [b"".join(python.pack_command(*command))]
+    for bad in (None, {"a": 1}):
+        with pytest.raises(redis.exceptions.DataError):
+            python.pack_command("SET", "k", bad)
+        with pytest.raises(redis.exceptions.DataError):
+            hiredis.pack_command("SET", "k", bad)
+
+    async def scenario(redis_: RedisClient, prefix: str) -> None:
+        if CLUSTER:
+            nodes = redis_.get_nodes()  # type: ignore[union-attr]
+            assert nodes and all(
+                node.connection_class.__name__.startswith("HiredisPacking") for node in nodes
+            )
+        else:
+            pool = redis_.connection_pool  # type: ignore[union-attr]
+            assert pool.connection_class.__name__ == "HiredisPackingConnection"
+        await redis_.set(f"{prefix}clé", "été", ex=30)
+        assert await redis_.get(f"{prefix}clé") == "été".encode()
+        assert float(await redis_.incrbyfloat(f"{prefix}n", 0.1 + 0.2)) == 0.1 + 0.2
+        await redis_.delete(f"{prefix}clé", f"{prefix}n")
+
+    with_redis(redis_url, scenario)

@@ -34,6 +34,9 @@ from app.metrics import POOLED_SESSIONS
 
 logger = logging.getLogger(__name__)
 
+_IDLE, _LEASED = POOLED_SESSIONS.labels("idle"), POOLED_SESSIONS.labels("leased")
+"""Found once: ``labels`` takes a lock per call, and a run leases and gives back."""
+
 _CLOSE_TIMEOUT_S = 5.0
 """A server that hangs on session teardown cannot hold anything open longer."""
 LISTING_REUSE_S = 10.0
@@ -184,8 +187,8 @@ class SessionPool:
         lease.drop()
 
     def _count(self) -> None:
-        POOLED_SESSIONS.labels("idle").set(len(self._idle))
-        POOLED_SESSIONS.labels("leased").set(len(self._leased))
+        _IDLE.set(len(self._idle))
+        _LEASED.set(len(self._leased))
 
     async def _reap(self) -> None:
         """Close sessions idle for longer than ``idle_s`` (and any whose transport ended)."""
