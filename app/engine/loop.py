@@ -46,7 +46,7 @@ from app.engine.tools import describe, execute_all
 from app.engine.turn import TurnAssembler
 from app.errors import BudgetExceeded
 from app.ids import run_scoped_id
-from app.llm.client import DEFAULT_MAX_TOOLS, Message
+from app.llm.client import DEFAULT_MAX_TOOLS, Message, MessagesJson
 from app.mcp.sessions.run_sessions import RunSessions
 from app.mcp.sessions.session import ServerSession, ToolOutcome
 from app.mcp.tools import Toolset
@@ -99,6 +99,8 @@ class _RunState:
     first_new: int
     """Index of the first message this run produced."""
     ledger: Ledger
+    encoded: MessagesJson = dataclasses.field(default_factory=MessagesJson)
+    """``messages`` as JSON so far, for the next model call."""
     scopes: list[Scope] = dataclasses.field(default_factory=list)
     """The budgets every model call of this run is charged to."""
     span: Span | None = None
@@ -159,7 +161,7 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
         "gen_ai.request.model": request.model,
     }
     messages = list(request.messages)
-    if request.hidden_turns:
+    if request.hidden_turns and not request.text_only:
         messages = await restore_hidden_turns(messages, deps.hidden, request.principal.key_id)
     with (
         deps.key_limits.run(request.principal.key_id),
@@ -168,6 +170,7 @@ async def run(request: RunRequest, deps: EngineDeps) -> AsyncGenerator[RunEvent,
         state = _RunState(
             messages=messages,
             first_new=len(messages),
+            encoded=request.encoded or MessagesJson(),
             scopes=scopes,
             span=run_span,
             ledger=deps.ledger,
@@ -254,7 +257,7 @@ async def first_call_input_tokens(request: RunRequest, deps: EngineDeps) -> int:
     offer (the MCP servers' tools listed, from the cache or the servers, as a run does)."""
     deps.models.check(request.model)
     messages = list(request.messages)
-    if request.hidden_turns:
+    if request.hidden_turns and not request.text_only:
         messages = await restore_hidden_turns(messages, deps.hidden, request.principal.key_id)
     async with RunSessions(
         deps.mcp,
@@ -306,6 +309,7 @@ async def _turns(
                 request,
                 deps,
                 state.messages,
+                state.encoded,
                 state.scopes,
                 state.span,
                 tools,

@@ -14,7 +14,7 @@ from app.engine.deps import EngineDeps
 from app.engine.events import RunEvent, TurnUsage
 from app.engine.request import RunRequest
 from app.engine.turn import TurnAssembler
-from app.llm.client import Message, ModelCall
+from app.llm.client import Message, MessagesJson, ModelCall
 from app.tracing import span
 
 
@@ -22,6 +22,7 @@ async def model_turn(
     request: RunRequest,
     deps: EngineDeps,
     messages: list[Message],
+    encoded: MessagesJson,
     scopes: list[Scope],
     parent: Span | None,
     tools: list[dict[str, Any]],
@@ -59,7 +60,7 @@ async def model_turn(
             if hold.capped:  # the call may produce no more than its hold pays for
                 params = {**params, limit_key: hold.max_tokens}
                 turn.cut_by_budget = hold.max_tokens < cost.max_tokens
-            call = ModelCall(request.model, messages, tools, params)
+            call = ModelCall(request.model, messages, tools, params, encoded)
             async for event in _stream_turn(call, request, deps, turn, hold):
                 if isinstance(event, TurnUsage):
                     turn_span.set_attribute("gen_ai.usage.input_tokens", event.prompt_tokens)

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.config import Limits
 from app.engine.events import ProgressFeed, ToolCall
-from app.llm.client import Message
+from app.llm.client import Message, MessagesJson
 from app.mcp.servers import ServerSpec
 from app.principal import Principal
 
@@ -47,6 +47,10 @@ class RunRequest:
     and restored into ``messages`` when it comes back."""
     approvals_at: int | None = None
     """Where in ``messages`` their results belong (after their assistant message); None: end."""
+    text_only: bool = False
+    """``messages`` are all text, with no tool call or result: no hidden turn to restore."""
+    encoded: MessagesJson | None = None
+    """``messages`` already encoded for the model (when it was cheap, on arrival); None: not."""
 
     def client_tool_names(self) -> set[str]:
         return {t["function"]["name"] for t in self.client_tools}

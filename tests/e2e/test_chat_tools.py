@@ -58,6 +58,34 @@ def test_model_sees_prefixed_sanitised_names_and_calls_map_back(
     assert "contents of /etc/motd" in completion.choices[0].message.content
 
 
+def test_a_text_history_reaches_the_model_as_sent_on_every_call(
+    client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer
+) -> None:
+    """A history of text messages is taken as sent and encoded once for the whole run: each
+    model call still gets it exactly, the run's own turns after it."""
+    history: list[dict[str, Any]] = [
+        {"role": "system", "content": 'Be brief. «ünïcödé» \u2028 "quoted" \\ back'},
+        {"role": "user", "content": "earlier", "name": "ann"},
+        {"role": "assistant", "content": "an earlier answer"},
+        {"role": "developer", "content": ""},
+        {"role": "user", "content": 'call calc__echo {"text": "hi"}'},
+    ]
+    calls = scripted_model.server.config.app.state.calls
+    before = len(calls)
+    completion = client.chat.completions.create(
+        model="scripted-a",
+        messages=history,  # type: ignore[arg-type]
+        tools=[mcp_tool(mcp_server)],  # type: ignore[list-item]
+    )
+    assert completion.choices[0].message.content == "done: calc__echo=hi"
+    first, second = calls[before:]
+    assert first["messages"] == history
+    assert second["messages"][: len(history)] == history
+    call, result = second["messages"][len(history) :]
+    assert call["tool_calls"][0]["function"]["name"] == "calc__echo"
+    assert result == {"role": "tool", "tool_call_id": call["tool_calls"][0]["id"], "content": "hi"}
+
+
 def test_allowed_tools_limits_what_the_model_is_offered(
     client: openai.OpenAI, scripted_model: ServerThread, mcp_server: RunningMcpServer
 ) -> None:

@@ -10,12 +10,21 @@ import sys
 from typing import Any
 
 import anyio
+import orjson
 import psutil
 import pytest
 
 from app.config import ModelEntry
 from app.errors import ModelNotFound, UpstreamModelError
-from app.llm.client import ModelCall, ModelChunk, ModelClient, Usage, _litellm, _price_map
+from app.llm.client import (
+    MessagesJson,
+    ModelCall,
+    ModelChunk,
+    ModelClient,
+    Usage,
+    _litellm,
+    _price_map,
+)
 from tests.fixtures.servers import ServerThread
 
 
@@ -320,3 +329,38 @@ assert client.prices("m") is not None and client.prices("m").input > 0
 assert "litellm" not in sys.modules, "litellm was imported"
 """
     subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+
+
+def test_messages_json_encodes_the_messages_as_they_are_at_each_call() -> None:
+    """A run's messages are encoded once and extended call by call; whatever happened to the
+    list in between (added to, inserted into, a message replaced, cut short), each call's JSON
+    is the messages' own."""
+    history: list[dict[str, Any]] = [
+        {"role": "system", "content": 'Be brief. «ünïcödé» \u2028 "quoted" \\ back'},
+        {"role": "user", "content": "hi", "name": "ann"},
+    ]
+    encoded = MessagesJson.of(history)
+
+    def sent() -> Any:
+        return orjson.loads(orjson.dumps({"messages": encoded.array(history)}))["messages"]
+
+    assert sent() == history
+    history.append(
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+            ],
+        }
+    )
+    history.append({"role": "tool", "tool_call_id": "c1", "content": "1.5e300"})
+    assert sent() == history
+    assert sent() == history  # nothing added: the same
+    history.insert(1, {"role": "user", "content": "inserted"})
+    assert sent() == history
+    history[0] = {"role": "system", "content": "replaced"}
+    assert sent() == history
+    del history[2:]
+    assert sent() == history
+    assert orjson.dumps(encoded.array(history)) == orjson.dumps(history)

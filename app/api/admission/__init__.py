@@ -20,7 +20,7 @@ from app.engine.events import ProgressFeed
 from app.engine.request import ApprovalDecision, RunRequest
 from app.engine.search import FUNCTION_NAME as SEARCH_FUNCTION
 from app.errors import InvalidRequest
-from app.llm.client import Message
+from app.llm.client import Message, MessagesJson
 from app.mcp.servers import NEVER, ApprovalPolicy
 from app.principal import Principal
 
@@ -85,6 +85,8 @@ async def admit(
     hidden_turns: bool = False,
     approvals: Sequence[ApprovalDecision] = (),
     approvals_at: int | None = None,
+    text_only: bool = False,
+    encoded: MessagesJson | None = None,
     counting: bool = False,
 ) -> RunRequest:
     """The run for a request, or the error that refuses it (4xx; nothing has run).
@@ -124,4 +126,6 @@ async def admit(
         hidden_turns=hidden_turns,
         approvals=list(approvals),
         approvals_at=approvals_at,
+        text_only=text_only,
+        encoded=encoded,
     )

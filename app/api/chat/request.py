@@ -21,6 +21,7 @@ from app.api.deps import Services
 from app.api.wire import MAX_INT, McpLimits, McpToolParam, ToolSearchParam, WireRequest
 from app.engine.request import RunRequest
 from app.errors import InvalidRequest
+from app.llm.client import MessagesJson
 from app.principal import Principal
 
 
@@ -128,12 +129,16 @@ def _plain(message: Any) -> bool:
     )
 
 
+class _TextMessages(list[dict[str, Any]]):
+    """Messages ``_messages`` found all plain: there is no tool call or result among them."""
+
+
 def _messages(value: Any, validate: ValidatorFunctionWrapHandler) -> list[dict[str, Any]]:
     """A history of plain text messages is taken as sent (each validated by ``ChatMessage``
     came back equal, at ten times the CPU: a long chat's largest cost, profiled); anything
     else is validated message by message, with its errors."""
     if type(value) is list and value and all(_plain(m) for m in value):
-        return list(value)
+        return _TextMessages(value)
     messages: list[dict[str, Any]] = validate(value)
     return messages
 
@@ -205,7 +210,11 @@ async def parse_chat(
     body: ChatCompletionRequest, services: Services, principal: Principal
 ) -> RunRequest:
     """The internal request for a chat completion."""
-    _check_tool_results(cast(list[dict[str, Any]], body.messages))
+    messages = cast(list[dict[str, Any]], body.messages)  # checked dicts (_check_role_fields)
+    text_only = isinstance(messages, _TextMessages)
+    direct = services.engine.models.is_direct(body.model)
+    if not text_only:
+        _check_tool_results(messages)
     tools = [
         t if isinstance(t, McpToolParam | ToolSearchParam) else t.model_dump(exclude_none=True)
         for t in body.tools or []
@@ -214,12 +223,16 @@ async def parse_chat(
         services,
         principal,
         model=body.model,
-        messages=cast(list[dict[str, Any]], body.messages),  # checked dicts (_check_role_fields)
-        message_count=len(body.messages),
+        messages=messages,
+        message_count=len(messages),
         tools=tools,
         params=body.model_dump(include=set(MODEL_PARAMS), exclude_none=True),
         mcp_limits=body.mcp_limits,
         stream=bool(body.stream),
         supports_approval=False,
         hidden_turns=True,
+        text_only=text_only,
+        # Encoded on arrival, while in memory's caches: a long history encoded later (cold,
+        # after the awaits between) cost ten times the CPU, profiled. litellm takes dicts.
+        encoded=MessagesJson.of(messages) if text_only and direct else None,
     )
