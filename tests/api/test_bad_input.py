@@ -108,6 +108,28 @@ FIELDS: list[tuple[str, dict[str, Any]]] = [
             ],
         },
     ),
+    (
+        "tool call never answered",  # was sent on to the model, which OpenAI refuses
+        {
+            "model": "scripted-a",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [ASKED_CALL, {**ASKED_CALL, "id": "call_2"}]},
+                {"role": "tool", "tool_call_id": "call_asked", "content": "42"},
+                {"role": "user", "content": "and then?"},
+            ],
+        },
+    ),
+    (
+        "last message a tool call",
+        {
+            "model": "scripted-a",
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "tool_calls": [ASKED_CALL]},
+            ],
+        },
+    ),
 ]
 # The field each case above names in its 400 (``param``): pydantic's union branches
 # (``tools[0].mcp...``, ``input.str``) never leak into it.
@@ -128,6 +150,8 @@ PARAMS = {
     "tool message without id": "messages[0]",
     "mcp_limits max_turns zero": "mcp_limits.max_turns",
     "tool message answering no call": "messages[3].tool_call_id",
+    "tool call never answered": "messages[1].tool_calls",
+    "last message a tool call": "messages[1].tool_calls",
     "output answering no call": "input[2]",
     "call without output": "input[1]",
     # Responses
@@ -236,6 +260,16 @@ def test_malformed_bodies(
 def test_bad_chat_fields(toolbridge: ServerThread, name: str, body: dict[str, Any]) -> None:
     response = send(toolbridge, "/v1/chat/completions", json.dumps(body).encode())
     assert_bad_request(response, PARAMS[name])
+
+
+def test_an_unanswered_tool_call_is_named_as_openai_names_it(toolbridge: ServerThread) -> None:
+    body = dict(FIELDS)["tool call never answered"]
+    response = send(toolbridge, "/v1/chat/completions", json.dumps(body).encode())
+    assert response.json()["error"]["message"] == (
+        "An assistant message with 'tool_calls' must be followed by tool messages responding "
+        "to each 'tool_call_id'. The following tool_call_ids did not have response messages: "
+        "call_2"
+    )
 
 
 @pytest.mark.parametrize(("name", "body"), RESPONSES, ids=[r[0] for r in RESPONSES])

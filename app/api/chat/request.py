@@ -144,19 +144,42 @@ def _messages(value: Any, validate: ValidatorFunctionWrapHandler) -> list[dict[s
 
 
 def _check_tool_results(messages: list[dict[str, Any]]) -> None:
-    """A tool message must answer a tool call of an earlier assistant message, as OpenAI
-    requires: refused here, before anything runs, not by the provider after the MCP listing
-    and the budget hold (and a provider that let it through would see an answer to nothing)."""
+    """Tool calls and tool messages must pair up as OpenAI requires: a tool message answers a
+    tool call of an earlier assistant message, and an assistant message's tool calls are each
+    answered by the tool messages right after it. Refused here, before anything runs, not by
+    the provider after the MCP listing and the budget hold (and a provider that let it through
+    would see an answer to nothing, or a call never answered)."""
     called: set[str] = set()
+    unanswered: list[str] = []
+    asked_at = 0
     for index, message in enumerate(messages):
+        if message["role"] == "tool":
+            if message["tool_call_id"] not in called:
+                raise InvalidRequest(
+                    "Invalid parameter: messages with role 'tool' must be a response to a "
+                    "preceding message with 'tool_calls'; none has a tool call "
+                    f"'{message['tool_call_id']}'.",
+                    param=f"messages[{index}].tool_call_id",
+                )
+            if message["tool_call_id"] in unanswered:
+                unanswered.remove(message["tool_call_id"])
+            continue
+        _check_answered(unanswered, asked_at)
         if calls := message.get("tool_calls"):
-            called.update(call["id"] for call in calls)
-        elif message["role"] == "tool" and message["tool_call_id"] not in called:
-            raise InvalidRequest(
-                "Invalid parameter: messages with role 'tool' must be a response to a preceding "
-                f"message with 'tool_calls'; none has a tool call '{message['tool_call_id']}'.",
-                param=f"messages[{index}].tool_call_id",
-            )
+            unanswered = [call["id"] for call in calls]
+            called.update(unanswered)
+            asked_at = index
+    _check_answered(unanswered, asked_at)
+
+
+def _check_answered(unanswered: list[str], asked_at: int) -> None:
+    if unanswered:
+        raise InvalidRequest(
+            "An assistant message with 'tool_calls' must be followed by tool messages "
+            "responding to each 'tool_call_id'. The following tool_call_ids did not have "
+            f"response messages: {', '.join(unanswered)}",
+            param=f"messages[{asked_at}].tool_calls",
+        )
 
 
 class ChatCompletionRequest(WireRequest):
