@@ -384,8 +384,8 @@ class Settings(BaseSettings):
     redis_ca_file: Path | None = None
     """A PEM CA bundle to verify a ``rediss://`` Redis with (a private CA)."""
     redis_max_connections: int = Field(default=512, ge=8)
-    """Connections to each Redis node. On one node, a command past them waits up to 10 s for a
-    free one; on a cluster (whose client cannot wait) it fails with 503."""
+    """Connections to each Redis node (on a cluster: commands in flight at once). A command
+    past them waits up to 10 s for a free one, then fails with 503."""
     redis_prefix: str = "tb:"
     """Put before every Redis key: deployments sharing one Redis need different ones."""
     data_dir: Path = Path(".data")

@@ -20,8 +20,16 @@ from app.errors import (
     StorageQuotaExceeded,
     TooManyBackgroundResponses,
 )
+from app.store import connect as connect_module
 from app.store.background import LOST, BackgroundStore
-from app.store.connect import RedisClient, WaitingPool, connect, packing_with_hiredis, warm_up
+from app.store.connect import (
+    RedisClient,
+    WaitingCluster,
+    WaitingPool,
+    connect,
+    packing_with_hiredis,
+    warm_up,
+)
 from app.store.conversations import ConversationStore
 from app.store.hidden_turns import HiddenTurns
 from app.store.mcp_cache import EraStore
@@ -327,6 +335,50 @@ def test_a_burst_past_redis_pys_default_pool_is_served(redis_url: str) -> None:
         finally:
             await redis.delete(key)
             await redis.aclose()
+
+    anyio.run(burst)
+
+
+def test_a_burst_past_the_connection_bound_waits_its_turn(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commands and pipelines beyond ``max_connections`` wait for a free connection, on one
+    node and on a cluster (whose nodes in redis-py fail the command past their bound at once);
+    no node is asked for more than the bound; a command that waits too long fails clearly."""
+    monkeypatch.setattr(connect_module, "POOL_WAIT_S", 0.5)
+
+    async def pipelined(client: RedisClient, key: str, index: int) -> list[Any]:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, f"p{index}")
+            pipe.scard(key)
+            return list(await pipe.execute())
+
+    async def burst() -> None:
+        client = connect(redis_url, cluster=CLUSTER, max_connections=8)
+        await warm_up(client)
+        key = f"tb-bound-{uuid.uuid4().hex[:6]}"
+        try:
+            await asyncio.gather(
+                *(client.sadd(key, index) for index in range(300)),
+                *(pipelined(client, key, index) for index in range(50)),
+            )
+            assert await client.scard(key) == 350
+            if isinstance(client, WaitingCluster):
+                # Private (redis-py 8.1): the connections each node made.
+                made = [len(node._connections) for node in client.get_nodes()]
+                assert max(made) <= 8, made
+                for _ in range(8):  # every turn taken: the next command waits, then fails
+                    await client.in_flight.acquire()
+                with pytest.raises(redis.exceptions.ConnectionError, match="No connection"):
+                    await client.scard(key)
+                with pytest.raises(redis.exceptions.ConnectionError, match="No connection"):
+                    await pipelined(client, key, 0)
+                for _ in range(8):
+                    client.in_flight.release()
+                assert await client.scard(key) == 350
+        finally:
+            await client.delete(key)
+            await client.aclose()
 
     anyio.run(burst)
 
