@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from redis.asyncio.cluster import ClusterPipeline
+import orjson
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.exceptions import NoScriptError
 
 from app.errors import NotFound, StorageQuotaExceeded
@@ -111,6 +112,18 @@ class StoredResponse:
     """Ids of the responses this one continues, oldest first (at most ``CHAIN_IDS``)."""
     conversation: list[dict[str, Any]] | None = None
     """The earlier layout only: every item up to this response's output."""
+
+
+def _record_data(raw: bytes) -> dict[str, Any]:
+    """A record's JSON, read by what wrote it (``json_bytes``): orjson's compact text by orjson
+    (a third of the stdlib's CPU), the stdlib's (``": "``: what orjson refused to write, such as
+    an integer past 64 bits, and records older than orjson) by the stdlib, which reads such an
+    integer exactly where orjson would make it a float."""
+    if raw.startswith(b'{"owner":"'):
+        data: dict[str, Any] = orjson.loads(raw)
+    else:
+        data = json.loads(raw)
+    return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,12 +244,16 @@ class ResponseStore:
         self._saw(owner, count + 1, used + len(text))  # as they were before it, plus it
 
     async def _records(self, ids: list[str]) -> list[StoredResponse | None]:
+        # One MGET, not a GET each: a chain's 120 records took redis-py three times the CPU
+        # pipelined (profiled). A cluster's records are in different slots: redis-py splits the
+        # MGET by slot.
+        keys = [self._prefix + record_id for record_id in ids]
         with store_errors("Stored responses"):
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for record_id in ids:
-                    pipe.get(self._prefix + record_id)
-                raws = await pipe.execute()
-        return [None if raw is None else StoredResponse(**json.loads(raw)) for raw in raws]
+            if isinstance(self._redis, RedisCluster):
+                raws = await self._redis.mget_nonatomic(keys)
+            else:
+                raws = await self._redis.mget(keys)
+        return [None if raw is None else StoredResponse(**_record_data(raw)) for raw in raws]
 
     async def load(self, response_id: str, owner: str, param: str | None = None) -> StoredResponse:
         """The record, if it exists and belongs to ``owner``; otherwise ``NotFound`` (naming

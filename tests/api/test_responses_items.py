@@ -96,3 +96,31 @@ def test_call_ids_are_read_back_from_item_ids() -> None:
     for make in (ids.mcp_call_id, ids.approval_request_id, ids.function_call_id):
         assert ids.call_id_of(make("call_abc")) == "call_abc"
     assert ids.call_id_of("someone_elses") == "someone_elses"
+
+
+@pytest.mark.parametrize("role", ["user", "assistant"])
+def test_content_parts_read_the_same_with_or_without_a_part_that_is_not_text(role: str) -> None:
+    """Text-only content is read without a part each; with an image among it, part by part:
+    either way each part's text is what it says (a refusal's too), in order."""
+    text_parts = [
+        {"type": "input_text", "text": "a"},
+        {"type": "output_text", "text": "b", "annotations": [], "logprobs": []},
+        {"type": "refusal", "refusal": "c"},
+        {"type": "text", "text": 7},
+        {"type": "output_text"},
+    ]
+    image = {"type": "input_image", "image_url": "https://example.com/i.png"}
+    for content in (text_parts, [*text_parts, image], []):
+        [message] = fold([], [{"role": role, "content": content}], instructions=None).messages
+        texts = "abc7" if content else ""
+        if role == "user" and image in content:
+            assert [p.get("text") for p in message["content"]] == ["a", "b", "c", "7", "", None]
+        else:
+            assert message == {"role": role, "content": texts}
+    for bad in ({"type": ["input_text"]}, "text", {"type": "input_file"}):
+        with pytest.raises(InvalidRequest, match="Unsupported content part"):
+            fold(
+                [],
+                [{"role": role, "content": [{"type": "input_text", "text": "x"}, bad]}],
+                instructions=None,
+            )

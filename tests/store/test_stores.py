@@ -81,6 +81,27 @@ def test_stored_responses_belong_to_their_owner(redis_url: str) -> None:
     with_redis(redis_url, scenario)
 
 
+def test_records_read_back_exactly_whichever_encoder_wrote_them(redis_url: str) -> None:
+    """A record is written by orjson unless it holds what orjson refuses (an integer past 64
+    bits, say in a response format's schema): then by the stdlib. Each is read back by the
+    encoder's own reader: orjson would read that integer as a float."""
+
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ResponseStore(redis, prefix, ttl_s=60, quotas=QUOTAS)
+        schema = {"type": "integer", "maximum": 2**70, "minimum": -(2**64)}
+        big = {**_response("resp_big", "b"), "text": {"format": {"schema": schema}}}
+        plain = {**_response("resp_plain", "p"), "text": {"format": {"type": "text"}}, "n": 1.5}
+        for response in (big, plain):
+            await store.save(owner="alice", response=response, input_items=[], previous=None)
+        raws = [await redis.get(f"{prefix}resp:{r}") for r in ("resp_big", "resp_plain")]
+        assert [raw[:11] for raw in raws if raw] == [b'{"owner": "', b'{"owner":"a']
+        loaded = (await store.load("resp_big", "alice")).response["text"]["format"]["schema"]
+        assert loaded == schema and type(loaded["maximum"]) is int
+        assert (await store.load("resp_plain", "alice")).response == plain
+
+    with_redis(redis_url, scenario)
+
+
 def test_a_chain_is_rebuilt_from_its_records_not_copied(redis_url: str) -> None:
     """A 600-turn chain (past two rounds of ``CHAIN_IDS``): each record holds its own turn,
     the conversation comes back whole and in order, and a deleted turn says so."""

@@ -221,6 +221,23 @@ def _content_part(part: Any, param: str) -> dict[str, Any]:
     raise InvalidRequest(f"Unsupported content part type '{kind}'.", param=param)
 
 
+_TEXT_FIELDS = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
+"""Text content parts, and the field that holds their text."""
+
+
+def _texts(content: list[Any]) -> list[str] | None:
+    """The texts of content that is all text parts (as ``_content_part`` reads them); None for
+    any other. A long conversation is mostly such messages: read without a part each."""
+    texts = []
+    for part in content:
+        kind = part.get("type") if type(part) is dict else None
+        field = _TEXT_FIELDS.get(kind) if type(kind) is str else None
+        if field is None:
+            return None
+        texts.append(str(part.get(field, "")))
+    return texts
+
+
 def _message(item: dict[str, Any], param: str) -> Message:
     role = item.get("role")
     if role not in ("user", "assistant", "system", "developer"):
@@ -232,6 +249,8 @@ def _message(item: dict[str, Any], param: str) -> Message:
         return {"role": role, "content": content}
     if not isinstance(content, list):
         raise InvalidRequest("content must be a string or a list.", param=f"{param}.content")
+    if (texts := _texts(content)) is not None:
+        return {"role": role, "content": "".join(texts)}
     parts = [_content_part(p, f"{param}.content[{i}]") for i, p in enumerate(content)]
     if role != "user" or all(p["type"] == "text" for p in parts):
         return {"role": role, "content": "".join(p.get("text", "") for p in parts)}
