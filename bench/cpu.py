@@ -113,6 +113,44 @@ def responses_job(http: httpx.AsyncClient, url: str, *, stream: bool) -> Job:
     return job
 
 
+CHAIN_TURNS = 120
+
+
+def chain_job(http: httpx.AsyncClient, url: str, *, turns: int) -> Job:
+    """A response (no tools, not stored) continuing a chain of ``turns`` stored responses by
+    ``previous_response_id``; the chain is made by the job's first run."""
+    endpoint = f"{url}/v1/responses"
+    made: list[str | None] = []
+    making = asyncio.Lock()
+
+    async def last_of_chain() -> str | None:
+        async with making:
+            if not made:
+                previous = None
+                for turn in range(turns):
+                    body = {
+                        "model": "bench",
+                        "input": f"say turn {turn} " + "lorem ipsum dolor sit amet " * 8,
+                        "previous_response_id": previous,
+                    }
+                    answer = await http.post(endpoint, json=body, headers=HEADERS)
+                    previous = answer.json()["id"]
+                made.append(previous)
+        return made[0]
+
+    async def job() -> None:
+        body = {
+            "model": "bench",
+            "input": "say next",
+            "previous_response_id": await last_of_chain(),
+            "store": False,
+        }
+        output = (await http.post(endpoint, json=body, headers=HEADERS)).json()["output"]
+        assert output[-1]["content"][0]["text"] == "next", output
+
+    return job
+
+
 def toolbridge_jobs(http: httpx.AsyncClient, url: str) -> dict[str, Job]:
     """Every job measured through toolbridge, by name."""
     return {
@@ -123,6 +161,8 @@ def toolbridge_jobs(http: httpx.AsyncClient, url: str) -> dict[str, Job]:
         "chat, 2 earlier messages": chat_job(http, url, stream=False, earlier=2),
         "chat, 240 earlier messages": chat_job(http, url, stream=False, earlier=240),
         "chat, no tools": no_tools_job(http, url),
+        "responses, no earlier turn": chain_job(http, url, turns=0),
+        f"responses, {CHAIN_TURNS} earlier turns": chain_job(http, url, turns=CHAIN_TURNS),
     }
 
 
@@ -198,6 +238,9 @@ def report(figures: dict[str, float]) -> int:
     targets.figure("CPU per run, chat without tools", no_tools, "ms", "<= 1.2 ms", no_tools <= 1.2)
     growth = figures["chat, 240 earlier messages"] / figures["chat, 2 earlier messages"]
     targets.figure("CPU per run, 240 earlier messages over 2", growth, "x", "<= 1.3", growth <= 1.3)
+    chain = figures[f"responses, {CHAIN_TURNS} earlier turns"]
+    chain /= figures["responses, no earlier turn"]
+    print(f"  CPU per run, {CHAIN_TURNS} earlier turns over none (no target): {chain:.2f}x")
     return targets.missed
 
 

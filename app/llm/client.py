@@ -98,13 +98,13 @@ class MessagesJson:
     (profiled), where joining the bytes kept takes a few. Messages already sent are never
     changed in place (the run only adds and inserts); any other change is re-encoded."""
 
-    __slots__ = ("_items", "_sent")
+    __slots__ = ("_array", "_sent")
 
     def __init__(self) -> None:
         self._sent: list[Message] = []
-        """The messages ``_items`` encodes, in order (held: their ids must stay theirs)."""
-        self._items = b""
-        """Their JSON array's items, without its brackets."""
+        """The messages ``_array`` encodes, in order (held: their ids must stay theirs)."""
+        self._array = b"[]"
+        """Their JSON array."""
 
     @classmethod
     def of(cls, messages: list[Message]) -> MessagesJson:
@@ -117,16 +117,21 @@ class MessagesJson:
         """Encode what ``messages`` added since the last call (all of them if they changed)."""
         kept = len(self._sent)
         if kept > len(messages) or not all(map(operator.is_, self._sent, messages)):
-            kept, self._items = 0, b""
+            kept, self._array = 0, b"[]"
         if added := messages[kept:]:
-            items = orjson.dumps(added)[1:-1]
-            self._items = b",".join((self._items, items)) if self._items else items
+            more = orjson.dumps(added)
+            # The kept array without its "]", then the added items after a comma: one copy.
+            self._array = (
+                b"".join((memoryview(self._array)[:-1], b",", memoryview(more)[1:]))
+                if kept
+                else more
+            )
             self._sent = list(messages)
 
     def array(self, messages: list[Message]) -> orjson.Fragment:
         """``messages`` as a JSON array, to embed as it is in a request's JSON."""
         self.add(messages)
-        return orjson.Fragment(b"".join((b"[", self._items, b"]")))
+        return orjson.Fragment(self._array)
 
 
 @dataclass(frozen=True, slots=True)
