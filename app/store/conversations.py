@@ -20,10 +20,13 @@ import json
 import logging
 import time
 import weakref
-from typing import Any
+from typing import Any, cast
+
+import orjson
 
 from app.errors import ConversationBusy, InvalidRequest, NotFound, StoreUnavailable
 from app.ids import stored_id
+from app.json_text import json_bytes
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 from app.store.responses import stored_items
@@ -47,6 +50,19 @@ return 0
 
 def conversation_id() -> str:
     return f"conv_{stored_id()}"
+
+
+def _item(raw: bytes) -> dict[str, Any]:
+    """An item as stored. orjson writes items (``json_bytes``) and never puts ``": "`` outside
+    a string; the stdlib (before, and for what orjson refuses to write, such as an integer past
+    64 bits, which orjson would read as a float) puts it after every key. So an item without
+    it is orjson's, read by orjson (a third of the stdlib's CPU, and a long conversation is
+    hundreds of items); any other by the stdlib, exactly as before."""
+    if b'": ' in raw:
+        data: dict[str, Any] = json.loads(raw)
+    else:
+        data = orjson.loads(raw)
+    return data
 
 
 class ConversationStore:
@@ -97,7 +113,7 @@ class ConversationStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hset(meta_key, mapping=dict(meta))  # type: ignore[arg-type]
                 if items:
-                    pipe.rpush(items_key, *(json.dumps(i) for i in stored_items(items)))
+                    pipe.rpush(items_key, *(json_bytes(i) for i in stored_items(items)))
                     pipe.expire(items_key, self._ttl_s)
                 pipe.expire(meta_key, self._ttl_s)
                 await pipe.execute()
@@ -136,11 +152,15 @@ class ConversationStore:
         self, cid: str, owner: str, param: str = "conversation_id"
     ) -> list[dict[str, Any]]:
         """Every item, oldest first."""
+        return [_item(raw) for raw in await self._stored_items(cid, owner, param)]
+
+    async def _stored_items(self, cid: str, owner: str, param: str) -> list[bytes]:
+        """Every item as stored (its bytes), oldest first."""
         await self._meta(cid, owner, param)
         _, items_key, _ = self._keys(cid)
         with store_errors("Conversations"):
             raws = await self._redis.lrange(items_key, 0, -1)
-        return [json.loads(raw) for raw in raws]
+        return cast(list[bytes], raws)  # bytes: the client does not decode responses
 
     def check_room(self, held: int, adding: int, *, param: str = "items") -> None:
         if held + adding > self.max_items:
@@ -161,23 +181,29 @@ class ConversationStore:
             return
         with store_errors("Conversations"):
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.rpush(items_key, *(json.dumps(i) for i in stored_items(items)))
+                pipe.rpush(items_key, *(json_bytes(i) for i in stored_items(items)))
                 pipe.expire(items_key, self._ttl_s)
                 pipe.expire(meta_key, self._ttl_s)
                 await pipe.execute()
 
     async def item(self, cid: str, owner: str, item_id: str) -> dict[str, Any]:
-        for item in await self.items(cid, owner):
+        return (await self._find(cid, owner, item_id))[0]
+
+    async def _find(self, cid: str, owner: str, item_id: str) -> tuple[dict[str, Any], bytes]:
+        """The item ``item_id``, and its bytes as stored."""
+        for raw in await self._stored_items(cid, owner, "conversation_id"):
+            item = _item(raw)
             if item.get("id") == item_id:
-                return item
+                return item, raw
         raise NotFound(f"Item with id '{item_id}' not found.", param="item_id")
 
     async def delete_item(self, cid: str, owner: str, item_id: str) -> dict[str, Any]:
         """Remove one item; the conversation, as OpenAI answers."""
-        found = await self.item(cid, owner, item_id)
+        _, stored = await self._find(cid, owner, item_id)
         _, items_key, _ = self._keys(cid)
         with store_errors("Conversations"):
-            await self._redis.lrem(items_key, 1, json.dumps(found))
+            # By its bytes as stored, whichever encoder wrote them (UTF-8 JSON: decoded exactly).
+            await self._redis.lrem(items_key, 1, stored.decode())
         return await self.get(cid, owner)
 
     async def hold(self, cid: str, owner: str, response_id: str) -> None:

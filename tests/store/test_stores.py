@@ -305,6 +305,37 @@ class Run:
     """Stands for a response's run (``ConversationStore.keep`` watches whether it is gone)."""
 
 
+def test_conversation_items_read_back_exactly_and_are_deleted_whoever_wrote_them(
+    redis_url: str,
+) -> None:
+    """Items are written by orjson, or by the stdlib for what orjson refuses (an integer past 64
+    bits) and before; each reads back as written, and each can be deleted."""
+
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ConversationStore(redis, prefix, 60, 100)
+        quoted = 'a tool said {"key": "value", "n": 18446744073709551616}'
+        new = [
+            {"type": "message", "id": "msg_1", "role": "user", "content": "plain «é»"},
+            {"type": "message", "id": "msg_2", "role": "assistant", "content": quoted},
+            {"type": "custom", "id": "x_3", "n": 2**70, "m": -(2**63) - 1},  # kept whole
+        ]
+        cid = (await store.create("owner", {}, new))["id"]
+        items_key = f"{prefix}conv:{{{cid}}}:items"
+        older = {"type": "message", "id": "msg_4", "role": "user", "content": "from before"}
+        await redis.rpush(items_key, json.dumps(older))  # as items were written before
+        read = await store.items(cid, "owner")
+        assert read == [*new, older]
+        assert type(read[2]["n"]) is int and type(read[2]["m"]) is int
+        raws = await redis.lrange(items_key, 0, -1)
+        assert raws[0].startswith(b'{"type":"message"')  # orjson's
+        for item_id in ("msg_4", "x_3", "msg_2", "msg_1"):
+            await store.delete_item(cid, "owner", item_id)
+            assert item_id not in [i["id"] for i in await store.items(cid, "owner")]
+        assert await store.items(cid, "owner") == []
+
+    with_redis(redis_url, scenario)
+
+
 def test_a_conversation_is_held_while_its_response_runs_and_freed_soon_after_its_replica_died(
     redis_url: str,
 ) -> None:
