@@ -128,13 +128,12 @@ def chain_job(http: httpx.AsyncClient, url: str, *, turns: int) -> Job:
             if not made:
                 previous = None
                 for turn in range(turns):
-                    body = {
-                        "model": "bench",
-                        "input": f"say turn {turn} " + "lorem ipsum dolor sit amet " * 8,
-                        "previous_response_id": previous,
-                    }
-                    answer = await http.post(endpoint, json=body, headers=HEADERS)
-                    previous = answer.json()["id"]
+                    said = f"turn {turn}" + " lorem ipsum dolor sit amet" * 8
+                    body: dict[str, Any] = {"model": "bench", "input": f"say {said}"}
+                    body["previous_response_id"] = previous
+                    answer = (await http.post(endpoint, json=body, headers=HEADERS)).json()
+                    assert answer["output"][-1]["content"][0]["text"] == said, answer
+                    previous = answer["id"]
                 made.append(previous)
         return made[0]
 

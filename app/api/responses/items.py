@@ -201,28 +201,31 @@ def _parts_text(parts: Any, param: str) -> str:
     return "".join(str(p.get("text", "")) for p in parts if isinstance(p, dict))
 
 
-def _content_part(part: Any, param: str) -> dict[str, Any]:
-    kind = part.get("type") if isinstance(part, dict) else None
-    match kind:
-        case "input_text" | "output_text" | "text":
-            return {"type": "text", "text": str(part.get("text", ""))}
-        case "refusal":
-            return {"type": "text", "text": str(part.get("refusal", ""))}
-        case "input_image":
-            url = part.get("image_url")
-            if not isinstance(url, str):
-                raise InvalidRequest(
-                    "input_image needs image_url (file_id is not supported).", param=param
-                )
-            return {
-                "type": "image_url",
-                "image_url": {"url": url, "detail": part.get("detail") or "auto"},
-            }
-    raise InvalidRequest(f"Unsupported content part type '{kind}'.", param=param)
-
-
 _TEXT_FIELDS = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
 """Text content parts, and the field that holds their text."""
+
+
+def _text_field(part: Any) -> str | None:
+    """The field holding a text content part's text; None for any other part."""
+    kind = part.get("type") if isinstance(part, dict) else None
+    return _TEXT_FIELDS.get(kind) if isinstance(kind, str) else None
+
+
+def _content_part(part: Any, param: str) -> dict[str, Any]:
+    if (field := _text_field(part)) is not None:
+        return {"type": "text", "text": str(part.get(field, ""))}
+    kind = part.get("type") if isinstance(part, dict) else None
+    if kind == "input_image":
+        url = part.get("image_url")
+        if not isinstance(url, str):
+            raise InvalidRequest(
+                "input_image needs image_url (file_id is not supported).", param=param
+            )
+        return {
+            "type": "image_url",
+            "image_url": {"url": url, "detail": part.get("detail") or "auto"},
+        }
+    raise InvalidRequest(f"Unsupported content part type '{kind}'.", param=param)
 
 
 def _texts(content: list[Any]) -> list[str] | None:
@@ -230,9 +233,7 @@ def _texts(content: list[Any]) -> list[str] | None:
     any other. A long conversation is mostly such messages: read without a part each."""
     texts = []
     for part in content:
-        kind = part.get("type") if type(part) is dict else None
-        field = _TEXT_FIELDS.get(kind) if type(kind) is str else None
-        if field is None:
+        if (field := _text_field(part)) is None:
             return None
         texts.append(str(part.get(field, "")))
     return texts
