@@ -28,6 +28,7 @@ from dotenv import dotenv_values
 from pydantic import ValidationError
 
 from app.config import ConfigError, Settings
+from app.http_writes import GatheredWritesProtocol
 from app.logs import configure_logging
 from app.open_files import raise_open_files_limit
 from app.store.embedded import redis_server_binary, start_embedded_redis
@@ -99,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         uvicorn.run(
             "app.main:create_app",
             factory=True,
+            http=GatheredWritesProtocol,
             host=settings.host,
             port=settings.port,
             workers=settings.workers,

@@ -18,6 +18,7 @@ import redis
 
 from app.config import ApiKeyConfig, ModelEntry, RegisteredServer, Settings
 from app.demo.scripted_model import create_scripted_model_app
+from app.http_writes import GatheredWritesProtocol
 from app.main import create_app
 from app.store.connect import RedisClient, connect, warm_up
 from app.store.embedded import start_embedded_cluster, start_embedded_redis
@@ -230,7 +231,8 @@ def start_toolbridge(
         settings = base_settings(
             overrides.pop("redis_url", redis_url), scripted_model.url, mcp_servers, **overrides
         )
-        return ServerThread(create_app(settings), name="toolbridge").start()
+        app = create_app(settings)  # served as ``python -m app`` serves it
+        return ServerThread(app, name="toolbridge", http=GatheredWritesProtocol).start()
 
     return start
 
