@@ -19,6 +19,7 @@ from app.api.auth import KeyRing
 from app.api.chat import routes as chat
 from app.api.deps import Services
 from app.api.errors import install_error_handlers
+from app.api.json_route import HotRoutes
 from app.api.middleware import INTERNAL_PREFIX, BodyLimitMiddleware, RequestIdMiddleware
 from app.api.responses import routes as responses
 from app.api.responses.background import BackgroundRuns
@@ -250,6 +251,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "logs": False,
     }
     app = FastAPI(title="toolbridge", version="0.1.0", lifespan=lifespan, telemetry=telemetry)
+    if not telemetry["tracing"]:  # with tracing, FastAPI's router names each request's span
+        routes = [*chat.router.routes, *responses.router.routes, *conversations.router.routes]
+        app.add_middleware(HotRoutes, routes=routes)  # innermost: added first
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.request_limits.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line and answer gets an id
     install_error_handlers(app)

@@ -59,6 +59,16 @@ class RequestIdMiddleware:
             request_id.reset(token)
 
 
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that gives ``messages`` first, then what ``receive`` gives."""
+    pending = list(messages)
+
+    async def replaying() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replaying
+
+
 class BodyLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413 in OpenAI's envelope."""
 
@@ -88,10 +98,7 @@ class BodyLimitMiddleware:
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
 
-        async def replay() -> Message:
-            return messages.pop(0) if messages else await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay(messages, receive), send)
 
     def _message(self) -> str:
         return f"Request body is larger than {self.max_bytes} bytes."
