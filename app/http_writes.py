@@ -2,8 +2,8 @@
 
 uvicorn writes a response's status line and headers, then each piece of its body, each with a
 ``write`` on the socket at once. Over loopback, or any local network, a write is dear: the
-kernel sends a segment and wakes the reader in the writer's time (a streamed response's
-writes were the largest single cost in its profile, ``docs/performance.md``). Here the writes
+kernel sends a segment and wakes the reader in the writer's time (11 to 15 µs of the writer's
+CPU a write, measured: ``docs/performance.md``). Here the writes
 made in one turn of the event loop reach the socket as one, at the end of that turn: headers
 and body of a JSON answer together; in a stream, the events a step of the run made together.
 Nothing waits for a later turn, so a stream's latency is unchanged.

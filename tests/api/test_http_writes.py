@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.store.embedded import free_port
-from tests.fixtures.waiting import wait_until
+from tests.fixtures.waiting import listening, wait_until
 from tests.fixtures.writes_server import PAUSE_S
 
 WHOLE = b"5\r\nfirst\r\n6\r\nsecond\r\n4\r\nlast\r\n0\r\n\r\n"
@@ -24,7 +24,7 @@ def _serve(*args: str) -> Iterator[int]:
     command = [sys.executable, "-m", "tests.fixtures.writes_server", str(port), *args]
     process = subprocess.Popen(command)
     try:
-        wait_until(lambda: _listening(port), 60, "the pieces server")
+        wait_until(lambda: listening(port), 60, "the pieces server")
         yield port
     finally:
         process.terminate()
@@ -39,11 +39,6 @@ def port() -> Iterator[int]:
 @pytest.fixture(scope="module")
 def plain_port() -> Iterator[int]:
     yield from _serve("plain")
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _segments(port: int, path: str) -> tuple[bytes, int]:
