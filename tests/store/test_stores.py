@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
+import hiredis
 import mcp_types as types
 import pytest
 import redis.asyncio
@@ -27,7 +29,7 @@ from app.store.connect import (
     WaitingCluster,
     WaitingPool,
     connect,
-    packing_with_hiredis,
+    lean_commands,
     warm_up,
 )
 from app.store.conversations import ConversationStore
@@ -469,18 +471,73 @@ def test_the_pool_waits_for_a_free_connection_and_keeps_none(redis_url: str) -> 
     anyio.run(scenario)
 
 
+class _AnswersUntilPaused(asyncio.Protocol):
+    """A server that answers ``+OK`` to every command, until its reading is paused."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self._commands = hiredis.Reader()
+
+    def data_received(self, data: bytes) -> None:
+        self._commands.feed(data)
+        while self._commands.gets() is not False:
+            self.transport.write(b"+OK\r\n")
+
+
+def test_a_write_the_server_does_not_take_times_out_and_drops_the_connection() -> None:
+    """A command's write is bounded by ``socket_timeout`` (with ``asyncio.timeout``, not
+    redis-py's task per write): a server that stops reading fails the write with redis-py's
+    ``TimeoutError`` at the bound, the connection is dropped, and the bound stays set."""
+
+    async def scenario() -> None:
+        servers: list[_AnswersUntilPaused] = []
+
+        def serve() -> _AnswersUntilPaused:
+            servers.append(_AnswersUntilPaused())
+            return servers[-1]
+
+        listening = await asyncio.get_running_loop().create_server(serve, "127.0.0.1", 0)
+        port = listening.sockets[0].getsockname()[1]
+        connection = lean_commands(redis.asyncio.connection.Connection)(
+            host="127.0.0.1", port=port, socket_timeout=0.5
+        )
+        try:
+            await connection.connect()
+            await connection.send_packed_command(connection.pack_command("SET", "k", "v"))
+            assert await connection.read_response() == b"OK"
+            servers[0].transport.pause_reading()
+            started = time.monotonic()
+            with pytest.raises(redis.exceptions.TimeoutError, match="writing"):
+                async with asyncio.timeout(10):  # unbounded, it would fail here, not hang
+                    await connection.send_packed_command([b"x" * (64 << 20)])  # past buffers
+            assert 0.4 < time.monotonic() - started < 5
+            assert not connection.is_connected
+            assert connection.socket_timeout == 0.5
+        finally:
+            for server in servers:
+                server.transport.abort()
+            await connection.disconnect()
+            listening.close()
+
+    asyncio.run(scenario())
+
+
 def test_commands_are_packed_by_hiredis_to_the_bytes_redis_py_packs(redis_url: str) -> None:
     """The client toolbridge makes packs with hiredis, on one node and on every node of a
     cluster, and sends what redis-py's own (Python) packing sends, for every kind of argument
-    toolbridge passes; what neither can send is refused as redis-py refuses it."""
+    toolbridge passes, and for those hiredis takes only once converted (bytearray,
+    memoryview); what neither can send is refused as redis-py refuses it."""
     commands: list[tuple[Any, ...]] = [
         ("EVALSHA", "a" * 40, 2, "{tb}:spent", "{tb}:holds", 1733371234.123456, 0.1 + 0.2),
         ("SET", "clé-été", b"\x00\xff raw", "EX", 30),
         ("CONFIG GET", "maxmemory"),  # a name of two words is sent as two arguments
         ("INCRBYFLOAT", "k", -6e-7, 1e300, 0, -17, 2**62),
+        ("SET", "k", bytearray(b"array"), "PX", memoryview(b"100")),
+        (b"GET", "k"),
     ]
     python = redis.asyncio.connection.Connection()  # redis-py's asyncio packing, in Python
-    hiredis = packing_with_hiredis(redis.asyncio.connection.Connection)()
+    hiredis = lean_commands(redis.asyncio.connection.Connection)()
     for command in commands:
         assert hiredis.pack_command(*command) == [b"".join(python.pack_command(*command))]
     for bad in (None, {"a": 1}):
@@ -493,11 +550,11 @@ def test_commands_are_packed_by_hiredis_to_the_bytes_redis_py_packs(redis_url: s
         if CLUSTER:
             nodes = redis_.get_nodes()  # type: ignore[union-attr]
             assert nodes and all(
-                node.connection_class.__name__.startswith("HiredisPacking") for node in nodes
+                node.connection_class.__name__.startswith("Lean") for node in nodes
             )
         else:
             pool = redis_.connection_pool  # type: ignore[union-attr]
-            assert pool.connection_class.__name__ == "HiredisPackingConnection"
+            assert pool.connection_class.__name__ == "LeanConnection"
         await redis_.set(f"{prefix}clé", "été", ex=30)
         assert await redis_.get(f"{prefix}clé") == "été".encode()
         assert float(await redis_.incrbyfloat(f"{prefix}n", 0.1 + 0.2)) == 0.1 + 0.2
