@@ -37,7 +37,7 @@ from app.logs import configure_logging
 from app.mcp.sessions import sdk_internals
 from app.mcp.sessions.pool import SessionPool
 from app.mcp.transport.clients import ListingBounds, McpClients, tls_context
-from app.mcp.transport.http import AiohttpTransport
+from app.mcp.transport.http import AiohttpTransport, Wire
 from app.mcp.transport.oauth import ServerAuth
 from app.mcp.transport.ssrf import AddressPolicy, caller_pool
 from app.store.background import BackgroundStore
@@ -70,8 +70,8 @@ http) close it: one reused just as the server closes it fails the request sent o
 def _build_services(
     settings: Settings,
     redis: RedisClient,
-    pool: httpx2.AsyncBaseTransport,
-    caller_pool: httpx2.AsyncBaseTransport,
+    pool: Wire,
+    caller_pool: Wire,
     sessions: SessionPool,
 ) -> Services:
     prefix = settings.redis_prefix

@@ -5,6 +5,7 @@ the SDK sends, and every kind of answer is read as the SDK reads it, or left to 
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from app.mcp.sessions import direct_calls
 from app.mcp.transport.clients import HttpRoute
+from app.mcp.transport.http import AiohttpTransport, Httpx2Wire
 from tests.fixtures.mcp_servers import build_test_server
 from tests.fixtures.servers import ServerThread
 
@@ -88,13 +90,16 @@ def served() -> Iterator[tuple[str, Wire]]:
 @asynccontextmanager
 async def session(url: str, **options: Any) -> AsyncIterator[tuple[Client, HttpRoute]]:
     """A listed 2026-07-28 session, and the route a direct call takes on it."""
-    transport = httpx2.AsyncHTTPTransport()
-    async with (
-        httpx2.AsyncClient(transport=transport) as http,
-        Client(streamable_http_client(url, http_client=http), **options) as client,
-    ):
-        await client.list_tools()  # the listing tells the session the x-mcp-header params
-        yield client, HttpRoute(url, http, transport)
+    pool = AiohttpTransport(verify=ssl.create_default_context(), limits=httpx2.Limits())
+    try:
+        async with (
+            httpx2.AsyncClient(transport=Httpx2Wire(pool)) as http,
+            Client(streamable_http_client(url, http_client=http), **options) as client,
+        ):
+            await client.list_tools()  # the listing tells the session the x-mcp-header params
+            yield client, HttpRoute(url, http, pool)
+    finally:
+        await pool.aclose()
 
 
 async def _no_progress(progress: float, total: float | None, message: str | None) -> None:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.mcp.transport.http import AiohttpTransport, ResponseTooLarge
+from app.mcp.transport.http import AiohttpTransport, Httpx2Wire, ResponseTooLarge, Wire
 from app.mcp.transport.ssrf import PinnedTransport, PinnedUrl, caller_pool
 from tests.fixtures.servers import ServerThread
 
@@ -93,8 +93,9 @@ def server() -> Iterator[ServerThread]:
     running.stop()
 
 
-def client(transport: httpx2.AsyncBaseTransport, read_s: float = 5) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(transport=transport, timeout=httpx2.Timeout(5, read=read_s))
+def client(wire: Wire, read_s: float = 5) -> httpx2.AsyncClient:
+    """An httpx2 client over ``wire``, as a session's is."""
+    return httpx2.AsyncClient(transport=Httpx2Wire(wire), timeout=httpx2.Timeout(5, read=read_s))
 
 
 def test_requests_and_bodies_arrive_as_httpx2_sent_them(server: ServerThread) -> None:

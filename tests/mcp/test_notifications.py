@@ -5,6 +5,7 @@ returns, in both eras and on both call paths, however long the SDK's own cache e
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 
 import anyio
@@ -20,6 +21,7 @@ from app.mcp.features.callbacks import ServerCallbacks
 from app.mcp.sessions import direct_calls
 from app.mcp.sessions.sdk_internals import intercept_notifications
 from app.mcp.transport.clients import HttpRoute
+from app.mcp.transport.http import AiohttpTransport, Httpx2Wire
 from tests.fixtures.mcp_servers import build_test_server
 from tests.fixtures.servers import ServerThread
 
@@ -84,9 +86,9 @@ def _changed_when_the_call_returns(url: str, *, direct: bool) -> bool:
         callbacks = ServerCallbacks("grow")
         store = StalledEvictions()
         cache = CacheConfig(store=store, partition="p", target_id=url, default_ttl_ms=60_000)
-        transport = httpx2.AsyncHTTPTransport()
+        pool = AiohttpTransport(verify=ssl.create_default_context(), limits=httpx2.Limits())
         async with (
-            httpx2.AsyncClient(transport=transport) as http,
+            httpx2.AsyncClient(transport=Httpx2Wire(pool)) as http,
             Client(
                 streamable_http_client(url, http_client=http),
                 cache=cache,
@@ -99,7 +101,7 @@ def _changed_when_the_call_returns(url: str, *, direct: bool) -> bool:
             store.stalled = True
             if direct:
                 assert direct_calls.applies(client)
-                route = HttpRoute(url, http, transport)
+                route = HttpRoute(url, http, pool)
                 result = await direct_calls.call_tool(client, route, "grow", {}, _no_progress)
                 assert result is not None
             else:
@@ -107,7 +109,8 @@ def _changed_when_the_call_returns(url: str, *, direct: bool) -> bool:
             assert result.content[0].text == "grew"  # type: ignore[union-attr]
             changed = callbacks.tools_changed
             store.released.set()  # the eviction (shielded from cancellation) may end now
-            return changed
+        await pool.aclose()
+        return changed
 
     return anyio.run(go)
 

@@ -4,8 +4,9 @@ On that wire a call is one POST, answered by one JSON-RPC response: as JSON, or 
 stream of the call's notifications and then the response. The ``mcp`` SDK sends it through
 its dispatcher, two memory streams and a task per POST, then validates the answer with a
 pydantic union adapter: about a quarter of toolbridge's CPU per run (profiled,
-``docs/performance.md``). This sends the same request on the session's own HTTP client (its
-headers, auth, SSRF pin, size bound and watch all apply), stamped by the session itself
+``docs/performance.md``). This sends the same request on the session's own route
+(``HttpRoute``: its client's headers and auth, and the wire under it, with the SSRF pin, size
+bound and watch, all apply), stamped by the session itself
 (``sdk_internals.stamp``: ``_meta`` and the ``Mcp-*`` headers), and reads the answer as the
 SDK's transport and session would:
 
@@ -35,7 +36,6 @@ import itertools
 import logging
 from typing import Any
 
-import httpx2
 import mcp_types as types
 import orjson
 from mcp import Client
@@ -54,7 +54,7 @@ from opentelemetry import propagate, trace
 
 from app.mcp.features.tasks import TASKS, CreatedTask
 from app.mcp.sessions.sdk_internals import deliver_notification, stamp
-from app.mcp.transport.clients import HttpRoute
+from app.mcp.transport.clients import Answer, HttpRoute
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +114,12 @@ async def call_tool(
 
 
 async def _response(
-    response: httpx2.Response, session: Any, request_id: int, progressed: ProgressFnT
+    response: Answer, session: Any, request_id: int, progressed: ProgressFnT
 ) -> dict[str, Any] | None:
     """The JSON-RPC response to ``request_id`` (the call's notifications handled on the way),
     or None for a redirect."""
-    status = response.status_code
-    content_type = response.headers.get("content-type", "").lower()
+    status = response.status
+    content_type = response.header("content-type").lower()
     if 300 <= status < 400:
         return None
     if status == 202:
@@ -127,7 +127,7 @@ async def _response(
     if status >= 400:
         raise await _http_error(response, content_type)
     if content_type.startswith("application/json"):
-        answer = orjson.loads(await response.aread())
+        answer = orjson.loads(await response.read())
         if not isinstance(answer, dict):
             raise MCPError(INVALID_REQUEST, "the server's answer is not a JSON-RPC response")
         return answer
@@ -136,27 +136,27 @@ async def _response(
     raise MCPError(INVALID_REQUEST, f"Unexpected content type: {content_type}")
 
 
-async def _http_error(response: httpx2.Response, content_type: str) -> MCPError:
+async def _http_error(response: Answer, content_type: str) -> MCPError:
     """An HTTP error status: the JSON-RPC error in its body if there is one (it says more),
     else what the SDK's transport makes of the status."""
     if content_type.startswith("application/json"):
         try:
-            message = orjson.loads(await response.aread())
+            message = orjson.loads(await response.read())
         except orjson.JSONDecodeError:
             message = None
         if isinstance(message, dict) and isinstance(message.get("error"), dict):
             return MCPError.from_error_data(types.ErrorData.model_validate(message["error"]))
-    if response.status_code == 404:
+    if response.status == 404:
         return MCPError(METHOD_NOT_FOUND, "Not Found")
     return MCPError(INTERNAL_ERROR, "Server returned an error response")
 
 
 async def _streamed(
-    response: httpx2.Response, session: Any, request_id: int, progressed: ProgressFnT
+    response: Answer, session: Any, request_id: int, progressed: ProgressFnT
 ) -> dict[str, Any]:
     """The response at the end of an SSE answer; the call's progress and other notifications
     on the way."""
-    async for event in httpx2.EventSource(response):
+    async for event in response.events():
         message = orjson.loads(event.data) if event.data else None
         if not isinstance(message, dict):
             continue

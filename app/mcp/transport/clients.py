@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import certifi
 import httpx2
@@ -30,7 +30,7 @@ from app.limits import KeyLimits
 from app.mcp.features.callbacks import ServerCallbacks
 from app.mcp.servers import ServerSpec
 from app.mcp.sessions.eras import Attempt, sdk_mode, uses_sse
-from app.mcp.transport.http import ResponseTooLarge
+from app.mcp.transport.http import Httpx2Wire, Incoming, Outgoing, Wire, as_httpx2
 from app.mcp.transport.oauth import EXTENSION as OAUTH_EXTENSION
 from app.mcp.transport.oauth import ServerAuth
 from app.mcp.transport.ssrf import PinnedTransport
@@ -47,19 +47,6 @@ def tls_context(extra_ca_file: Path | None) -> ssl.SSLContext:
     if extra_ca_file is not None:
         context.load_verify_locations(cafile=str(extra_ca_file))
     return context
-
-
-class _SharedTransport(httpx2.AsyncBaseTransport):
-    """Lends a process-wide pool to a per-session client; closing the client keeps it open."""
-
-    def __init__(self, pool: httpx2.AsyncBaseTransport) -> None:
-        self._pool = pool
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        return await self._pool.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        """The pool belongs to the process, not to this session."""
 
 
 _CHALLENGE_PARAM = re.compile(r'(resource_metadata|scope)\s*=\s*"([^"]*)"')
@@ -85,80 +72,109 @@ class TransportWatch:
         return taken
 
 
-class _WatchedBody(httpx2.AsyncByteStream):
-    def __init__(self, inner: httpx2.AsyncByteStream, watch: TransportWatch) -> None:
+class _Watching:
+    """A session's ``Wire``: notes in its watch what the server's answers show."""
+
+    def __init__(self, inner: Wire, watch: TransportWatch) -> None:
         self._inner = inner
         self._watch = watch
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for piece in self._inner:
-                yield piece
-        except ResponseTooLarge as exc:
-            self._watch.failed(exc)
-            raise
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class _Watching(httpx2.AsyncBaseTransport):
-    def __init__(self, inner: httpx2.AsyncBaseTransport, watch: TransportWatch) -> None:
-        self._inner = inner
-        self._watch = watch
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        response = await self._inner.handle_async_request(request)
-        if response.status_code == 401:
-            header = response.headers.get("www-authenticate", "")
+    async def send(self, request: Outgoing) -> Incoming:
+        incoming = await self._inner.send(request)
+        if incoming.status == 401:
+            header = incoming.headers.get("www-authenticate", "")
             self._watch.challenges.append(dict(_CHALLENGE_PARAM.findall(header)))
-        elif response.status_code == 404 and "mcp-session-id" in request.headers:
+        elif incoming.status == 404 and request.has_header("mcp-session-id"):
             self._watch.session_gone = True
-        if isinstance(response.stream, httpx2.AsyncByteStream):
-            response.stream = _WatchedBody(response.stream, self._watch)
-        return response
+        incoming.failed = self._watch.failed
+        return incoming
 
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+
+class Answer(Protocol):
+    """An answer to a direct call's POST, its body still streaming."""
+
+    status: int
+
+    def header(self, name: str) -> str:
+        """The header's value; "" when absent."""
+        ...
+
+    async def read(self) -> bytes: ...
+
+    def events(self) -> AsyncIterator[httpx2.ServerSentEvent]:
+        """The body as server-sent events."""
+        ...
+
+
+class _WireAnswer:
+    def __init__(self, incoming: Incoming, sent: Outgoing) -> None:
+        self._incoming = incoming
+        self._sent = sent
+        self.status = incoming.status
+
+    def header(self, name: str) -> str:
+        return self._incoming.headers.get(name, "")
+
+    async def read(self) -> bytes:
+        return await self._incoming.read()
+
+    def events(self) -> AsyncIterator[httpx2.ServerSentEvent]:
+        # Rare enough (a call that reports progress) to read through httpx2's event parser.
+        request = httpx2.Request(self._sent.method, self._sent.url, headers=self._sent.headers)
+        return aiter(httpx2.EventSource(as_httpx2(self._incoming, request)))
+
+
+class _ClientAnswer:
+    def __init__(self, response: httpx2.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+
+    def header(self, name: str) -> str:
+        return self._response.headers.get(name, "")
+
+    async def read(self) -> bytes:
+        return await self._response.aread()
+
+    def events(self) -> AsyncIterator[httpx2.ServerSentEvent]:
+        return aiter(httpx2.EventSource(self._response))
 
 
 class HttpRoute:
     """Where a Streamable HTTP session's requests go, and how: what a direct call
-    (``sessions/direct_calls.py``) sends its POST with. The session's own HTTP client and
-    transports, so its headers, SSRF pin, size bound and watch all apply; the POST goes straight
-    to the transports (httpx2's client layers, merging, auth, cookies and redirects, were 5 % of
-    the CPU of a run) unless the client has auth or cookies to apply, then through the client."""
+    (``sessions/direct_calls.py``) sends its POST with. The session's own HTTP client and wire,
+    so its headers, SSRF pin, size bound and watch all apply; the POST goes straight to the
+    wire (httpx2's client layers, merging, auth, cookies and redirects, were 5 % of the CPU of a
+    run, and its request and response objects as much again) unless the client has auth or
+    cookies to apply, then through the client."""
 
-    def __init__(
-        self, url: str, http: httpx2.AsyncClient, transport: httpx2.AsyncBaseTransport
-    ) -> None:
+    def __init__(self, url: str, http: httpx2.AsyncClient, wire: Wire) -> None:
         self.url = url
         self._http = http
-        self._transport = transport
-        self._parsed = httpx2.URL(url)
+        self._wire = wire
+        self._host = httpx2.URL(url).host
         self._headers = dict(http.headers)  # the client's defaults and the server's headers
         self._timeout = http.timeout.as_dict()
 
     @asynccontextmanager
-    async def post(self, content: bytes, headers: dict[str, str]) -> AsyncIterator[httpx2.Response]:
-        """POST ``content`` with ``headers`` (over the client's); the response, still streaming."""
+    async def post(self, content: bytes, headers: dict[str, str]) -> AsyncIterator[Answer]:
+        """POST ``content`` with ``headers`` (over the client's); the answer, still streaming."""
         if self._http.auth is not None or self._http.cookies:
             async with self._http.stream("POST", self.url, content=content, headers=headers) as r:
-                yield r
+                yield _ClientAnswer(r)
             return
-        request = httpx2.Request(
+        sent = Outgoing(
             "POST",
-            self._parsed,
-            headers={**self._headers, **headers},
-            content=content,
-            extensions={"timeout": self._timeout},
+            self.url,
+            self._host,
+            list({**self._headers, **headers}.items()),
+            content,
+            self._timeout,
         )
-        response = await self._transport.handle_async_request(request)
-        response.request = request
+        incoming = await self._wire.send(sent)
         try:
-            yield response
+            yield _WireAnswer(incoming, sent)
         finally:
-            await response.aclose()
+            incoming.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +193,8 @@ class McpClients:
     def __init__(
         self,
         *,
-        pool: httpx2.AsyncBaseTransport,
-        caller_pool: httpx2.AsyncBaseTransport,
+        pool: Wire,
+        caller_pool: Wire,
         cache_store: RedisResponseCacheStore,
         eras: EraStore,
         default_ttl_s: int,
@@ -189,7 +205,7 @@ class McpClients:
         listing_bounds: ListingBounds | None = None,
         direct_calls: bool = True,
     ) -> None:
-        self._transport = _SharedTransport(pool)
+        self._pool = pool
         self._caller_pool = caller_pool
         """Caller-supplied servers' pool: connects only to checked addresses (``ssrf``)."""
         self._stderr_level = stderr_level
@@ -205,20 +221,20 @@ class McpClients:
         """How large a server's tool list may be (pages followed up to it)."""
         self._direct_calls = direct_calls
 
-    def _transport_for(self, spec: ServerSpec, watch: TransportWatch) -> httpx2.AsyncBaseTransport:
-        """One session's transports: the registered pool, or the checked one; watched."""
-        transport: httpx2.AsyncBaseTransport = self._transport
+    def _wire_for(self, spec: ServerSpec, watch: TransportWatch) -> Wire:
+        """One session's wire: the registered pool, or the checked one; watched."""
+        wire: Wire = self._pool
         if spec.pinned is not None:
             slots = None
             if self._key_limits is not None and spec.owner is not None:
                 slots = self._key_limits.connection_slots(spec.owner)
-            transport = PinnedTransport(self._caller_pool, spec.pinned, slots)
-        return _Watching(transport, watch)
+            wire = PinnedTransport(self._caller_pool, spec.pinned, slots)
+        return _Watching(wire, watch)
 
     def _http_factory(
-        self, transport: httpx2.AsyncBaseTransport, spec: ServerSpec, watch: TransportWatch
+        self, wire: Wire, spec: ServerSpec, watch: TransportWatch
     ) -> Callable[..., httpx2.AsyncClient]:
-        """Makes the per-session HTTP clients over ``transport``."""
+        """Makes the per-session HTTP clients over ``wire``."""
         server_auth = self.auth_for(spec)
 
         def make(
@@ -228,7 +244,7 @@ class McpClients:
             if auth is None and server_auth is not None:
                 auth = server_auth.provider(watch.failed)
             return httpx2.AsyncClient(
-                headers=headers, timeout=timeout, auth=auth, transport=transport
+                headers=headers, timeout=timeout, auth=auth, transport=Httpx2Wire(wire)
             )
 
         return make
@@ -259,17 +275,15 @@ class McpClients:
             server = sse_client(
                 spec.url,
                 headers=dict(spec.headers),
-                httpx_client_factory=self._http_factory(
-                    self._transport_for(spec, watch), spec, watch
-                ),
+                httpx_client_factory=self._http_factory(self._wire_for(spec, watch), spec, watch),
             )
         else:
             assert spec.url is not None
-            transport = self._transport_for(spec, watch)
-            http = self._http_factory(transport, spec, watch)(dict(spec.headers))
+            wire = self._wire_for(spec, watch)
+            http = self._http_factory(wire, spec, watch)(dict(spec.headers))
             server = streamable_http_client(spec.url, http_client=http)
             if self._direct_calls:
-                route = HttpRoute(spec.url, http, transport)
+                route = HttpRoute(spec.url, http, wire)
         mode, prior = sdk_mode(spec, attempt)
         cache = CacheConfig(
             store=self._cache_store,

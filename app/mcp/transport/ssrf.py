@@ -22,9 +22,8 @@ import contextvars
 import ipaddress
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
@@ -32,7 +31,13 @@ import httpx2
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from app.errors import InvalidRequest
-from app.mcp.transport.http import DEFAULT_MAX_BODY_BYTES, AiohttpTransport
+from app.mcp.transport.http import (
+    DEFAULT_MAX_BODY_BYTES,
+    AiohttpTransport,
+    Incoming,
+    Outgoing,
+    Wire,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -233,32 +238,13 @@ def caller_pool(
     )
 
 
-class _Releasing(httpx2.AsyncByteStream):
-    """A response body that gives its request slot back when closed (once)."""
-
-    def __init__(self, inner: Any, slots: anyio.Semaphore) -> None:
-        self._inner = inner
-        self._slots: anyio.Semaphore | None = slots
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for piece in self._inner:
-            yield piece
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            slots, self._slots = self._slots, None
-            if slots is not None:
-                slots.release()
-
-
-class PinnedTransport(httpx2.AsyncBaseTransport):
-    """Sends a caller URL's requests through the caller pool, to the address it was checked at."""
+class PinnedTransport:
+    """Sends a caller URL's requests through the caller pool, to the address it was checked at
+    (a ``Wire``)."""
 
     def __init__(
         self,
-        pool: httpx2.AsyncBaseTransport,
+        pool: Wire,
         pinned: PinnedUrl,
         slots: anyio.Semaphore | None = None,
     ) -> None:
@@ -268,8 +254,8 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
         """The caller key's request slots (``app/limits.py``): one is held per request until
         its body is closed; a GET (a session's one stream) takes none."""
 
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        if request.url.host != self._pinned.host:
+    async def send(self, request: Outgoing) -> Incoming:
+        if request.host != self._pinned.host:
             # Only same-origin redirects are followed by the SDK; anything else is refused here.
             raise httpx2.ConnectError(f"refused: not the checked host {self._pinned.host}")
         slots = self._slots if request.method != "GET" else None
@@ -277,7 +263,7 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
             await slots.acquire()
         token = _checked.set(self._pinned)
         try:
-            response = await self._pool.handle_async_request(request)
+            incoming = await self._pool.send(request)
         except BaseException:
             if slots is not None:
                 slots.release()
@@ -285,8 +271,5 @@ class PinnedTransport(httpx2.AsyncBaseTransport):
         finally:
             _checked.reset(token)
         if slots is not None:
-            response.stream = _Releasing(response.stream, slots)
-        return response
-
-    async def aclose(self) -> None:
-        """The pool belongs to the process, not to this connection."""
+            incoming.on_close(slots.release)
+        return incoming
