@@ -10,6 +10,13 @@ the server: neither may stall the event loop or fill memory.
   make us reach a URL (SEP-2106; an SSRF path around the server_url guard).
 - Compiled validators are cached by the schema's hash, at most ``CACHE_ENTRIES`` of them, and
   only for schemas up to ``CACHE_MAX_BYTES`` of JSON; larger ones are compiled per use.
+- A value is first checked by ``jsonschema-rs`` (compiled, in Rust), with the same limits: the
+  linear-time ``regex`` engine, no retrieval (``offline``), formats not asserted. Only a value it
+  finds invalid is checked again by ``jsonschema``, whose error is the one reported (and which
+  stays the judge: it may find no error where Rust did). The Rust check took 0.1 µs where
+  ``jsonschema`` took 15 to 22 µs on the bench's tool (measured alone), for every tool call's
+  arguments and every structured result. A schema the Rust side cannot compile (lookaround,
+  a ``$ref`` outside the schema) is checked by ``jsonschema`` alone.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 import re2
 from jsonschema.protocols import Validator
 from referencing import Registry
@@ -72,18 +80,52 @@ def _safe(cls: type[Validator]) -> type[Validator]:
 
 
 _SAFE_CLASSES: dict[type[Validator], type[Validator]] = {}
-_cache: OrderedDict[str, Validator] = OrderedDict()
+
+
+class Checker:
+    """A schema's two validators: Rust's answers whether a value is valid, ``jsonschema``'s
+    (linear-time patterns, no retrieval) why it is not."""
+
+    __slots__ = ("_errors", "_valid")
+
+    def __init__(self, errors: Validator, valid: Any) -> None:
+        self._errors = errors
+        self._valid = valid
+        """``jsonschema_rs``'s validator, or None when it could not compile the schema."""
+
+    def iter_errors(self, instance: Any) -> Iterator[jsonschema.ValidationError]:
+        """What is wrong with ``instance`` (nothing, when Rust finds it valid)."""
+        if self._valid is not None and self._valid.is_valid(instance):
+            return iter(())
+        return self._errors.iter_errors(instance)
+
+
+def _rust(schema: dict[str, Any]) -> Any:
+    """``jsonschema_rs``'s validator for ``schema``, or None if it cannot compile it as
+    ``jsonschema`` would check it (the module says how)."""
+    try:
+        return jsonschema_rs.validator_for(
+            schema,
+            validate_formats=False,
+            pattern_options=jsonschema_rs.RegexOptions(),
+            offline=True,
+        )
+    except (jsonschema_rs.ValidationError, jsonschema_rs.ReferencingError, ValueError):
+        return None
+
+
+_cache: OrderedDict[str, Checker] = OrderedDict()
 
 
 class BrokenSchema(ValueError):
     """The schema itself is not a valid JSON Schema."""
 
 
-_by_identity: OrderedDict[int, tuple[dict[str, Any], Validator]] = OrderedDict()
+_by_identity: OrderedDict[int, tuple[dict[str, Any], Checker]] = OrderedDict()
 """The same schema object (a warm session's tool) finds its validator without hashing it."""
 
 
-def validator_for(schema: dict[str, Any]) -> Validator:
+def validator_for(schema: dict[str, Any]) -> Checker:
     """A linear-time validator for ``schema``; ``BrokenSchema`` when it is not valid."""
     known = _by_identity.get(id(schema))
     if known is not None and known[0] is schema:
@@ -96,7 +138,7 @@ def validator_for(schema: dict[str, Any]) -> Validator:
     return validator
 
 
-def _validator_for(schema: dict[str, Any]) -> tuple[Validator, bool]:
+def _validator_for(schema: dict[str, Any]) -> tuple[Checker, bool]:
     """The validator, and whether it is small enough to keep."""
     text = json.dumps(schema, sort_keys=True)
     key = hashlib.sha256(text.encode()).hexdigest()
@@ -109,7 +151,7 @@ def _validator_for(schema: dict[str, Any]) -> tuple[Validator, bool]:
     except jsonschema.exceptions.SchemaError as exc:
         raise BrokenSchema(exc.message) from None
     safe = _SAFE_CLASSES.get(base) or _SAFE_CLASSES.setdefault(base, _safe(base))
-    validator = safe(schema, registry=Registry())
+    validator = Checker(safe(schema, registry=Registry()), _rust(schema))
     kept = len(text) <= CACHE_MAX_BYTES
     if kept:
         _cache[key] = validator
@@ -118,7 +160,7 @@ def _validator_for(schema: dict[str, Any]) -> tuple[Validator, bool]:
     return validator, kept
 
 
-def output_validator(name: str, schema: dict[str, Any]) -> Validator:
+def output_validator(name: str, schema: dict[str, Any]) -> Checker:
     """For the SDK's check of a tool result's ``structuredContent`` (``sdk_internals``): its
     own contract, a ``RuntimeError`` for a broken schema."""
     try:
