@@ -65,8 +65,6 @@ def connect(
 
 
 _HIREDIS = HiredisRespSerializer()
-NEVER_WAITS = 16 * 1024
-"""A command this small is written without a timer (``lean_commands`` says why)."""
 
 
 def lean_commands(connection_class: type[Any]) -> type[Any]:
@@ -79,14 +77,9 @@ def lean_commands(connection_class: type[Any]) -> type[Any]:
       redis-py's serializer converts it, or refuses it as redis-py does.
     - **The write's timeout.** redis-py bounds a command's write by ``socket_timeout`` with
       ``asyncio.wait_for``, which on Python 3.11 makes a task of every write (2 to 4 % of a
-      run's CPU, sampled). A command of at most ``NEVER_WAITS`` bytes is written without a
-      timer: its write cannot wait. The socket's buffer is empty when a command starts (Redis
-      answered the one before, so it has read it; a command that failed dropped its
-      connection), and the stream waits only once its buffer passes 64 KiB (asyncio's and
-      uvloop's high-water mark), so the write returns at once; a Redis that stops reading is
-      caught by the reply's timeout. A larger command is bounded by ``asyncio.timeout``
-      around redis-py's own write, which makes no task; past it, it fails as redis-py's does
-      (the connection dropped, ``redis.exceptions.TimeoutError``).
+      run's CPU, sampled). Here the same bound is ``asyncio.timeout`` around redis-py's own
+      write, which makes no task; a write past it fails as redis-py's does (the connection
+      dropped, ``redis.exceptions.TimeoutError``).
 
     Tested in ``tests/store/test_stores.py`` (same bytes; a stalled write times out)."""
 
@@ -109,12 +102,6 @@ def lean_commands(connection_class: type[Any]) -> type[Any]:
                 await super().send_packed_command(command, check_health)
                 return
             self.socket_timeout = None  # redis-py then writes without wait_for
-            if isinstance(command, list) and sum(map(len, command)) <= NEVER_WAITS:
-                try:
-                    await super().send_packed_command(command, check_health)
-                finally:
-                    self.socket_timeout = bound
-                return
             try:
                 async with asyncio.timeout(bound):
                     await super().send_packed_command(command, check_health)

@@ -487,10 +487,8 @@ class _AnswersUntilPaused(asyncio.Protocol):
 
 def test_a_write_the_server_does_not_take_times_out_and_drops_the_connection() -> None:
     """A command's write is bounded by ``socket_timeout`` (with ``asyncio.timeout``, not
-    redis-py's task per write): a server that stops reading fails a large write with
-    redis-py's ``TimeoutError`` at the bound, the connection is dropped, and the bound stays
-    set. A small command's write (no timer) returns at once; its reply's timeout catches the
-    server."""
+    redis-py's task per write): a server that stops reading fails the write with redis-py's
+    ``TimeoutError`` at the bound, the connection is dropped, and the bound stays set."""
 
     async def scenario() -> None:
         servers: list[_AnswersUntilPaused] = []
@@ -509,14 +507,6 @@ def test_a_write_the_server_does_not_take_times_out_and_drops_the_connection() -
             await connection.send_packed_command(connection.pack_command("SET", "k", "v"))
             assert await connection.read_response() == b"OK"
             servers[0].transport.pause_reading()
-            started = time.monotonic()
-            await connection.send_packed_command(connection.pack_command("GET", "k"))
-            assert time.monotonic() - started < 0.2
-            with pytest.raises(redis.exceptions.TimeoutError, match="reading"):
-                await connection.read_response()
-            assert not connection.is_connected
-            await connection.connect()  # a new connection, a new server side
-            servers[1].transport.pause_reading()
             started = time.monotonic()
             with pytest.raises(redis.exceptions.TimeoutError, match="writing"):
                 async with asyncio.timeout(10):  # unbounded, it would fail here, not hang
