@@ -50,6 +50,9 @@ bench: $(STAMP) ## Benchmark toolbridge against direct calls (the floor)
 bench-compare: $(STAMP) ## CPU per run of this checkout against REV (default HEAD), served side by side
 	$(PY) -m bench.compare $(or $(REV),HEAD)
 
+bench-profile: $(STAMP) ## Where toolbridge's CPU goes in one of bench.cpu's jobs (JOB, default chat), sampled
+	$(PY) -m bench.profile "$(or $(JOB),chat)" $(PROFILE_ARGS)
+
 bench-sweep: $(STAMP) ## 1 to 1,024 runs in flight (a 2 s tool), through toolbridge and the floor
 	$(PY) -m bench.sweep $(SWEEP_ARGS)
 
@@ -73,4 +76,4 @@ check: lint test ## Lint, then test
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-8s %s\n", $$1, $$2}'
 
-.PHONY: install run test docs bench bench-compare bench-sweep bench-background bench-budget fmt lint check help
+.PHONY: install run test docs bench bench-compare bench-profile bench-sweep bench-background bench-budget fmt lint check help
