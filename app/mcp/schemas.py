@@ -95,8 +95,11 @@ class Checker:
 
     def iter_errors(self, instance: Any) -> Iterator[jsonschema.ValidationError]:
         """What is wrong with ``instance`` (nothing, when Rust finds it valid)."""
-        if self._valid is not None and self._valid.is_valid(instance):
-            return iter(())
+        try:
+            if self._valid is not None and self._valid.is_valid(instance):
+                return iter(())
+        except ValueError:  # a value Rust cannot take (not JSON's types): jsonschema judges it
+            pass
         return self._errors.iter_errors(instance)
 
 

@@ -76,10 +76,12 @@ def lean_commands(connection_class: type[Any]) -> type[Any]:
       (redis-py's serializer first checks each one in Python) unless hiredis refuses one: then
       redis-py's serializer converts it, or refuses it as redis-py does.
     - **The write's timeout.** redis-py bounds a command's write by ``socket_timeout`` with
-      ``asyncio.wait_for``, which on Python 3.11 makes a task of every write (2 to 4 % of a
+      ``asyncio.wait_for``, which on Python 3.11 makes a task of every write (about 2 % of a
       run's CPU, sampled). Here the same bound is ``asyncio.timeout`` around redis-py's own
       write, which makes no task; a write past it fails as redis-py's does (the connection
-      dropped, ``redis.exceptions.TimeoutError``).
+      dropped, ``redis.exceptions.TimeoutError``). Private behaviour (redis-py 8.1, pinned):
+      redis-py writes without ``wait_for`` while ``socket_timeout`` is unset, so it is unset
+      for the write (the connection is this command's alone meanwhile) and set again after.
 
     Tested in ``tests/store/test_stores.py`` (same bytes; a stalled write times out)."""
 

@@ -77,6 +77,17 @@ def test_jsonschema_judges_when_the_two_disagree() -> None:
     assert _errors(checker, "zzz") == []
 
 
+def test_a_value_rust_cannot_take_is_judged_by_jsonschema() -> None:
+    """A value of no JSON type (a dict with an int key, which no JSON parser makes) makes Rust
+    raise: ``jsonschema`` judges it instead of the check failing."""
+    checker = validator_for({"type": "object"})
+    assert checker._valid is not None
+    with pytest.raises(ValueError, match="Dict key must be str"):
+        checker._valid.is_valid({1: 2})
+    assert _errors(checker, {1: 2}) == []
+    assert "is not of type 'object'" in _errors(validator_for({"type": "object"}), {3})[0]
+
+
 def test_a_catastrophic_pattern_stays_linear() -> None:
     checker = validator_for({"type": "string", "pattern": "^(a+)+$"})
     started = time.monotonic()
