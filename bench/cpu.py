@@ -4,8 +4,9 @@ calls, both measured in the same run from the processes' own CPU times.
 
 A job is run ``runs`` times at ``concurrency``; toolbridge's CPU (user + system, its process and
 any children: stdio servers are not used here) is read before and after, and divided by the
-runs. The floor runs in this process, so its figure is this process's CPU over the floor's
-runs: the client work a direct caller would do. ``python -m bench.cpu`` prints the table.
+runs. The floor runs in a process of its own (``bench/floor.py``), read the same way: the
+client work a direct caller would do, without the load generator's. ``python -m bench.cpu``
+prints the table.
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import statistics
 import subprocess
 import sys
 import time
+from asyncio.subprocess import PIPE
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 import psutil
-from mcp import Client
 
 from app.store.embedded import free_port
 from bench.run import (
@@ -35,7 +37,6 @@ from bench.run import (
     bench_services,
     expected,
     first_text_after,
-    floor_job,
     run_at,
 )
 
@@ -170,10 +171,75 @@ def cpu_s(process: psutil.Process) -> float:
     return times.user + times.system + times.children_user + times.children_system
 
 
+Rounds = Callable[[int], Awaitable[None]]
+"""Runs a job that many times (at the bench's concurrency)."""
+WARM_RUNS = 32
+
+
 async def cpu_ms_per_run(process: psutil.Process, job: Job, runs: int, concurrency: int) -> float:
+    return await cpu_ms_per_round(process, lambda: run_at(job, runs, concurrency), runs)
+
+
+async def cpu_ms_per_round(
+    process: psutil.Process, round_: Callable[[], Awaitable[None]], runs: int
+) -> float:
     before = cpu_s(process)
-    await run_at(job, runs, concurrency)
+    await round_()
     return (cpu_s(process) - before) * 1000 / runs
+
+
+class FloorProcess:
+    """``bench/floor.py``, started on the bench's backends: one round of the floor at a time."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.cpu = psutil.Process(process.pid)
+
+    @classmethod
+    async def start(cls, model_url: str, mcp_url: str) -> FloorProcess:
+        command = ["-m", "bench.floor", "--model", model_url, "--mcp", mcp_url]
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, *command, stdin=PIPE, stdout=PIPE
+        )
+        floor = cls(process)
+        await floor._answer("ready")
+        return floor
+
+    async def round(self, runs: int, concurrency: int) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{runs} {concurrency}\n".encode())
+        await self._answer("done")
+
+    async def _answer(self, expected: str) -> None:
+        assert self.process.stdout is not None
+        line = (await asyncio.wait_for(self.process.stdout.readline(), 120)).decode().strip()
+        if line != expected:
+            raise RuntimeError(f"bench/floor.py answered {line!r}, not {expected!r}")
+
+    async def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        await self.process.wait()
+
+
+@dataclass
+class Figures:
+    """Each job's CPU ms per run, a figure a round, with the floor's measured just before it."""
+
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    floors: dict[str, list[float]] = field(default_factory=dict)
+
+    def ms(self, name: str) -> float:
+        return statistics.median(self.samples[name])
+
+    def floor_ms(self) -> float:
+        return statistics.median(ms for floors in self.floors.values() for ms in floors)
+
+    def ratio(self, name: str, to: str | None = None) -> float:
+        """The median of a round's ratio of ``name`` to the floor (or to job ``to``) measured
+        next to it: the machine's speed moves by a third between rounds, and both with it."""
+        against = self.floors[name] if to is None else self.samples[to]
+        return statistics.median(a / b for a, b in zip(self.samples[name], against, strict=True))
 
 
 async def measure_jobs(
@@ -181,64 +247,78 @@ async def measure_jobs(
     bridge: str,
     toolbridge: psutil.Process,
     model_url: str,
-    mcp: Client,
+    mcp_url: str,
     *,
     runs: int,
     concurrency: int,
+    rounds: int,
     minimal: tuple[psutil.Process, str] | None = None,
-) -> dict[str, float]:
-    """CPU ms per run of every job (toolbridge's process; the floor: this one; the minimal
-    service, if given: its process and URL)."""
+) -> Figures:
+    """CPU ms per run of every job (toolbridge's process; the floor: ``bench/floor.py``'s; the
+    minimal service, if given: its process and URL)."""
     jobs = toolbridge_jobs(http, bridge)
     for job in jobs.values():  # warm caches, pools and imports
         await run_at(job, 30, 4)
-    # The floor's own HTTP client: one pool shared with the jobs above grows with their
-    # connections, and httpx's cost per request with it (seen: the floor 3.0 ms, then 4.7).
-    floor_http = httpx.AsyncClient(timeout=60, limits=LIMITS)
-    floor = floor_job(floor_http, model_url, mcp)
-    await run_at(floor, 30, 4)
-    measured: dict[str, tuple[psutil.Process, Job]] = {
-        FLOOR: (psutil.Process(os.getpid()), floor),
-        **{name: (toolbridge, job) for name, job in jobs.items()},
+
+    def rounds_of(job: Job) -> Rounds:
+        return lambda count: run_at(job, count, concurrency)
+
+    floor = await FloorProcess.start(model_url, mcp_url)
+    measured: dict[str, tuple[psutil.Process, Rounds]] = {
+        name: (toolbridge, rounds_of(job)) for name, job in jobs.items()
     }
     if minimal is not None:
         process, url = minimal
-        # Its own client too: toolbridge's CPU per run was 0.5 ms higher with the client shared
+        # Its own client: toolbridge's CPU per run was 0.5 ms higher with the client shared
         # (a slower client sends toolbridge less at once, and each wake-up serves fewer runs).
         minimal_http = httpx.AsyncClient(timeout=60, limits=LIMITS)
-        measured[MINIMAL] = (process, chat_job(minimal_http, url, stream=False))
-        await run_at(measured[MINIMAL][1], 30, 4)
-    # Three rounds, every job in turn, the median: the machine's drift weighs on all alike.
-    samples: dict[str, list[float]] = {name: [] for name in measured}
-    for _ in range(3):
-        for name, (process, job) in measured.items():
-            samples[name].append(await cpu_ms_per_run(process, job, runs, concurrency))
-    await floor_http.aclose()
+        minimal_job = chat_job(minimal_http, url, stream=False)
+        await run_at(minimal_job, 30, 4)
+        measured[MINIMAL] = (process, rounds_of(minimal_job))
+
+    async def cpu_ms(process: psutil.Process, round_: Rounds) -> float:
+        # Unmeasured first: the other jobs ran for seconds meanwhile, and idle keep-alive
+        # connections closed; each job is measured as it runs in a steady stream.
+        await round_(WARM_RUNS)
+        return await cpu_ms_per_round(process, lambda: round_(runs), runs)
+
+    figures = Figures({name: [] for name in measured}, {name: [] for name in measured})
+    for _ in range(rounds):
+        for name, (process, round_) in measured.items():
+            figures.floors[name].append(
+                await cpu_ms(floor.cpu, lambda count: floor.round(count, concurrency))
+            )
+            figures.samples[name].append(await cpu_ms(process, round_))
+    await floor.stop()
     if minimal is not None:
         await minimal_http.aclose()
     if os.environ.get("BENCH_CPU_SAMPLES"):
-        print({name: [round(v, 2) for v in values] for name, values in samples.items()})
-    return {name: statistics.median(values) for name, values in samples.items()}
+        for name in measured:
+            print(
+                name,
+                [round(v, 2) for v in figures.samples[name]],
+                "floor",
+                [round(v, 2) for v in figures.floors[name]],
+            )
+    return figures
 
 
 TOOL_JOBS = ("chat", "chat streamed", "responses", "responses streamed")
 
 
-def report(figures: dict[str, float]) -> int:
+def report(figures: Figures) -> int:
     """The targets (issue 25), each with its figure; how many were missed."""
     targets = Report()
-    floor = figures[FLOOR]
     for name in TOOL_JOBS:
-        ratio = figures[name] / floor
+        ratio = figures.ratio(name)
         targets.figure(
             f"CPU per run, {name}: ratio to the floor", ratio, "x", "<= 0.5", ratio <= 0.5
         )
-    no_tools = figures["chat, no tools"]
+    no_tools = figures.ms("chat, no tools")
     targets.figure("CPU per run, chat without tools", no_tools, "ms", "<= 1.2 ms", no_tools <= 1.2)
-    growth = figures["chat, 240 earlier messages"] / figures["chat, 2 earlier messages"]
+    growth = figures.ratio("chat, 240 earlier messages", "chat, 2 earlier messages")
     targets.figure("CPU per run, 240 earlier messages over 2", growth, "x", "<= 1.3", growth <= 1.3)
-    chain = figures[f"responses, {CHAIN_TURNS} earlier turns"]
-    chain /= figures["responses, no earlier turn"]
+    chain = figures.ratio(f"responses, {CHAIN_TURNS} earlier turns", "responses, no earlier turn")
     print(f"  CPU per run, {CHAIN_TURNS} earlier turns over none (no target): {chain:.2f}x")
     return targets.missed
 
@@ -250,24 +330,26 @@ async def main_async(
     pid: int,
     minimal: tuple[psutil.Process, str] | None = None,
 ) -> int:
-    async with httpx.AsyncClient(timeout=60, limits=LIMITS) as http, Client(urls["modern"]) as mcp:
+    async with httpx.AsyncClient(timeout=60, limits=LIMITS) as http:
         figures = await measure_jobs(
             http,
             bridge,
             psutil.Process(pid),
             urls["model"],
-            mcp,
+            urls["modern"],
             runs=args.runs,
             concurrency=args.concurrency,
+            rounds=args.rounds,
             minimal=minimal,
         )
     print(
-        f"| job | CPU ms per run |  ({args.runs} runs at concurrency {args.concurrency}, "
-        "median of 3 rounds)"
+        f"| job | CPU ms per run | over the floor |  ({args.runs} runs at concurrency "
+        f"{args.concurrency}, {args.rounds} rounds, medians; the floor measured before each job)"
     )
-    print("|---|---|")
-    for name, value in figures.items():
-        print(f"| {name} | {value:.2f} |")
+    print("|---|---|---|")
+    print(f"| {FLOOR} | {figures.floor_ms():.2f} | |")
+    for name in figures.samples:
+        print(f"| {name} | {figures.ms(name):.2f} | {figures.ratio(name):.2f}x |")
     print("targets")
     missed = report(figures)
     print(f"{missed} target(s) missed" if missed else "all targets met")
@@ -278,6 +360,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settings", default="{}", help="JSON added to toolbridge's config")
     args = parser.parse_args()
     with bench_services(settings=json.loads(args.settings)) as bench, minimal_service(bench) as m:
