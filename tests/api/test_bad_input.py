@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import TypeAdapter
+from pydantic import TypeAdapter, ValidationError
 
 from app.api.chat.request import ChatCompletionRequest, ChatMessage
 from tests.conftest import TEST_KEY
@@ -304,3 +304,21 @@ def test_plain_histories_validate_as_each_message_would(messages: list[dict[str,
     with_null = [*messages, {"role": "user", "content": "x", "name": None}]
     taken = ChatCompletionRequest.model_validate({"model": "m", "messages": with_null}).messages
     assert taken[-1] == {"role": "user", "content": "x"}  # not plain: validated, null dropped
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"role": "tool", "content": "42"},  # two keys, but a role that needs a tool call id
+        {"role": "user", "content": 7},  # two keys, content not text
+        {"role": "user", "text": "hi"},  # two keys, not the plain ones
+    ],
+)
+def test_a_two_key_message_that_is_not_plain_is_validated(odd: dict[str, Any]) -> None:
+    """The inline check for role-and-content messages (``_all_plain``) takes none of these:
+    each is validated, and refused as validating it alone refuses it."""
+    with pytest.raises(ValidationError):
+        TypeAdapter(list[ChatMessage]).validate_python([odd])
+    messages = [{"role": "user", "content": "hi"}, odd]
+    with pytest.raises(ValidationError):
+        ChatCompletionRequest.model_validate({"model": "m", "messages": messages})

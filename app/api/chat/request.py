@@ -129,6 +129,20 @@ def _plain(message: Any) -> bool:
     )
 
 
+def _all_plain(messages: list[Any]) -> bool:
+    """Every message ``_plain``; a message of role and text content only is checked inline
+    (240 such messages: 25 µs, against 60 through ``_plain`` each)."""
+    for message in messages:
+        if not (
+            type(message) is dict
+            and len(message) == 2
+            and type(message.get("content")) is str
+            and message.get("role") in _PLAIN_ROLES
+        ) and not _plain(message):
+            return False
+    return True
+
+
 class _TextMessages(list[dict[str, Any]]):
     """Messages ``_messages`` found all plain: there is no tool call or result among them."""
 
@@ -137,7 +151,7 @@ def _messages(value: Any, validate: ValidatorFunctionWrapHandler) -> list[dict[s
     """A history of plain text messages is taken as sent (each validated by ``ChatMessage``
     came back equal, at ten times the CPU: a long chat's largest cost, profiled); anything
     else is validated message by message, with its errors."""
-    if type(value) is list and value and all(_plain(m) for m in value):
+    if type(value) is list and value and _all_plain(value):
         return _TextMessages(value)
     messages: list[dict[str, Any]] = validate(value)
     return messages
