@@ -170,8 +170,8 @@ class _KeepAlive:
 
     def pending(self) -> str:
         """The progress that arrived since the last write, as SSE text."""
-        if self._progress is None or self._render_progress is None:
-            return ""
+        if not self._progress or self._render_progress is None:
+            return ""  # nothing arrived (the usual case, checked before every write)
         return "".join(
             text for update in self._progress.take() for text in self._render_progress(update)
         )

@@ -54,9 +54,10 @@ class TurnStarted:
     """0 for the run's first model call."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class TextDelta:
-    """Assistant text arrived from the model."""
+    """Assistant text arrived from the model. Not frozen, though never changed: one is made
+    per streamed token (as ``ModelChunk``)."""
 
     kind: Literal["text_delta"] = "text_delta"
     text: str
@@ -135,6 +136,10 @@ class ProgressFeed:
     def report(self, call_id: str, update: CallUpdate) -> None:
         self._pending.append(McpCallProgress(call_id=call_id, update=update))
         self._arrived.set()
+
+    def __bool__(self) -> bool:
+        """Whether anything arrived since the last take."""
+        return bool(self._pending)
 
     def take(self) -> list[McpCallProgress]:
         """What arrived since the last take, oldest first."""

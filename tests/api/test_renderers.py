@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import mcp_types as types
+import pytest
 from openai._models import construct_type
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
@@ -120,3 +122,21 @@ def test_a_failure_after_the_stream_started_is_told_in_the_stream() -> None:
     events = sse_data([responses.failed(ServerUnreachable("docs", "timed out"))])
     kinds = [e["type"] for e in events]
     assert kinds[-1] == "response.failed" and "response.mcp_list_tools.failed" in kinds
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+@pytest.mark.parametrize("model", ["m", 'a "quoted" \\ model é', "bad \ud800 name"])
+def test_a_delta_chunk_is_the_whole_chunk_rendered(include_usage: bool, model: str) -> None:
+    """``delta_chunk`` encodes only the delta into bytes made once; the text is what rendering
+    the whole chunk gives, for text, tool calls, what orjson refuses, and a model name orjson
+    refuses (then every chunk is rendered whole)."""
+    renderer = ChatRenderer(model=model, stream=True, include_usage=include_usage)
+    deltas: list[dict[str, Any]] = [
+        {"content": 'héllo \U0001f600 "q" \n'},
+        {"content": ""},
+        {"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{"}}]},
+        {"content": "lone \ud800 surrogate"},  # orjson refuses it: the stdlib's text
+        {"content": 2**70},  # past orjson's integers
+    ]
+    for delta in deltas:
+        assert renderer.delta_chunk(delta) == renderer.chunk(delta)

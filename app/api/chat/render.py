@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
+import orjson
+
 from app.api.errors import error_response_body
 from app.api.sse import DONE, progress_text, sse_comment, sse_event
 from app.engine.events import (
@@ -30,6 +32,8 @@ from app.ids import run_scoped_id
 from app.mcp.features.notes import wire
 
 _LIMIT_REASONS = ("max_turns", "max_tool_calls", "budget_exceeded")
+_MARK = {"toolbridge-delta-mark": 0}
+"""Stands for the delta in a chunk rendered once, to find the bytes around it."""
 
 
 @dataclass
@@ -49,6 +53,8 @@ class ChatRenderer:
     finished: RunFinished | None = None
     new_turn: bool = False
     started: bool = False
+    _delta_frame: tuple[bytes, bytes] | None = field(default=None, init=False, repr=False)
+    """The bytes around a delta in its chunk (``delta_chunk``), made at the first one."""
 
     def opening(self) -> list[str]:
         return []  # the role chunk waits for the run's first event: until then, errors are JSON
@@ -60,11 +66,13 @@ class ChatRenderer:
     def absorb(self, event: RunEvent) -> list[str]:
         """Take in an event; the chunks it makes when streaming."""
         deltas = self._deltas(event)
-        if not self.stream or (not deltas and isinstance(event, TurnStarted | ToolsListed)):
+        if not self.stream or (not deltas and isinstance(event, (TurnStarted, ToolsListed))):
             return []  # before the first model call has a result, an error is still JSON (429)
-        chunks = [] if self.started else [self.chunk({"role": "assistant", "content": ""})]
-        self.started = True
-        return chunks + [self.chunk(delta) for delta in deltas]
+        chunks = [self.delta_chunk(delta) for delta in deltas]
+        if not self.started:
+            self.started = True
+            chunks.insert(0, self.chunk({"role": "assistant", "content": ""}))
+        return chunks
 
     def _deltas(self, event: RunEvent) -> list[dict[str, Any]]:
         match event:
@@ -211,6 +219,22 @@ class ChatRenderer:
             body["usage"] = None
         body.update(extra)
         return sse_event(body)
+
+    def delta_chunk(self, delta: dict[str, Any]) -> str:
+        """``chunk(delta)``, the same text, with only the delta encoded: the rest of a chunk is
+        the same for the whole stream, and a streamed answer makes a chunk per token (rendering
+        each whole was a tenth of a long answer's CPU, sampled)."""
+        if self._delta_frame is None:
+            before, mark, after = self.chunk(_MARK).encode().partition(orjson.dumps(_MARK))
+            self._delta_frame = (before, after) if mark else (b"", b"")
+        before, after = self._delta_frame
+        try:
+            if not after:  # the frame was not orjson's (a model name it refuses)
+                raise TypeError
+            encoded = orjson.dumps(delta)
+        except TypeError:  # what orjson refuses: the stdlib, through the whole chunk
+            return self.chunk(delta)
+        return b"".join((before, encoded, after)).decode()
 
     def closing(self) -> list[str]:
         chunks = [self.chunk({}, finish=self.finish_reason(), toolbridge=self.extension())]
