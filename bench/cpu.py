@@ -151,6 +151,34 @@ def chain_job(http: httpx.AsyncClient, url: str, *, turns: int) -> Job:
     return job
 
 
+WORDS = (10, 210)
+"""The two streamed answers whose difference is the CPU of 200 streamed tokens."""
+
+
+def words_job(http: httpx.AsyncClient, url: str, words: int) -> Job:
+    """A streamed chat (no tools) whose answer is ``words`` words, a chunk each, as a provider
+    streams a token a chunk: what each streamed token costs, which the tool jobs' short
+    answers hardly show."""
+    body = {"model": "bench", "messages": [{"role": "user", "content": f"words {words}"}]}
+    expected = " ".join(f"w{i}" for i in range(words))
+
+    async def job() -> None:
+        text: list[str] = []
+        last = ""
+        async with http.stream(
+            "POST", f"{url}/v1/chat/completions", json={**body, "stream": True}, headers=HEADERS
+        ) as answer:
+            answer.raise_for_status()
+            async for line in answer.aiter_lines():
+                last = line or last
+                if line.startswith("data: {"):
+                    text.append(json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+        assert "".join(text) == expected, text
+        assert last == "data: [DONE]", last
+
+    return job
+
+
 def toolbridge_jobs(http: httpx.AsyncClient, url: str) -> dict[str, Job]:
     """Every job measured through toolbridge, by name."""
     return {
@@ -163,6 +191,7 @@ def toolbridge_jobs(http: httpx.AsyncClient, url: str) -> dict[str, Job]:
         "chat, no tools": no_tools_job(http, url),
         "responses, no earlier turn": chain_job(http, url, turns=0),
         f"responses, {CHAIN_TURNS} earlier turns": chain_job(http, url, turns=CHAIN_TURNS),
+        **{f"chat streamed, {n} words": words_job(http, url, n) for n in WORDS},
     }
 
 
@@ -320,6 +349,9 @@ def report(figures: Figures) -> int:
     targets.figure("CPU per run, 240 earlier messages over 2", growth, "x", "<= 1.3", growth <= 1.3)
     chain = figures.ratio(f"responses, {CHAIN_TURNS} earlier turns", "responses, no earlier turn")
     print(f"  CPU per run, {CHAIN_TURNS} earlier turns over none (no target): {chain:.2f}x")
+    few, many = (f"chat streamed, {n} words" for n in WORDS)
+    per_token = (figures.ms(many) - figures.ms(few)) * 1000 / (WORDS[1] - WORDS[0])
+    print(f"  CPU per streamed token, chat (no target): {per_token:.1f} µs")
     return targets.missed
 
 

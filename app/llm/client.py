@@ -209,6 +209,8 @@ def _usage(raw: dict[str, Any] | None) -> Usage | None:
 
 
 def _tool_deltas(raw_calls: list[dict[str, Any]] | None) -> tuple[ToolCallDelta, ...]:
+    if not raw_calls:
+        return ()  # a text token's chunk
     deltas = []
     for position, call in enumerate(raw_calls or ()):
         function = call.get("function") or {}

@@ -140,3 +140,21 @@ def test_a_delta_chunk_is_the_whole_chunk_rendered(include_usage: bool, model: s
     ]
     for delta in deltas:
         assert renderer.delta_chunk(delta) == renderer.chunk(delta)
+
+
+def test_a_response_message_holds_its_text_so_far_and_each_message_its_own() -> None:
+    """The open message's tokens are joined when read (``ResponseRenderer._sync_text``): a
+    snapshot mid-message has the text so far, a failure keeps it, and a later message starts
+    empty."""
+    renderer = ResponseRenderer(fields={"model": "m"}, stream=True)
+    for text in ("one", " two"):
+        renderer.absorb(TextDelta(text=text))
+    assert renderer.response()["output"][0]["content"][0]["text"] == "one two"
+    renderer.absorb(TextDelta(text=" three"))
+    renderer.absorb(TurnStarted(index=1))
+    renderer.absorb(TextDelta(text="next"))
+    events = sse_data([renderer.failed(RuntimeError("boom"))])
+    done = [e["text"] for e in events if e["type"] == "response.output_text.done"]
+    assert done == ["next"]
+    texts = [item["content"][0]["text"] for item in renderer.response()["output"]]
+    assert texts == ["one two three", "next"]

@@ -81,10 +81,18 @@ class ResponseRenderer:
     finished: RunFinished | None = None
     _seq: int = 0
     _message: int | None = None
+    _message_text: list[str] = field(default_factory=list)
+    """The open message's text so far, joined into its part when read (``_sync_text``): added
+    to a string a token at a time, a long answer took time quadratic in its length."""
     _client_calls: dict[int, int] = field(default_factory=dict)
     _mcp_calls: dict[str, int] = field(default_factory=dict)
 
+    def _sync_text(self) -> None:
+        if self._message is not None:
+            self.output[self._message]["content"][0]["text"] = "".join(self._message_text)
+
     def response(self) -> dict[str, Any]:
+        self._sync_text()
         tokens = self.finished.usage if self.finished else TokenTotals()
         sampling = self.finished.sampling if self.finished else None
         return {
@@ -224,7 +232,7 @@ class ResponseRenderer:
                 ),
             ]
         message = self.output[self._message]
-        message["content"][0]["text"] += text
+        self._message_text.append(text)
         events.append(
             self._event(
                 "response.output_text.delta",
@@ -240,6 +248,8 @@ class ResponseRenderer:
     def _close_message(self) -> list[StreamEvent]:
         if self._message is None:
             return []
+        self._sync_text()
+        self._message_text.clear()
         index, self._message = self._message, None
         item = self.output[index]
         part = item["content"][0]
