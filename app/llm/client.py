@@ -212,7 +212,7 @@ def _tool_deltas(raw_calls: list[dict[str, Any]] | None) -> tuple[ToolCallDelta,
     if not raw_calls:
         return ()  # a text token's chunk
     deltas = []
-    for position, call in enumerate(raw_calls or ()):
+    for position, call in enumerate(raw_calls):
         function = call.get("function") or {}
         index = call.get("index")
         deltas.append(

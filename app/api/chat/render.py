@@ -228,9 +228,9 @@ class ChatRenderer:
             before, mark, after = self.chunk(_MARK).encode().partition(orjson.dumps(_MARK))
             self._delta_frame = (before, after) if mark else (b"", b"")
         before, after = self._delta_frame
+        if not after:  # the frame was not orjson's (a model name it refuses)
+            return self.chunk(delta)
         try:
-            if not after:  # the frame was not orjson's (a model name it refuses)
-                raise TypeError
             encoded = orjson.dumps(delta)
         except TypeError:  # what orjson refuses: the stdlib, through the whole chunk
             return self.chunk(delta)
