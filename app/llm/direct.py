@@ -95,6 +95,9 @@ class DirectClient:
             tls = ssl.create_default_context(cafile=certifi.where())
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=256, ssl=tls),
+                # One pool serves every caller: a cookie one answer set must not ride along
+                # with another caller's request (and not keeping them saves a jar lookup a call).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
