@@ -7,6 +7,7 @@ metrics; several calls run concurrently and come back in the model's order.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from functools import partial
 
 from opentelemetry import trace
@@ -19,7 +20,7 @@ from app.mcp.features.notes import CallUpdate
 from app.mcp.sessions.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
 from app.metrics import TOOL_CALLS, TOOL_SECONDS, server_label
-from app.tracing import span
+from app.tracing import span, tracing
 
 
 def describe(call: ToolCall, toolset: Toolset) -> tuple[str, str]:
@@ -73,7 +74,8 @@ async def execute(
         span(f"execute_tool {tool}", attributes, parent=parent) as tool_span,
         # Current while the call runs (a coroutine, not a run's generator): its trace context
         # goes to the server in the request's _meta (SEP-414), and the SDK's span nests in it.
-        trace.use_span(tool_span, end_on_exit=False),
+        # Not tracing, there is no context to pass.
+        trace.use_span(tool_span, end_on_exit=False) if tracing() else nullcontext(),
     ):
         outcome = await _call(call, toolset, limits, on_progress)
         if outcome.is_error:
