@@ -45,6 +45,8 @@ FLOOR = "floor (direct client)"
 MINIMAL = "minimal service, chat (bench/minimal.py)"
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4)
 Job = Callable[[], Awaitable[Any]]
+TOOL_JOBS = ("chat", "chat streamed", "responses", "responses streamed")
+STREAMED_JOBS = ("chat streamed", "responses streamed")
 
 
 def history(messages: int) -> list[dict[str, Any]]:
@@ -234,9 +236,10 @@ class FloorProcess:
         await floor._answer("ready")
         return floor
 
-    async def round(self, runs: int, concurrency: int) -> None:
+    async def round(self, runs: int, concurrency: int, *, streamed: bool = False) -> None:
+        """``runs`` of the floor's job (``streamed``: with its answer streamed)."""
         assert self.process.stdin is not None
-        self.process.stdin.write(f"{runs} {concurrency}\n".encode())
+        self.process.stdin.write(f"{runs} {concurrency}{' streamed' * streamed}\n".encode())
         await self._answer("done")
 
     async def _answer(self, expected: str) -> None:
@@ -257,6 +260,8 @@ class Figures:
 
     samples: dict[str, list[float]] = field(default_factory=dict)
     floors: dict[str, list[float]] = field(default_factory=dict)
+    streaming_floors: dict[str, list[float]] = field(default_factory=dict)
+    """For the streamed jobs: a floor that streams its answer too, measured just before."""
 
     def ms(self, name: str) -> float:
         return statistics.median(self.samples[name])
@@ -264,10 +269,12 @@ class Figures:
     def floor_ms(self) -> float:
         return statistics.median(ms for floors in self.floors.values() for ms in floors)
 
-    def ratio(self, name: str, to: str | None = None) -> float:
-        """The median of a round's ratio of ``name`` to the floor (or to job ``to``) measured
-        next to it: the machine's speed moves by a third between rounds, and both with it."""
-        against = self.floors[name] if to is None else self.samples[to]
+    def ratio(self, name: str, to: str | None = None, *, streaming: bool = False) -> float:
+        """The median of a round's ratio of ``name`` to the floor (the streaming floor, or job
+        ``to``) measured next to it: the machine's speed moves by a third between rounds, and
+        both with it."""
+        floors = self.streaming_floors if streaming else self.floors
+        against = floors[name] if to is None else self.samples[to]
         return statistics.median(a / b for a, b in zip(self.samples[name], against, strict=True))
 
 
@@ -311,12 +318,22 @@ async def measure_jobs(
         await round_(WARM_RUNS)
         return await cpu_ms_per_round(process, lambda: round_(runs), runs)
 
-    figures = Figures({name: [] for name in measured}, {name: [] for name in measured})
+    figures = Figures(
+        {name: [] for name in measured},
+        {name: [] for name in measured},
+        {name: [] for name in STREAMED_JOBS},
+    )
     for _ in range(rounds):
         for name, (process, round_) in measured.items():
             figures.floors[name].append(
                 await cpu_ms(floor.cpu, lambda count: floor.round(count, concurrency))
             )
+            if name in STREAMED_JOBS:
+                figures.streaming_floors[name].append(
+                    await cpu_ms(
+                        floor.cpu, lambda count: floor.round(count, concurrency, streamed=True)
+                    )
+                )
             figures.samples[name].append(await cpu_ms(process, round_))
     await floor.stop()
     if minimal is not None:
@@ -332,9 +349,6 @@ async def measure_jobs(
     return figures
 
 
-TOOL_JOBS = ("chat", "chat streamed", "responses", "responses streamed")
-
-
 def report(figures: Figures) -> int:
     """The targets (issue 25), each with its figure; how many were missed."""
     targets = Report()
@@ -343,6 +357,10 @@ def report(figures: Figures) -> int:
         targets.figure(
             f"CPU per run, {name}: ratio to the floor", ratio, "x", "<= 0.5", ratio <= 0.5
         )
+    for name in STREAMED_JOBS:  # what a direct client that streams its answer spends
+        ratio = figures.ratio(name, streaming=True)
+        label = f"CPU per run, {name}: ratio to a floor streaming its answer (no target)"
+        print(f"  {label}: {ratio:.2f}x")
     no_tools = figures.ms("chat, no tools")
     targets.figure("CPU per run, chat without tools", no_tools, "ms", "<= 1.2 ms", no_tools <= 1.2)
     growth = figures.ratio("chat, 240 earlier messages", "chat, 2 earlier messages")

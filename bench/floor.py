@@ -6,7 +6,8 @@ read 2.8 to 4.1 ms per run, rising from round to round as the other jobs ran; al
 2.9 to 3.3 ms (``docs/performance.md``, eleventh session).
 
 ``python -m bench.floor --model URL --mcp URL`` warms up, prints ``ready``, then for each line
-``RUNS CONCURRENCY`` on stdin runs the floor's job that many times and prints ``done``. The
+``RUNS CONCURRENCY`` on stdin runs the floor's job that many times and prints ``done``
+(``RUNS CONCURRENCY streamed``: the job with its answer streamed, read line by line). The
 bench reads this process's CPU times around each round, as it does toolbridge's.
 """
 
@@ -26,12 +27,13 @@ LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepal
 
 async def serve(model_url: str, mcp_url: str) -> None:
     async with httpx.AsyncClient(timeout=60, limits=LIMITS) as http, Client(mcp_url) as mcp:
-        job = floor_job(http, model_url, mcp)
-        await run_at(job, 30, 4)  # warm: the pool, the session, imports
+        jobs = {streamed: floor_job(http, model_url, mcp, stream=streamed) for streamed in (0, 1)}
+        for job in jobs.values():
+            await run_at(job, 30, 4)  # warm: the pool, the session, imports
         print("ready", flush=True)
         for line in sys.stdin:  # between rounds nothing runs, so a blocking read is fine
-            runs, concurrency = (int(word) for word in line.split())
-            await run_at(job, runs, concurrency)
+            runs, concurrency, *streamed = line.split()
+            await run_at(jobs[streamed == ["streamed"]], int(runs), int(concurrency))
             print("done", flush=True)
 
 
