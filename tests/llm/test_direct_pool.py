@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import anyio
 
 from app.llm.direct import Deployment, DirectClient
+from tests.fixtures.raw_http import read_request
 
 _ANSWER = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}]}'
 
@@ -25,18 +26,9 @@ def _recording_server(heads: list[bytes]) -> Iterator[str]:
     def serve(connection: socket.socket) -> None:
         with connection:
             pending = b""
-            while True:
-                while b"\r\n\r\n" not in pending:
-                    data = connection.recv(65536)
-                    if not data:
-                        return
-                    pending += data
-                head, _, pending = pending.partition(b"\r\n\r\n")
-                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-                while len(pending) < length:
-                    pending += connection.recv(65536)
-                pending = pending[length:]
-                heads.append(head.lower())
+            while (request := read_request(connection, pending)) is not None:
+                head, pending = request
+                heads.append(head)
                 connection.sendall(
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                     b"set-cookie: session=first-caller; Path=/\r\n"

@@ -15,6 +15,7 @@ import pytest
 
 from app.errors import UpstreamModelError
 from app.llm.direct import Deployment, DirectClient
+from tests.fixtures.raw_http import read_request
 
 
 @contextmanager
@@ -27,13 +28,8 @@ def _serve_once(pieces: list[bytes]) -> Iterator[str]:
     def answer() -> None:
         connection, _ = listener.accept()
         with connection:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += connection.recv(65536)
-            head, _, body = request.partition(b"\r\n\r\n")
-            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-            while len(body) < length:
-                body += connection.recv(65536)
+            if read_request(connection) is None:
+                return  # the client went away
             connection.sendall(
                 b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
                 b"transfer-encoding: chunked\r\n\r\n"

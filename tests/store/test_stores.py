@@ -132,6 +132,34 @@ def test_a_chain_is_rebuilt_from_its_records_not_copied(redis_url: str) -> None:
     with_redis(redis_url, scenario)
 
 
+def test_saving_a_turn_renews_the_turns_it_continues(redis_url: str) -> None:
+    """A conversation lives as long as its latest turn: saving a turn renews its ancestors'
+    records and their place in the owner's quota (one script on one node, a pipeline and the
+    quota script on a cluster)."""
+
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        store = ResponseStore(redis, prefix, ttl_s=600, quotas=QUOTAS)
+        await store.save(
+            owner="alice", response=_response("resp_0", "0"), input_items=[], previous=None
+        )
+        first = await store.load("resp_0", "alice")
+        exp = f"{prefix}respq:{{alice}}:exp"
+        await redis.expire(f"{prefix}resp:resp_0", 5)  # nearly gone
+        await redis.zadd(exp, {"resp_0": time.time() + 5}, xx=True)
+        await store.save(
+            owner="alice", response=_response("resp_1", "1"), input_items=[], previous=first
+        )
+        assert 590 < await redis.ttl(f"{prefix}resp:resp_0") <= 600
+        assert 590 < await redis.zscore(exp, "resp_0") - time.time() <= 600
+        assert 590 < await redis.ttl(f"{prefix}resp:resp_1") <= 600
+        assert [i["id"] for i in await store.conversation(await store.load("resp_1", "alice"))] == [
+            "out_0",
+            "out_1",
+        ]
+
+    with_redis(redis_url, scenario)
+
+
 def test_a_record_of_the_earlier_layout_is_continued(redis_url: str) -> None:
     async def scenario(redis: RedisClient, prefix: str) -> None:
         store = ResponseStore(redis, prefix, ttl_s=60, quotas=QUOTAS)
