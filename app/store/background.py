@@ -17,10 +17,10 @@ lease's expiry, so the limit counts every replica and forgets a dead one's runs 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from app.errors import TooManyBackgroundResponses
+from app.json_text import from_stored_json, json_bytes
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
@@ -88,8 +88,10 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+def _dumps(value: Any) -> bytes:
+    """A record's JSON (orjson's: a resumed stream reads every event back). Records written
+    before this used the stdlib's compact text; ``from_stored_json`` reads those too."""
+    return json_bytes(value)
 
 
 class BackgroundStore:
@@ -166,18 +168,18 @@ class BackgroundStore:
                 (raw_owner, raw_response), alive = await pipe.execute()
             if raw_owner is None or _text(raw_owner) != owner or raw_response is None:
                 return None
-            response: dict[str, Any] = json.loads(raw_response)
+            response: dict[str, Any] = from_stored_json(raw_response)
             if response["status"] in TERMINAL or alive:
                 return response
             lost = {**response, "status": "failed", "error": LOST}
             ended = _dumps({"type": "response.failed", "response": lost})
             await self._mark_lost(
                 keys=[self._key(response_id, p) for p in ("state", "events", "lease")],
-                args=[_dumps(lost), ended[:-1] + ',"sequence_number":'],
+                args=[_dumps(lost), ended[:-1] + b',"sequence_number":'],
             )
             # Read again: the run may have ended (or renewed its lease) just before.
             raw = await self._redis.hget(self._key(response_id, "state"), "response")
-        return json.loads(raw) if raw is not None else None
+        return from_stored_json(raw) if raw is not None else None
 
     async def input_items(self, response_id: str, owner: str) -> list[dict[str, Any]] | None:
         """The input items of ``owner``'s background response while it has no stored record
@@ -188,7 +190,7 @@ class BackgroundStore:
             )
         if raw is None or _text(raw_owner) != owner:
             return None
-        items: list[dict[str, Any]] = json.loads(raw)
+        items: list[dict[str, Any]] = from_stored_json(raw)
         return items
 
     async def events_after(self, response_id: str, sequence_number: int) -> list[dict[str, Any]]:
@@ -197,7 +199,7 @@ class BackgroundStore:
             raws = await self._redis.lrange(
                 self._key(response_id, "events"), sequence_number + 1, -1
             )
-        return [json.loads(raw) for raw in raws]
+        return [from_stored_json(raw) for raw in raws]
 
     async def ask_cancel(self, response_id: str) -> None:
         with store_errors("Background responses"):

@@ -22,11 +22,9 @@ import time
 import weakref
 from typing import Any, cast
 
-import orjson
-
 from app.errors import ConversationBusy, InvalidRequest, NotFound, StoreUnavailable
 from app.ids import stored_id
-from app.json_text import json_bytes
+from app.json_text import from_stored_json, json_bytes
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 from app.store.responses import stored_items
@@ -53,15 +51,8 @@ def conversation_id() -> str:
 
 
 def _item(raw: bytes) -> dict[str, Any]:
-    """An item as stored. orjson writes items (``json_bytes``) and never puts ``": "`` outside
-    a string; the stdlib (before, and for what orjson refuses to write, such as an integer past
-    64 bits, which orjson would read as a float) puts it after every key. So an item without
-    it is orjson's, read by orjson (a third of the stdlib's CPU, and a long conversation is
-    hundreds of items); any other by the stdlib, exactly as before."""
-    if b'": ' in raw:
-        data: dict[str, Any] = json.loads(raw)
-    else:
-        data = orjson.loads(raw)
+    """An item as stored (a long conversation is hundreds of them)."""
+    data: dict[str, Any] = from_stored_json(raw)
     return data
 
 

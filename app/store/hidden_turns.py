@@ -8,9 +8,9 @@ everything it did (OpenAI's Chat Completions is stateless; this is our state for
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from app.json_text import from_stored_json, json_bytes
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
@@ -30,7 +30,7 @@ class HiddenTurns:
 
     async def save(self, key_id: str, call_ids: list[str], messages: list[Message]) -> None:
         """Store ``messages`` (the run's full assistant turns) under every visible call id."""
-        payload = json.dumps(messages)
+        payload = json_bytes(messages)
         with store_errors("Hidden MCP turns"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 for call_id in call_ids:
@@ -43,4 +43,4 @@ class HiddenTurns:
             return []
         with store_errors("Hidden MCP turns"):
             raws = await self._redis.mget([self._key(key_id, c) for c in call_ids])
-        return [None if raw is None else list(json.loads(raw)) for raw in raws]
+        return [None if raw is None else list(from_stored_json(raw)) for raw in raws]

@@ -262,6 +262,45 @@ def test_hidden_turns_come_back_in_order_per_key(redis_url: str) -> None:
     with_redis(redis_url, scenario)
 
 
+def test_hidden_turns_and_background_events_read_back_exactly_whoever_wrote_them(
+    redis_url: str,
+) -> None:
+    """Both are written by orjson, or by the stdlib for what orjson refuses (an integer past 64
+    bits, a lone surrogate), and background events were written by the stdlib's compact text
+    before: each reads back as written."""
+    refused = {"role": "tool", "content": "lone \ud800 surrogate", "n": 2**70}
+
+    async def scenario(redis: RedisClient, prefix: str) -> None:
+        hidden = HiddenTurns(redis, prefix, ttl_s=60)
+        plain = [{"role": "assistant", "content": "«é»", "tool_calls": []}]
+        await hidden.save("alice", ["c1"], plain)
+        await hidden.save("alice", ["c2"], [refused])
+        assert await hidden.load_many("alice", ["c1", "c2"]) == [plain, [refused]]
+        assert (await redis.get(f"{prefix}hidden:{{alice}}:c1")).startswith(b'[{"role":')
+
+        store = BackgroundStore(redis, prefix, ttl_s=600, lease_s=30, max_per_key=2)
+        running = {"id": "resp_1", "status": "in_progress", "output": [], "n": 2**70}
+        await store.create({**running, "status": "queued"}, "k", [refused])
+        assert await store.input_items("resp_1", "k") == [refused]
+        events = [{"type": "response.created", "sequence_number": 0, "text": "«é»"}]
+        await store.record(running, [*events, {**refused, "sequence_number": 1}])
+        older = {"type": "x", "text": "lone \udfff", "sequence_number": 2}
+        await redis.rpush(f"{prefix}bg:{{resp_1}}:events", json.dumps(older, separators=(",", ":")))
+        assert await store.events_after("resp_1", -1) == [
+            *events,
+            {**refused, "sequence_number": 1},
+            older,
+        ]
+        stored = await store.state("resp_1", "k")
+        assert stored == running and type(stored["n"]) is int
+        first = await redis.lindex(f"{prefix}bg:{{resp_1}}:events", 0)
+        assert (
+            first.startswith(b'{"type":"response.created"') and "«é»".encode() in first
+        )  # orjson's
+
+    with_redis(redis_url, scenario)
+
+
 def test_eras_are_remembered_and_forgotten(redis_url: str) -> None:
     async def scenario(redis: RedisClient, prefix: str) -> None:
         eras = EraStore(redis, prefix, ttl_s=60)
