@@ -6,11 +6,22 @@ run one worker per pod (scale with replicas) for exact figures.
 
 from __future__ import annotations
 
+from functools import cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 CALLER_SERVER = "caller"
 """The ``server`` label of every server a caller named by URL: its ``server_label`` is the
 caller's free text, and one series per value would let any caller grow the registry."""
+
+
+@cache
+def series(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once: ``labels`` checks its arguments and takes a
+    lock on every call (a few µs, several times a run). The registry keeps every series it
+    made anyway, so this holds no more than it does (and no series here is ever removed)."""
+    return metric.labels(*values)
 
 
 def server_label(label: str | None, *, registered: bool) -> str:

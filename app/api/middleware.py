@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.api.errors import envelope
 from app.ids import run_scoped_id
 from app.logs import request_id
-from app.metrics import API_IN_FLIGHT, REQUESTS
+from app.metrics import API_IN_FLIGHT, REQUESTS, series
 
 logger = logging.getLogger("toolbridge.http")
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -55,7 +55,7 @@ class RequestIdMiddleware:
             logger.info("%s %s %d %.1fms", scope["method"], scope["path"], status, elapsed_ms)
             if not scope["path"].startswith(INTERNAL_PREFIX):
                 route = scope.get("route")  # the path template, so ids do not explode labels
-                REQUESTS.labels(getattr(route, "path", "unmatched"), str(status)).inc()
+                series(REQUESTS, getattr(route, "path", "unmatched"), str(status)).inc()
             request_id.reset(token)
 
 

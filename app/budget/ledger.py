@@ -34,7 +34,7 @@ import anyio
 
 from app.errors import BudgetExceeded, StoreUnavailable
 from app.ids import run_scoped_id
-from app.metrics import HOLDS, HOLDS_IN_FLIGHT, OVERRUNS, REFUSALS, SPEND
+from app.metrics import HOLDS, HOLDS_IN_FLIGHT, OVERRUNS, REFUSALS, SPEND, series
 from app.store.connect import RedisClient
 from app.store.errors import store_errors
 
@@ -389,7 +389,7 @@ class Ledger:
         if hold.reserved:
             HOLDS_IN_FLIGHT.dec()
         _HOLDS["settled" if hold.cost_usd is not None else "released"].inc()
-        SPEND.labels(key_id_of(hold.scopes)).inc(hold.cost_usd or 0.0)
+        series(SPEND, key_id_of(hold.scopes)).inc(hold.cost_usd or 0.0)
 
     @asynccontextmanager
     async def hold(

@@ -50,7 +50,7 @@ from app.llm.client import DEFAULT_MAX_TOOLS, Message, MessagesJson
 from app.mcp.sessions.run_sessions import RunSessions
 from app.mcp.sessions.session import ServerSession, ToolOutcome
 from app.mcp.tools import Toolset
-from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS
+from app.metrics import RUN_SECONDS, RUN_TURNS, RUNS, series
 from app.sampling.handler import RunSampling
 from app.tracing import span
 
@@ -277,7 +277,7 @@ def _finished(
     event: RunFinished, sampling: RunSampling, duration_s: float, turns: int
 ) -> RunFinished:
     """The run's last event, with its sampling totals; the run's metrics are recorded."""
-    RUNS.labels(event.reason).inc()
+    series(RUNS, event.reason).inc()
     RUN_TURNS.observe(turns)
     RUN_SECONDS.observe(duration_s)
     usage = sampling.usage

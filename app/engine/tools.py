@@ -19,7 +19,7 @@ from app.engine.events import ToolCall
 from app.mcp.features.notes import CallUpdate
 from app.mcp.sessions.session import INVALID_PARAMS, ProtocolError, ToolOutcome
 from app.mcp.tools import BadArguments, Toolset
-from app.metrics import TOOL_CALLS, TOOL_SECONDS, server_label
+from app.metrics import TOOL_CALLS, TOOL_SECONDS, series, server_label
 from app.tracing import span, tracing
 
 
@@ -82,8 +82,8 @@ async def execute(
             tool_span.set_status(Status(StatusCode.ERROR, "tool error"))
     bound = toolset.get(call.name)
     server = server_label(label, registered=bound is not None and bound.session.spec.registered)
-    TOOL_CALLS.labels(server, "error" if outcome.is_error else "ok").inc()
-    TOOL_SECONDS.labels(server).observe(outcome.duration_s)
+    series(TOOL_CALLS, server, "error" if outcome.is_error else "ok").inc()
+    series(TOOL_SECONDS, server).observe(outcome.duration_s)
     return outcome
 
 

@@ -19,7 +19,7 @@ import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import aiohttp
@@ -114,11 +114,7 @@ class DirectClient:
         ``name`` is the model's name for callers, used in error messages."""
         payload = orjson.dumps({**body, "model": deployment.model})
         url = f"{deployment.base_url}/chat/completions"
-        # Like httpx's timeout: for connecting and for each read, not for the whole answer
-        # (a long stream is fine as long as it keeps coming).
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=deployment.timeout_s, sock_read=deployment.timeout_s
-        )
+        timeout = _timeout(deployment.timeout_s)
         delay = BACKOFF_S[0]
         for attempt in range(self._num_retries + 1):
             last = attempt == self._num_retries
@@ -211,6 +207,13 @@ class DirectClient:
             raise provider_error(name, f"the stream broke ({type(exc).__name__})", 503) from exc
         finally:
             response.release()  # back to the pool if the body was read to its end, else closed
+
+
+@lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """Like httpx's timeout: for connecting and for each read, not for the whole answer (a
+    long stream is fine as long as it keeps coming). Made once per value (immutable)."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
 
 
 @cache

@@ -22,7 +22,7 @@ from mcp.client.caching import CacheEntry, CacheKey
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
-from app.metrics import REDIS_ERRORS, TOOL_LISTS
+from app.metrics import REDIS_ERRORS, TOOL_LISTS, series
 from app.store.connect import RedisClient
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class RedisResponseCacheStore:
         raw = await self._redis.get(self._key(key))
         model = _RESULT_MODELS.get(key.method)
         if key.method == "tools/list":
-            TOOL_LISTS.labels("miss" if raw is None else "hit").inc()
+            series(TOOL_LISTS, "miss" if raw is None else "hit").inc()
         if raw is None or model is None:
             return None
         try:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import aiohttp
@@ -75,6 +76,14 @@ class Outgoing:
 
     def has_header(self, name: str) -> bool:
         return any(header.lower() == name for header, _ in self.headers)
+
+
+@lru_cache(maxsize=64)
+def _timeout(
+    pool: float | None, connect: float | None, read: float | None
+) -> aiohttp.ClientTimeout:
+    """httpx2's timeouts as aiohttp's (made once per value: they are immutable)."""
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
 class Incoming:
@@ -203,12 +212,7 @@ class AiohttpTransport:
 
     async def send(self, request: Outgoing) -> Incoming:
         limits = request.timeout
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=limits.get("pool"),
-            sock_connect=limits.get("connect"),
-            sock_read=limits.get("read"),
-        )
+        timeout = _timeout(limits.get("pool"), limits.get("connect"), limits.get("read"))
         headers = [
             (name, value) for name, value in request.headers if name.lower() not in _LEFT_TO_AIOHTTP
         ]
