@@ -13,6 +13,9 @@ paused cannot write over it when it wakes: a response's terminal status is writt
 
 Per key, a sorted set holds the background responses queued or running, each scored by its
 lease's expiry, so the limit counts every replica and forgets a dead one's runs by itself.
+
+The JSON is ``json_bytes``' (orjson's, unless orjson refuses the value), read back by
+``from_stored_json``, which also reads the stdlib's compact text of earlier releases.
 """
 
 from __future__ import annotations
@@ -88,12 +91,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _dumps(value: Any) -> bytes:
-    """A record's JSON (orjson's: a resumed stream reads every event back). Records written
-    before this used the stdlib's compact text; ``from_stored_json`` reads those too."""
-    return json_bytes(value)
-
-
 class BackgroundStore:
     def __init__(
         self,
@@ -139,8 +136,8 @@ class BackgroundStore:
                     mapping={
                         "owner": owner,
                         "status": response["status"],
-                        "response": _dumps(response),
-                        "input_items": _dumps(input_items or []),
+                        "response": json_bytes(response),
+                        "input_items": json_bytes(input_items or []),
                     },
                 )
                 pipe.expire(self._key(rid, "state"), self._ttl_s)
@@ -154,7 +151,7 @@ class BackgroundStore:
         with store_errors("Background responses"):
             await self._record(
                 keys=[self._key(rid, "state"), self._key(rid, "events")],
-                args=[response["status"], _dumps(response), *(_dumps(e) for e in events)],
+                args=[response["status"], json_bytes(response), *(json_bytes(e) for e in events)],
             )
 
     async def state(self, response_id: str, owner: str) -> dict[str, Any] | None:
@@ -172,10 +169,10 @@ class BackgroundStore:
             if response["status"] in TERMINAL or alive:
                 return response
             lost = {**response, "status": "failed", "error": LOST}
-            ended = _dumps({"type": "response.failed", "response": lost})
+            ended = json_bytes({"type": "response.failed", "response": lost})
             await self._mark_lost(
                 keys=[self._key(response_id, p) for p in ("state", "events", "lease")],
-                args=[_dumps(lost), ended[:-1] + b',"sequence_number":'],
+                args=[json_bytes(lost), ended[:-1] + b',"sequence_number":'],
             )
             # Read again: the run may have ended (or renewed its lease) just before.
             raw = await self._redis.hget(self._key(response_id, "state"), "response")
