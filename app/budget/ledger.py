@@ -26,9 +26,10 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 
@@ -46,6 +47,9 @@ _HOLDS = {
 """Each outcome's counter, found once: ``labels`` takes a lock per call, several per run."""
 
 UNLIMITED = math.inf
+ANSWERED_S = 1.0
+"""How recently a budget script must have been answered for a call without a limit to hold
+nothing (``Ledger.reserve``)."""
 _LUA_UNLIMITED = 1e300
 """Lua's ``tonumber`` knows no "inf"."""
 
@@ -123,18 +127,24 @@ SETTLE = (
     _SETTLE_ONE
     + """
 -- KEYS: spent, holds, exp per scope (n scopes), then one marker per unreserved call.
--- ARGV: n, the markers' ttl, m, then id and cost of m holds (cost 0 and release: drop the hold
--- only), then the cost of each unreserved call, in the markers' order. An unreserved call is
--- charged once: its marker, set with it, says it was.
+-- ARGV: n, the markers' ttl, m, then each scope's ttl (0: keep), then id and cost of m holds
+-- (cost 0 and release: drop the hold only), then the cost of each unreserved call, in the
+-- markers' order. An unreserved call is charged once: its marker, set with it, says it was.
+-- A scope charged here gets its ttl, as a hold gives it: a run may have held nothing.
 local n, ttl, m = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-for j = 0, m - 1 do settle(ARGV[4 + 2 * j], ARGV[5 + 2 * j], n) end
+local holds_at = 4 + n
+for j = 0, m - 1 do settle(ARGV[holds_at + 2 * j], ARGV[holds_at + 1 + 2 * j], n) end
 local charge = 0
 for k = 3 * n + 1, #KEYS do
-  local cost = tonumber(ARGV[4 + 2 * m + k - 3 * n - 1])
+  local cost = tonumber(ARGV[holds_at + 2 * m + k - 3 * n - 1])
   if cost > 0 and redis.call('SET', KEYS[k], 1, 'NX', 'EX', ttl) then charge = charge + cost end
 end
 if charge > 0 then
-  for i = 1, n do redis.call('INCRBYFLOAT', KEYS[3 * i - 2], charge) end
+  for i = 1, n do
+    redis.call('INCRBYFLOAT', KEYS[3 * i - 2], charge)
+    local keep = tonumber(ARGV[3 + i])
+    if keep > 0 then redis.call('EXPIRE', KEYS[3 * i - 2], keep) end
+  end
 end
 return 0
 """
@@ -217,8 +227,9 @@ class Hold:
     """A limited scope pays for priced output: the call must be sent with ``max_tokens``."""
     cost_usd: float | None = field(default=None)
     reserved: bool = True
-    """Held in Redis. A later call of a run without limits is not: it rides on the run's first
-    hold (see ``Ledger.reserve``) and is charged when the run settles."""
+    """Held in Redis. A call without a limit may not be: it rides (on its run's first hold, or
+    on Redis having just answered: see ``Ledger.reserve``) and is charged when the run
+    settles."""
 
     @property
     def limited(self) -> bool:
@@ -258,6 +269,8 @@ class Ledger:
         self._prefix = f"{{{prefix}budget}}:"  # one hash tag: a cluster's scripts need one slot
         self._legacy_prefix = f"{prefix}budget:"
         self._hold_ttl_s = hold_ttl_s
+        self._answered_at = -math.inf
+        """When Redis last answered a budget script (monotonic); -inf since one failed."""
         self._reserve = redis.register_script(RESERVE)
         self._settle = redis.register_script(SETTLE)
         self._status = redis.register_script(STATUS)
@@ -298,16 +311,23 @@ class Ledger:
 
         ``settling``: earlier holds; those in the same scopes are finished by the same script,
         first (one round trip fewer), and taken out of the list (left there if Redis fails).
-        Without a limit in any scope, a reserved hold of the same scopes among them makes this
-        call ride on it: nothing can refuse it, the first hold already proved Redis answers,
-        and it is charged with the others when they settle (``finish_all``): no round trip."""
+
+        Without a limit in any scope, nothing can refuse the call, and a hold would only prove
+        that Redis answers before anything is spent. So the call rides, holding nothing (no
+        round trip), and is charged when the run settles (``finish_all``), when that is already
+        known: an earlier hold of the same scopes is among ``settling`` (the run's first call
+        held, or rode), or Redis answered a budget script of this replica within ``ANSWERED_S``
+        and none has failed since (a failure makes the next calls hold, so an outage fails
+        them closed; a run that rode on an answer given just before an outage fails when it
+        settles, as one that was running then does)."""
         if not isinstance(cost, Estimate):
             cost = Estimate(input_usd=cost)
         hold = Hold(run_scoped_id(), tuple(scopes), cost.worst_usd, cost.max_tokens)
         if not scopes:
             return hold
-        if not hold.limited and any(
-            earlier.reserved and earlier.scopes == hold.scopes for earlier in settling or ()
+        if not hold.limited and (
+            time.monotonic() - self._answered_at < ANSWERED_S
+            or any(earlier.scopes == hold.scopes for earlier in settling or ())
         ):
             hold.reserved = False
             return hold
@@ -330,8 +350,7 @@ class Ledger:
         for done in earlier:
             args += [done.id, done.cost_usd if done.cost_usd is not None else 0.0]
         try:
-            with store_errors("Budgets"):
-                refused, tokens, amount = await self._reserve(keys=self._keys(scopes), args=args)
+            refused, tokens, amount = await self._answer(self._reserve, self._keys(scopes), args)
         except StoreUnavailable:
             if not self._fail_open:
                 raise  # fail closed: no spend we cannot count
@@ -369,19 +388,33 @@ class Ledger:
             return  # rode on a hold and cost nothing: nothing to drop, nothing to charge
         keys = self._keys(scopes)
         args: list[str | float] = [len(scopes), int(self._hold_ttl_s), len(reserved)]
+        args += [scope.ttl_s for scope in scopes]
         for hold in reserved:
             args += [hold.id, 0.0 if riding else (hold.cost_usd or 0.0)]
         if riding:
             keys += [f"{self._prefix}charged:{hold.id}" for hold in holds]
             args += [hold.cost_usd or 0.0 for hold in holds]
         try:
-            with anyio.CancelScope(shield=True), store_errors("Budgets"):
-                await self._settle(keys=keys, args=args)
+            with anyio.CancelScope(shield=True):
+                await self._answer(self._settle, keys, args)
         except BaseException:
             HOLDS_IN_FLIGHT.dec(len(reserved))  # left to lapse in Redis: not ours any more
             raise
         for hold in holds:
             self._finished(hold)
+
+    async def _answer(
+        self, script: Callable[..., Awaitable[Any]], keys: list[str], args: Sequence[Any]
+    ) -> Any:
+        """``script``'s answer; when Redis last answered, or that it failed, is noted."""
+        try:
+            with store_errors("Budgets"):
+                answer = await script(keys=keys, args=args)
+        except StoreUnavailable:
+            self._answered_at = -math.inf
+            raise
+        self._answered_at = time.monotonic()
+        return answer
 
     @staticmethod
     def _finished(hold: Hold) -> None:
@@ -443,8 +476,9 @@ class Ledger:
         one call's input and its minimum output), or has nothing left at all.
 
         Without a limit there is nothing to check, so no round trip (a Redis that is down is
-        still found by the first call's reservation, before anything is spent) and no estimate
-        (counting a long history's tokens is a visible share of its run)."""
+        found by the first call's reservation, or by the settlement of a run that rode on a
+        recent answer: see ``reserve``) and no estimate (counting a long history's tokens is a
+        visible share of its run)."""
         if all(scope.limit_usd == UNLIMITED for scope in scopes):
             return
         try:
@@ -464,8 +498,7 @@ class Ledger:
                 )
 
     async def status(self, scopes: Sequence[Scope]) -> list[ScopeStatus]:
-        with store_errors("Budgets"):
-            raw = await self._status(keys=self._keys(scopes), args=[time.time()])
+        raw = await self._answer(self._status, self._keys(scopes), [time.time()])
         values = [float(v) for v in raw]
         return [
             ScopeStatus(scope, values[3 * i], values[3 * i + 1], int(values[3 * i + 2]))

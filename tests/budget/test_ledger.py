@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 
 from app.budget.ledger import Ledger, Scope
 from app.errors import BudgetExceeded, StoreUnavailable
 from app.store.connect import RedisClient, connect
+from app.store.embedded import start_embedded_redis
 from tests.conftest import CLUSTER, redis_client
 from tests.fixtures.waiting import wait_until
 
@@ -140,6 +142,50 @@ def test_later_calls_without_a_limit_ride_on_the_first_hold(redis_url: str) -> N
         held = await ledger.reserve(limited, 0.2)
         assert (await ledger.reserve(limited, 0.2, settling=[held])).reserved  # a limit holds
         await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_call_without_a_limit_rides_on_a_recent_answer_until_one_fails(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Without a limit, a run's first call holds nothing when Redis answered a budget script
+    of this replica within ``ANSWERED_S``: no round trip, and still charged at the end, with the
+    period's expiry a hold would have given. A failed script ends that: the next call holds
+    (fails closed), even within the window."""
+
+    async def scenario() -> None:
+        ledger, redis, prefix = await ledger_for(redis_url)
+        scopes = [Scope("key:u:total"), Scope("key:u:day:x", ttl_s=3600)]
+        first = await ledger.reserve(scopes, 0.2)
+        assert first.reserved  # nothing answered yet: it holds
+        first.cost_usd = 0.1
+        await ledger.finish_all([first])
+        rider = await ledger.reserve(scopes, 0.2)  # a new run, right after an answer
+        assert not rider.reserved
+        assert (await ledger.status(scopes))[0].holds == 0
+        rider.cost_usd = 0.25
+        await ledger.finish_all([rider])
+        for status in await ledger.status(scopes):
+            assert (status.spent_usd, status.held_usd) == (0.35, 0.0)
+        day_spent = f"{{{prefix}budget}}:key:u:day:x:spent"
+        assert 3500 < await redis.ttl(day_spent) <= 3600
+        assert await redis.ttl(f"{{{prefix}budget}}:key:u:total:spent") == -1  # kept
+        await redis.aclose()
+
+        lost = start_embedded_redis(tmp_path / "lost", persist=False)
+        client = connect(lost.url, cluster=False, ca_file=None)
+        ledger = Ledger(client, "tb-lost:", hold_ttl_s=60)
+        await ledger.status(scopes)  # an answer
+        riding = await ledger.reserve(scopes, 0.2)
+        assert not riding.reserved
+        riding.cost_usd = 0.1
+        lost.stop()
+        with pytest.raises(StoreUnavailable):
+            await ledger.finish_all([riding])  # the run that rode fails as it settles
+        with pytest.raises(StoreUnavailable):
+            await ledger.reserve(scopes, 0.2)  # the next holds again: fails closed
+        await client.aclose()
 
     asyncio.run(scenario())
 

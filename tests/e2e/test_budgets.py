@@ -13,6 +13,7 @@ import openai
 import pytest
 import redis
 
+from app.budget.ledger import ANSWERED_S
 from tests.conftest import TEST_KEY, sync_redis
 from tests.fixtures.mcp_servers import RunningMcpServer
 from tests.fixtures.servers import ServerThread
@@ -400,11 +401,13 @@ def _assert_quota_refusal(response: httpx.Response) -> None:
     assert "key:" in error["message"] and "left" in error["message"]
 
 
-def test_a_tool_run_without_limits_makes_two_budget_round_trips(
+def test_a_tool_run_without_limits_makes_one_budget_round_trip_or_two(
     toolbridge_factory: Any, redis_url: str
 ) -> None:
-    """Without a limit, the first turn holds (Redis answers before anything is spent), the
-    second rides on it, and one script settles both at the end: every call charged, once."""
+    """Without a limit, a run's calls hold nothing while Redis answered this replica within
+    ``ANSWERED_S`` (one script settles both calls at the end); after a quiet spell the first
+    turn holds (Redis answers before anything is spent) and the second rides on it. Either
+    way every call is charged, once, even when the settlement is sent again."""
     prefix = f"tb-trips-{uuid.uuid4().hex[:8]}:"
     server = toolbridge_factory(redis_prefix=prefix)
     client = openai.OpenAI(base_url=f"{server.url}/v1", api_key=TEST_KEY, max_retries=0)
@@ -417,7 +420,6 @@ def test_a_tool_run_without_limits_makes_two_budget_round_trips(
         )
         return completion.choices[0].message.content
 
-    run()  # warm: sessions, scripts loaded
     cluster = sync_redis(redis_url)
     tag = f"{{{prefix}budget}}"
     if isinstance(cluster, redis.RedisCluster):  # every budget key is on the tag's node
@@ -425,33 +427,41 @@ def test_a_tool_run_without_limits_makes_two_budget_round_trips(
         node_client = redis.Redis(host=node.host, port=node.port)
     else:
         node_client = cluster
-    scripts: list[str] = []
-    stop = f"stop-{prefix}"
 
-    def watch() -> None:
-        with node_client.monitor() as monitor:
-            for command in monitor.listen():
-                text = command["command"]
-                if stop in text:
-                    return
-                if text.startswith("EVAL") and tag in text:
-                    scripts.append(text)
+    def scripts_of_a_run(after_s: float) -> list[str]:
+        """The budget scripts Redis ran for one run started ``after_s`` after the last one."""
+        scripts: list[str] = []
+        stop = f"stop-{uuid.uuid4().hex}"
 
-    spent_before = budget_view(server, TEST_KEY)["spent_usd"]
-    with ThreadPoolExecutor(1) as pool:
-        watching = pool.submit(watch)
-        time.sleep(0.3)  # MONITOR is on
-        assert run() == "done: calc__add=5"
-        node_client.echo(stop)
-        watching.result(timeout=10)
-    assert len(scripts) == 2, scripts
-    # The settlement's last two arguments are the two calls' costs: both charged, once, even
-    # when the script is sent again (as a cluster client does after a connection error).
-    settlement = scripts[1].split()
-    charged = float(settlement[-2]) + float(settlement[-1])
-    assert charged > 0
-    view = budget_view(server, TEST_KEY)
-    assert view["spent_usd"] == pytest.approx(spent_before + charged)
-    node_client.execute_command(*settlement)
-    assert budget_view(server, TEST_KEY)["spent_usd"] == pytest.approx(view["spent_usd"])
-    assert view["held_usd"] == 0 and view["holds_in_flight"] == 0
+        def watch() -> None:
+            with node_client.monitor() as monitor:
+                for command in monitor.listen():
+                    text = command["command"]
+                    if stop in text:
+                        return
+                    if text.startswith("EVAL") and tag in text:
+                        scripts.append(text)
+
+        with ThreadPoolExecutor(1) as pool:
+            watching = pool.submit(watch)
+            time.sleep(after_s)  # MONITOR is on meanwhile
+            assert run() == "done: calc__add=5"
+            node_client.echo(stop)
+            watching.result(timeout=10)
+        return scripts
+
+    run()  # warm: sessions, scripts loaded
+    for after_s, trips in ((0.3, 1), (ANSWERED_S + 0.5, 2)):
+        spent_before = budget_view(server, TEST_KEY)["spent_usd"]
+        scripts = scripts_of_a_run(after_s)
+        assert len(scripts) == trips, scripts
+        # The settlement's last two arguments are the two calls' costs: both charged, once,
+        # even when the script is sent again (as a cluster client does after an error).
+        settlement = scripts[-1].split()
+        charged = float(settlement[-2]) + float(settlement[-1])
+        assert charged > 0
+        view = budget_view(server, TEST_KEY)
+        assert view["spent_usd"] == pytest.approx(spent_before + charged)
+        node_client.execute_command(*settlement)
+        assert budget_view(server, TEST_KEY)["spent_usd"] == pytest.approx(view["spent_usd"])
+        assert view["held_usd"] == 0 and view["holds_in_flight"] == 0
