@@ -67,13 +67,16 @@ def test_disconnect_cancels_a_responses_run(
 
 
 def test_disconnect_during_a_model_call_releases_its_budget_hold(
-    toolbridge: ServerThread, mcp_server: RunningMcpServer
+    toolbridge_factory: Any,
 ) -> None:
+    """A key with a limit holds each call (without one, a call may hold nothing at all:
+    ``Ledger.reserve``); a client that hangs up mid-call gets its hold released."""
+    key = "sk-capped-cancel"
+    server = toolbridge_factory(api_keys=[{"id": "capped", "key": key, "budget": {"total_usd": 5}}])
+
     def held() -> float:
         view = httpx.get(
-            f"{toolbridge.url}/v1/budget",
-            timeout=30,
-            headers={"Authorization": f"Bearer {TEST_KEY}"},
+            f"{server.url}/v1/budget", timeout=30, headers={"Authorization": f"Bearer {key}"}
         ).json()
         return float(view["scopes"][0]["held_usd"])
 
@@ -82,10 +85,10 @@ def test_disconnect_during_a_model_call_releases_its_budget_hold(
     ).encode()
     head = (
         f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        f"Content-Type: application/json\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+        f"Content-Type: application/json\r\nAuthorization: Bearer {key}\r\n"
         f"Content-Length: {len(payload)}\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", toolbridge.port)) as conn:
+    with socket.create_connection(("127.0.0.1", server.port)) as conn:
         conn.sendall(head.encode() + payload)
         wait_until(lambda: held() > 0, what="the model call holding budget")
     wait_until(lambda: held() == 0, what="the hold released after the cancelled run")
