@@ -175,17 +175,20 @@ def test_a_call_without_a_limit_rides_on_a_recent_answer_until_one_fails(
 
         lost = start_embedded_redis(tmp_path / "lost", persist=False)
         client = connect(lost.url, cluster=False, ca_file=None)
-        ledger = Ledger(client, "tb-lost:", hold_ttl_s=60)
-        await ledger.status(scopes)  # an answer
-        riding = await ledger.reserve(scopes, 0.2)
-        assert not riding.reserved
-        riding.cost_usd = 0.1
-        lost.stop()
-        with pytest.raises(StoreUnavailable):
-            await ledger.finish_all([riding])  # the run that rode fails as it settles
-        with pytest.raises(StoreUnavailable):
-            await ledger.reserve(scopes, 0.2)  # the next holds again: fails closed
-        await client.aclose()
+        try:
+            ledger = Ledger(client, "tb-lost:", hold_ttl_s=60)
+            await ledger.status(scopes)  # an answer
+            riding = await ledger.reserve(scopes, 0.2)
+            assert not riding.reserved
+            riding.cost_usd = 0.1
+            lost.stop()
+            with pytest.raises(StoreUnavailable):
+                await ledger.finish_all([riding])  # the run that rode fails as it settles
+            with pytest.raises(StoreUnavailable):
+                await ledger.reserve(scopes, 0.2)  # the next holds again: fails closed
+        finally:
+            await client.aclose()
+            lost.stop()  # no redis-server left behind if an assertion failed first
 
     asyncio.run(scenario())
 
