@@ -43,6 +43,7 @@ from bench.run import (
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 FLOOR = "floor (direct client)"
 MINIMAL = "minimal service, chat (bench/minimal.py)"
+MINIMAL_STREAMED = "minimal service, responses streamed (bench/minimal.py)"
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256, keepalive_expiry=4)
 Job = Callable[[], Awaitable[Any]]
 TOOL_JOBS = ("chat", "chat streamed", "responses", "responses streamed")
@@ -308,9 +309,12 @@ async def measure_jobs(
         # Its own client: toolbridge's CPU per run was 0.5 ms higher with the client shared
         # (a slower client sends toolbridge less at once, and each wake-up serves fewer runs).
         minimal_http = httpx.AsyncClient(timeout=60, limits=LIMITS)
-        minimal_job = chat_job(minimal_http, url, stream=False)
-        await run_at(minimal_job, 30, 4)
-        measured[MINIMAL] = (process, rounds_of(minimal_job))
+        for name, minimal_job in (
+            (MINIMAL, chat_job(minimal_http, url, stream=False)),
+            (MINIMAL_STREAMED, responses_job(minimal_http, url, stream=True)),
+        ):
+            await run_at(minimal_job, 30, 4)
+            measured[name] = (process, rounds_of(minimal_job))
 
     async def cpu_ms(process: psutil.Process, round_: Rounds) -> float:
         # Unmeasured first: the other jobs ran for seconds meanwhile, and idle keep-alive
