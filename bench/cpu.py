@@ -365,6 +365,11 @@ def report(figures: Figures) -> int:
         ratio = figures.ratio(name, streaming=True)
         label = f"CPU per run, {name}: ratio to a floor streaming its answer (no target)"
         print(f"  {label}: {ratio:.2f}x")
+    for name, bare in (("chat", MINIMAL), ("responses streamed", MINIMAL_STREAMED)):
+        if bare in figures.samples:  # what toolbridge spends beyond the bare stack's exchanges
+            own = figures.ratio(name) - figures.ratio(bare)
+            label = f"CPU per run, {name}: toolbridge's own (over the minimal service, no target)"
+            print(f"  {label}: {own:.2f}x the floor")
     no_tools = figures.ms("chat, no tools")
     targets.figure("CPU per run, chat without tools", no_tools, "ms", "<= 1.2 ms", no_tools <= 1.2)
     growth = figures.ratio("chat, 240 earlier messages", "chat, 2 earlier messages")
