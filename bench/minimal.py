@@ -54,12 +54,18 @@ META = {
     "io.modelcontextprotocol/clientInfo": {"name": "minimal", "version": "0"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
-HOLD = "return redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])"
+SETTLE = "return redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])"
+"""A run's settlement: its calls' cost added to what its key spent."""
 LISTED = [  # the demo server's tools as toolbridge lists them (from its cache)
     {
         "name": name,
         "description": description,
-        "input_schema": {"type": "object", "properties": properties, "title": f"{name}Arguments"},
+        "input_schema": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "title": f"{name}Arguments",
+        },
         "annotations": {"readOnlyHint": True},
     }
     for name, description, properties in (
@@ -75,10 +81,25 @@ RESPONSE = {  # the fields toolbridge's response object has, for the same reques
     "error": None,
     "incomplete_details": None,
     "output": [],
-    "usage": None,
+    "usage": {
+        "input_tokens": 0,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": 0,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 0,
+        "sampling": None,
+    },
     "model": "bench",
     "instructions": None,
-    "tools": [{"type": "mcp", "server_label": "demo", "require_approval": "never"}],
+    "tools": [
+        {
+            "type": "mcp",
+            "server_label": "demo",
+            "require_approval": "never",
+            "headers": None,
+            "authorization": None,
+        }
+    ],
     "tool_choice": "auto",
     "parallel_tool_calls": True,
     "max_output_tokens": None,
@@ -254,7 +275,7 @@ class Minimal:
             while (message := await receive())["type"] != "lifespan.shutdown":
                 self.http = aiohttp.ClientSession()
                 self.redis = Redis.from_url(self.redis_url)
-                self.sha = await self.redis.script_load(HOLD)
+                self.sha = await self.redis.script_load(SETTLE)
                 await send({"type": "lifespan.startup.complete"})
             assert self.http is not None
             assert self.redis is not None
